@@ -1,0 +1,33 @@
+// Portable kernels: GCC/Clang vector extensions, which become SSE2 on x86-64 and NEON on ARM.
+#include "dot_kernels_impl.hpp"
+
+namespace rlf {
+namespace {
+
+struct GenericLanes {
+  typedef float V __attribute__((vector_size(16)));
+  static constexpr size_t width = 4;
+  static V zero() { return V{0.f, 0.f, 0.f, 0.f}; }
+  static V load(const float* p) {
+    V v;
+    __builtin_memcpy(&v, p, sizeof(v));
+    return v;
+  }
+  static V fma(V a, V b, V acc) { return acc + a * b; }
+  static double sum(V v) {
+    return (static_cast<double>(v[0]) + static_cast<double>(v[1])) +
+           (static_cast<double>(v[2]) + static_cast<double>(v[3]));
+  }
+  static void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
+    for (size_t i = 0; i < n; ++i) dst[i] = half_to_float(src[i]);
+  }
+  static void i8_to_f32(const int8_t* src, float* dst, size_t n) {
+    for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+  }
+};
+
+}  // namespace
+
+const DotKernels& generic_kernels() { return detail::make_kernels<GenericLanes>("generic"); }
+
+}  // namespace rlf

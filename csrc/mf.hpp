@@ -1,0 +1,97 @@
+// The matrix-factorisation (mf) router. RouteLLM scores a model m on a prompt embedding e as
+//   logit(m) = w . (normalize(P[m]) * (W_proj e))
+// and the strong model's win rate as sigmoid(logit(strong) - logit(weak)). For a fixed pair this is
+// linear in e: logit(strong) - logit(weak) = v . e with v = W_proj^T (w * (n_strong - n_weak)), so
+// a decision is one dot product (RouteLLM issues #9 and #26). v is computed once, in double.
+#pragma once
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "sw.hpp"
+#include "thread_pool.hpp"
+
+namespace rlf {
+
+struct MfWeights {
+  const float* model_embeddings = nullptr;  // P: [num_models, hidden]
+  int num_models = 0;
+  int hidden = 0;
+  const float* text_projection = nullptr;  // W_proj: [hidden, text_dim], or null when use_proj is false
+  int text_dim = 0;
+  const float* classifier = nullptr;  // w: [hidden]
+};
+
+class MfPairScorer {
+ public:
+  MfPairScorer(const MfWeights& m, int strong, int weak) {
+    if (strong < 0 || strong >= m.num_models || weak < 0 || weak >= m.num_models)
+      throw std::invalid_argument("model index outside [0, " + std::to_string(m.num_models) + ")");
+    if (!m.text_projection && m.text_dim != m.hidden)
+      throw std::invalid_argument("without a text projection text_dim (" + std::to_string(m.text_dim) +
+                                  ") must equal the hidden size (" + std::to_string(m.hidden) + ")");
+    const int h = m.hidden;
+    // u = w * (normalize(P[strong]) - normalize(P[weak])), with torch's normalize eps of 1e-12.
+    auto unit = [&](int model) {
+      std::vector<double> row(m.model_embeddings + static_cast<size_t>(model) * h,
+                              m.model_embeddings + static_cast<size_t>(model + 1) * h);
+      double n2 = 0.0;
+      for (double x : row) {
+        if (!std::isfinite(x)) throw std::invalid_argument("model embedding P[" + std::to_string(model) + "] is not finite");
+        n2 += x * x;
+      }
+      const double scale = 1.0 / std::max(std::sqrt(n2), 1e-12);
+      for (double& x : row) x *= scale;
+      return row;
+    };
+    const std::vector<double> s = unit(strong), w = unit(weak);
+    std::vector<double> u(h);
+    for (int k = 0; k < h; ++k) u[k] = static_cast<double>(m.classifier[k]) * (s[k] - w[k]);
+    std::vector<double> v(m.text_dim, 0.0);
+    if (m.text_projection) {
+      for (int k = 0; k < h; ++k) {
+        const float* row = m.text_projection + static_cast<size_t>(k) * m.text_dim;
+        for (int j = 0; j < m.text_dim; ++j) v[j] += u[k] * row[j];
+      }
+    } else {
+      v = u;
+    }
+    for (double x : v)
+      if (!std::isfinite(x)) throw std::invalid_argument("mf weights produce a non-finite pair vector");
+    const size_t stride = padded_stride(m.text_dim);
+    buffer_ = AlignedBuffer(stride * sizeof(float));
+    float* dst = reinterpret_cast<float*>(buffer_.data());
+    for (int j = 0; j < m.text_dim; ++j) dst[j] = static_cast<float>(v[j]);
+    view_ = RowsView{Storage::f32, buffer_.data(), 1, static_cast<size_t>(m.text_dim), stride};
+  }
+
+  int text_dim() const { return static_cast<int>(view_.dim); }
+
+  // Win rates for n prompt embeddings (rows ld_q floats apart) into out[n].
+  void score(const float* queries, size_t n, size_t ld_q, double* out) const {
+    const DotKernels& kernels = active_kernels();
+    constexpr size_t kChunk = 1024;
+    const size_t tasks = (n + kChunk - 1) / kChunk;
+    ThreadPool::instance().parallel_for(tasks, [&](size_t t) {
+      const size_t q0 = t * kChunk, q1 = std::min(n, q0 + kChunk);
+      kernels.dot_rows(queries + q0 * ld_q, q1 - q0, ld_q, view_, 0, 1, out + q0, 1, nullptr);
+      for (size_t q = q0; q < q1; ++q) {
+        // NaN or inf anywhere in a row makes its dot product non-finite (inf * 0 is NaN too), so
+        // checking the result validates the input without a second pass over it.
+        if (!std::isfinite(out[q]))
+          throw std::invalid_argument("prompt embedding row " + std::to_string(q) +
+                                      " contains NaN or inf (or values so large the score overflows)");
+        out[q] = 1.0 / (1.0 + std::exp(-out[q]));
+      }
+    });
+  }
+
+ private:
+  AlignedBuffer buffer_;
+  RowsView view_;
+};
+
+}  // namespace rlf

@@ -1,0 +1,458 @@
+// The similarity-weighted (sw_ranking) router: an arena of battles with one embedding per distinct
+// prompt, and the per-prompt win rate RouteLLM computes:
+//   sim_i = cos(query, prompt_i);  w_i = 10 * 10 ** (sim_i / max_i sim_i)
+//   ratings = Elo MLE over the arena's battles, models replaced by their tiers, battle weight w_i
+//   win rate = 1 - 1 / (1 + 10 ** ((R_strong - R_weak) / 400))
+// RouteLLM refits a logistic regression over every battle per prompt. The weighted likelihood only
+// depends on the weighted counts per (tier row, outcome), so a prompt costs one pass of dot products
+// over the distinct prompts, one multiply-add per battle and a ~10-player Newton solve.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "backend.hpp"
+#include "elo.hpp"
+#include "thread_pool.hpp"
+
+namespace rlf {
+
+enum class Outcome : int8_t { model_a = 0, model_b = 1, tie = 2 };
+
+// 64-byte aligned, zero-initialised storage for stored rows.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t bytes)
+      : ptr_(static_cast<uint8_t*>(::operator new[](std::max<size_t>(bytes, 64), std::align_val_t(64)))),
+        bytes_(bytes) {
+    std::memset(ptr_.get(), 0, std::max<size_t>(bytes, 64));
+  }
+  uint8_t* data() { return ptr_.get(); }
+  const uint8_t* data() const { return ptr_.get(); }
+  size_t size() const { return bytes_; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<uint8_t[], Free> ptr_;
+  size_t bytes_ = 0;
+};
+
+inline size_t padded_stride(size_t dim) { return (dim + 15) / 16 * 16; }
+
+inline const char* storage_name(Storage s) {
+  switch (s) {
+    case Storage::f32: return "float32";
+    case Storage::f16: return "float16";
+    case Storage::i8: return "int8";
+  }
+  return "?";
+}
+
+// Rows encoded for storage, with a per-row factor that turns a raw dot product into a cosine
+// numerator: 1/||row|| (from the fp32 row), times the int8 scale for int8 rows.
+struct EncodedRows {
+  AlignedBuffer buffer;
+  RowsView view;
+  std::vector<double> row_factor;
+};
+
+inline EncodedRows encode_rows(const float* rows, size_t n, size_t dim, Storage storage, const char* what) {
+  EncodedRows enc;
+  const size_t stride = padded_stride(dim);
+  const size_t elem = storage == Storage::f32 ? 4 : storage == Storage::f16 ? 2 : 1;
+  enc.buffer = AlignedBuffer(n * stride * elem);
+  enc.view = RowsView{storage, enc.buffer.data(), n, dim, stride};
+  enc.row_factor.resize(n);
+  for (size_t r = 0; r < n; ++r) {
+    const float* src = rows + r * dim;
+    double norm2 = 0.0, max_abs = 0.0;
+    for (size_t k = 0; k < dim; ++k) {
+      const double v = src[k];
+      if (!std::isfinite(v))
+        throw std::invalid_argument(std::string(what) + " row " + std::to_string(r) + " contains NaN or inf");
+      norm2 += v * v;
+      max_abs = std::max(max_abs, std::fabs(v));
+    }
+    if (!(norm2 > 0.0))
+      throw std::invalid_argument(std::string(what) + " row " + std::to_string(r) +
+                                  " is a zero vector: its cosine similarity is undefined");
+    const double inv_norm = 1.0 / std::sqrt(norm2);
+    switch (storage) {
+      case Storage::f32:
+        std::memcpy(reinterpret_cast<float*>(enc.buffer.data()) + r * stride, src, dim * 4);
+        enc.row_factor[r] = inv_norm;
+        break;
+      case Storage::f16: {
+        uint16_t* dst = reinterpret_cast<uint16_t*>(enc.buffer.data()) + r * stride;
+        for (size_t k = 0; k < dim; ++k) dst[k] = float_to_half(src[k]);
+        if (max_abs >= 65520.0)
+          throw std::invalid_argument(std::string(what) + " row " + std::to_string(r) +
+                                      " has values beyond float16 range; use float32 storage");
+        enc.row_factor[r] = inv_norm;
+        break;
+      }
+      case Storage::i8: {  // symmetric per-row quantisation: row ~= scale * q, q in [-127, 127]
+        int8_t* dst = reinterpret_cast<int8_t*>(enc.buffer.data()) + r * stride;
+        const double scale = max_abs / 127.0;
+        for (size_t k = 0; k < dim; ++k)
+          dst[k] = static_cast<int8_t>(std::lround(std::clamp(src[k] / scale, -127.0, 127.0)));
+        enc.row_factor[r] = inv_norm * scale;
+        break;
+      }
+    }
+  }
+  return enc;
+}
+
+// Groups identical rows: returns (index of each row's group, first row of each group).
+inline std::pair<std::vector<int64_t>, std::vector<int64_t>> dedup_rows(const float* rows, size_t n, size_t dim) {
+  std::vector<int64_t> group(n), firsts;
+  std::unordered_map<uint64_t, std::vector<int64_t>> by_hash;
+  by_hash.reserve(n);
+  const size_t bytes = dim * sizeof(float);
+  for (size_t r = 0; r < n; ++r) {
+    const auto* p = reinterpret_cast<const unsigned char*>(rows + r * dim);
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the row's bytes
+    for (size_t b = 0; b < bytes; ++b) h = (h ^ p[b]) * 1099511628211ull;
+    auto& candidates = by_hash[h];
+    int64_t found = -1;
+    for (int64_t g : candidates)
+      if (std::memcmp(rows + firsts[g] * dim, p, bytes) == 0) {
+        found = g;
+        break;
+      }
+    if (found < 0) {
+      found = static_cast<int64_t>(firsts.size());
+      firsts.push_back(static_cast<int64_t>(r));
+      candidates.push_back(found);
+    }
+    group[r] = found;
+  }
+  return {std::move(group), std::move(firsts)};
+}
+
+struct SwArenaSpec {
+  const float* prompt_embeddings = nullptr;  // [n_prompts, dim], C order
+  size_t n_prompts = 0, dim = 0;
+  const int64_t* battle_prompt = nullptr;  // [n_battles] index into prompts
+  const int32_t* model_a = nullptr;        // [n_battles] model index < n_models
+  const int32_t* model_b = nullptr;
+  const int8_t* outcome = nullptr;  // Outcome values
+  size_t n_battles = 0;
+  int n_models = 0;
+  int num_tiers = 10;
+  int anchor_model = -1;  // model whose global rating is shifted to anchor_rating (RouteLLM: llama-2-70b-chat -> 1082)
+  double anchor_rating = 1082.0;
+  Storage storage = Storage::f32;
+};
+
+class SwArena {
+ public:
+  explicit SwArena(const SwArenaSpec& spec) {
+    validate(spec);
+    n_models_ = spec.n_models;
+    n_battles_ = spec.n_battles;
+    fit_global_ratings(spec);
+    assign_tiers(spec.num_tiers);
+    build_rows(spec);
+    prompts_ = encode_rows(spec.prompt_embeddings, spec.n_prompts, spec.dim, spec.storage, "arena embedding");
+    check_tier_fit();
+  }
+
+  size_t dim() const { return prompts_.view.dim; }
+  size_t n_prompts() const { return prompts_.view.rows; }
+  size_t n_battles() const { return n_battles_; }
+  Storage storage() const { return prompts_.view.storage; }
+  size_t storage_bytes() const { return prompts_.view.rows * prompts_.view.stride * element_size(); }
+  const std::vector<double>& model_ratings() const { return ratings_; }
+  const std::vector<int>& model_tier() const { return model_tier_; }
+
+  // Strong-model win rates for n queries (rows ld_q floats apart) into out[n].
+  void score(const float* queries, size_t n, size_t ld_q, int strong_model, int weak_model, double* out) const {
+    check_model(strong_model, "strong_model");
+    check_model(weak_model, "weak_model");
+    const int strong = compact_tier_[model_tier_[strong_model]];
+    const int weak = compact_tier_[model_tier_[weak_model]];
+    std::vector<double> query_factor(n);
+    for (size_t q = 0; q < n; ++q) query_factor[q] = query_inv_norm(queries + q * ld_q, q);
+    if (strong == weak) {  // one tier, one rating: RouteLLM's formula gives exactly 1/2
+      std::fill(out, out + n, 0.5);
+      return;
+    }
+    ThreadPool& pool = ThreadPool::instance();
+    const size_t P = n_prompts();
+    // Queries go through in groups whose similarity matrix stays within ~64 MB.
+    const size_t group = std::clamp<size_t>((size_t{64} << 20) / (8 * std::max<size_t>(P, 1)), 1, 96);
+    std::vector<double> sims;
+    const DotKernels& kernels = active_kernels();
+    for (size_t g0 = 0; g0 < n; g0 += group) {
+      const size_t g = std::min(group, n - g0);
+      sims.resize(g * P);
+      // Rows per task: enough to amortise a task, few enough that both cores stay busy.
+      const size_t chunk = std::max<size_t>(256, (P / (pool.num_threads() * 8) + 3) / 4 * 4);
+      const size_t tasks = (P + chunk - 1) / chunk;
+      pool.parallel_for(tasks, [&](size_t t) {
+        thread_local std::vector<float> scratch;
+        scratch.resize(kDecodeRows * prompts_.view.stride);
+        const size_t r0 = t * chunk, r1 = std::min(P, r0 + chunk);
+        kernels.dot_rows(queries + g0 * ld_q, g, ld_q, prompts_.view, r0, r1, sims.data() + r0, P,
+                         scratch.data());
+      });
+      pool.parallel_for(g, [&](size_t q) {
+        out[g0 + q] = win_rate(sims.data() + q * P, query_factor[g0 + q], g0 + q, strong, weak);
+      });
+    }
+  }
+
+ private:
+  size_t element_size() const {
+    return storage() == Storage::f32 ? 4 : storage() == Storage::f16 ? 2 : 1;
+  }
+
+  void check_model(int m, const char* what) const {
+    if (m < 0 || m >= n_models_)
+      throw std::invalid_argument(std::string(what) + " index " + std::to_string(m) + " is outside the arena's " +
+                                  std::to_string(n_models_) + " models");
+  }
+
+  double query_inv_norm(const float* q, size_t row) const {
+    double norm2 = 0.0;
+    for (size_t k = 0; k < dim(); ++k) {
+      const double v = q[k];
+      if (!std::isfinite(v))
+        throw std::invalid_argument("query embedding row " + std::to_string(row) + " contains NaN or inf");
+      norm2 += v * v;
+    }
+    if (!(norm2 > 0.0))
+      throw std::invalid_argument("query embedding row " + std::to_string(row) +
+                                  " is a zero vector: its cosine similarity is undefined");
+    return 1.0 / std::sqrt(norm2);
+  }
+
+  static void validate(const SwArenaSpec& s) {
+    if (s.n_battles == 0) throw std::invalid_argument("the arena has no battles");
+    if (s.n_prompts == 0 || s.dim == 0) throw std::invalid_argument("the arena has no prompt embeddings");
+    if (s.n_models < 1) throw std::invalid_argument("the arena has no models");
+    if (s.num_tiers < 1) throw std::invalid_argument("num_tiers must be >= 1, got " + std::to_string(s.num_tiers));
+    for (size_t b = 0; b < s.n_battles; ++b) {
+      if (s.battle_prompt[b] < 0 || static_cast<size_t>(s.battle_prompt[b]) >= s.n_prompts)
+        throw std::invalid_argument("battle " + std::to_string(b) + " points at prompt " +
+                                    std::to_string(s.battle_prompt[b]) + " but there are " +
+                                    std::to_string(s.n_prompts) + " prompts");
+      if (s.model_a[b] < 0 || s.model_a[b] >= s.n_models || s.model_b[b] < 0 || s.model_b[b] >= s.n_models)
+        throw std::invalid_argument("battle " + std::to_string(b) + " has a model index outside [0, " +
+                                    std::to_string(s.n_models) + ")");
+      if (s.outcome[b] < 0 || s.outcome[b] > 2)
+        throw std::invalid_argument("battle " + std::to_string(b) + " has outcome code " +
+                                    std::to_string(s.outcome[b]) + " (expected 0=model_a, 1=model_b, 2=tie)");
+    }
+  }
+
+  // Adds one battle's weight to a (y1, y0) pair for players (a, b) in a list of rows keyed by pair.
+  template <class RowIndex>
+  static void add_battle(int a, int b, Outcome o, double w, RowIndex&& row_of, std::vector<double>& y) {
+    // Duplicated battles: a win counts twice, a tie once each way.
+    double a_wins = o == Outcome::model_a ? 2 * w : o == Outcome::tie ? w : 0.0;
+    double b_wins = o == Outcome::model_b ? 2 * w : o == Outcome::tie ? w : 0.0;
+    if (a == b) {  // RouteLLM's feature overwrite: the row reads z = -theta_a, y = 1 when a "wins"
+      const size_t r = row_of(a, -1);
+      y[2 * r] += a_wins;
+      y[2 * r + 1] += b_wins;
+      return;
+    }
+    if (a > b) {
+      std::swap(a, b);
+      std::swap(a_wins, b_wins);
+    }
+    const size_t r = row_of(a, b);
+    y[2 * r] += a_wins;
+    y[2 * r + 1] += b_wins;
+  }
+
+  void fit_global_ratings(const SwArenaSpec& s) {
+    std::map<std::pair<int, int>, size_t> index;
+    std::vector<PairRow> rows;
+    std::vector<double> y;
+    auto row_of = [&](int a, int b) {
+      auto [it, inserted] = index.emplace(std::make_pair(a, b), rows.size());
+      if (inserted) {
+        rows.push_back(PairRow{a, b});
+        y.resize(y.size() + 2, 0.0);
+      }
+      return it->second;
+    };
+    for (size_t b = 0; b < s.n_battles; ++b)
+      add_battle(s.model_a[b], s.model_b[b], static_cast<Outcome>(s.outcome[b]), 1.0, row_of, y);
+    std::vector<double> y1(rows.size()), y0(rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      y1[r] = y[2 * r];
+      y0[r] = y[2 * r + 1];
+    }
+    const EloFit fit = fit_elo(s.n_models, rows, y1.data(), y0.data());
+    if (!fit.converged) throw std::invalid_argument(divergence_message(s.n_models, rows, y1, y0, "model"));
+    ratings_.resize(s.n_models);
+    for (int m = 0; m < s.n_models; ++m) ratings_[m] = 400.0 * fit.theta[m] / std::log(10.0) + 1000.0;
+    if (s.anchor_model >= 0 && s.anchor_model < s.n_models) {
+      const double shift = s.anchor_rating - ratings_[s.anchor_model];
+      for (double& r : ratings_) r += shift;
+    }
+  }
+
+  // Names the players that never lose or never win, the usual reason an Elo MLE does not exist.
+  static std::string divergence_message(int n, const std::vector<PairRow>& rows, const std::vector<double>& y1,
+                                        const std::vector<double>& y0, const char* player) {
+    std::vector<double> wins(n, 0.0), losses(n, 0.0);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      if (rows[r].j < 0) continue;
+      wins[rows[r].i] += y1[r];
+      losses[rows[r].i] += y0[r];
+      wins[rows[r].j] += y0[r];
+      losses[rows[r].j] += y1[r];
+    }
+    std::string never_lose, never_win;
+    for (int p = 0; p < n; ++p) {
+      if (wins[p] + losses[p] == 0) continue;
+      if (losses[p] == 0) never_lose += (never_lose.empty() ? "" : ", ") + std::to_string(p);
+      if (wins[p] == 0) never_win += (never_win.empty() ? "" : ", ") + std::to_string(p);
+    }
+    std::string msg = std::string("the arena's Elo ratings have no finite maximum-likelihood solution: ") +
+                      "some group of " + player + "s wins (or loses) every battle against the rest";
+    if (!never_lose.empty()) msg += "; " + std::string(player) + " indices that never lose: " + never_lose;
+    if (!never_win.empty()) msg += "; " + std::string(player) + " indices that never win: " + never_win;
+    return msg + ". Add battles (or ties) that connect them, or drop them.";
+  }
+
+  void assign_tiers(int num_tiers) {
+    // Descending ratings; equal ratings keep the models' first-appearance order.
+    std::vector<int> order(n_models_);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return ratings_[a] > ratings_[b]; });
+    std::vector<double> sorted(n_models_);
+    for (int p = 0; p < n_models_; ++p) sorted[p] = ratings_[order[p]];
+    const std::vector<int> tier_of_position = compute_tiers(sorted, num_tiers);
+    model_tier_.assign(n_models_, -1);
+    for (int p = 0; p < n_models_; ++p) model_tier_[order[p]] = tier_of_position[p];
+    // Players of the per-prompt fit: the non-empty tiers, in tier order.
+    const int max_tier = *std::max_element(model_tier_.begin(), model_tier_.end());
+    compact_tier_.assign(max_tier + 1, -1);
+    n_players_ = 0;
+    for (int t = 0; t <= max_tier; ++t)
+      if (std::find(model_tier_.begin(), model_tier_.end(), t) != model_tier_.end()) compact_tier_[t] = n_players_++;
+  }
+
+  void build_rows(const SwArenaSpec& s) {
+    // Rows over tier players, then each prompt's contribution per (row, outcome) slot, summed over
+    // the prompt's battles: a prompt's weight multiplies these counts.
+    std::map<std::pair<int, int>, size_t> index;
+    auto row_of = [&](int a, int b) {
+      auto [it, inserted] = index.emplace(std::make_pair(a, b), rows_.size());
+      if (inserted) rows_.push_back(PairRow{a, b});
+      return it->second;
+    };
+    // First pass: fix the row set so slot numbers are final.
+    std::vector<int> ta(s.n_battles), tb(s.n_battles);
+    for (size_t b = 0; b < s.n_battles; ++b) {
+      ta[b] = compact_tier_[model_tier_[s.model_a[b]]];
+      tb[b] = compact_tier_[model_tier_[s.model_b[b]]];
+      const int lo = ta[b] == tb[b] ? ta[b] : std::min(ta[b], tb[b]);
+      const int hi = ta[b] == tb[b] ? -1 : std::max(ta[b], tb[b]);
+      row_of(lo, hi);
+    }
+    // Second pass: per prompt, a dense slot vector folded into sparse (slot, count) entries.
+    std::vector<std::vector<size_t>> battles_of_prompt(s.n_prompts);
+    for (size_t b = 0; b < s.n_battles; ++b) battles_of_prompt[s.battle_prompt[b]].push_back(b);
+    std::vector<double> dense(2 * rows_.size(), 0.0);
+    entry_begin_.assign(1, 0);
+    for (size_t p = 0; p < s.n_prompts; ++p) {
+      for (size_t b : battles_of_prompt[p])
+        add_battle(ta[b], tb[b], static_cast<Outcome>(s.outcome[b]), 1.0, row_of, dense);
+      for (size_t slot = 0; slot < dense.size(); ++slot) {
+        if (dense[slot] == 0.0) continue;
+        entry_slot_.push_back(static_cast<uint32_t>(slot));
+        entry_count_.push_back(dense[slot]);
+        dense[slot] = 0.0;
+      }
+      entry_begin_.push_back(entry_slot_.size());
+    }
+  }
+
+  // The unweighted tier-level fit must exist, otherwise no prompt's weighted fit does either.
+  void check_tier_fit() const {
+    std::vector<double> y(2 * rows_.size(), 0.0);
+    for (size_t p = 0; p < n_prompts(); ++p)
+      for (size_t e = entry_begin_[p]; e < entry_begin_[p + 1]; ++e) y[entry_slot_[e]] += entry_count_[e];
+    std::vector<double> y1(rows_.size()), y0(rows_.size());
+    for (size_t r = 0; r < rows_.size(); ++r) {
+      y1[r] = y[2 * r];
+      y0[r] = y[2 * r + 1];
+    }
+    if (!fit_elo(n_players_, rows_, y1.data(), y0.data()).converged)
+      throw std::invalid_argument(divergence_message(n_players_, rows_, y1, y0, "tier"));
+  }
+
+  double win_rate(double* sims, double query_factor, size_t query_row, int strong, int weak) const {
+    const size_t P = n_prompts();
+    double max_sim = -std::numeric_limits<double>::infinity();
+    for (size_t p = 0; p < P; ++p) {
+      sims[p] *= prompts_.row_factor[p] * query_factor;
+      max_sim = std::max(max_sim, sims[p]);
+    }
+    if (max_sim == 0.0)
+      throw std::invalid_argument("query embedding row " + std::to_string(query_row) +
+                                  ": its largest cosine similarity to the arena is exactly 0, so the weights "
+                                  "10 ** (sim / max_sim) are undefined");
+    // Weights are only defined up to a common factor (the MLE does not change when every weight is
+    // scaled), so take 10 ** (r - max r) with r = sim / max_sim: never overflows, even when every
+    // similarity is negative and r grows without bound.
+    double r_max = -std::numeric_limits<double>::infinity();
+    for (size_t p = 0; p < P; ++p) {
+      sims[p] /= max_sim;
+      r_max = std::max(r_max, sims[p]);
+    }
+    const double ln10 = std::log(10.0);
+    std::vector<double> y(2 * rows_.size(), 0.0);
+    for (size_t p = 0; p < P; ++p) {
+      const double w = std::exp(ln10 * (sims[p] - r_max));
+      for (size_t e = entry_begin_[p]; e < entry_begin_[p + 1]; ++e) y[entry_slot_[e]] += w * entry_count_[e];
+    }
+    std::vector<double> y1(rows_.size()), y0(rows_.size());
+    for (size_t r = 0; r < rows_.size(); ++r) {
+      y1[r] = y[2 * r];
+      y0[r] = y[2 * r + 1];
+    }
+    const EloFit fit = fit_elo(n_players_, rows_, y1.data(), y0.data());
+    if (!fit.converged)
+      throw std::runtime_error("query embedding row " + std::to_string(query_row) +
+                               ": the similarity-weighted Elo fit did not converge (weights underflowed)");
+    const double diff_elo = 400.0 * (fit.theta[strong] - fit.theta[weak]) / ln10;
+    return 1.0 - 1.0 / (1.0 + std::pow(10.0, diff_elo / 400.0));
+  }
+
+  int n_models_ = 0;
+  size_t n_battles_ = 0;
+  std::vector<double> ratings_;      // per model, Elo scale
+  std::vector<int> model_tier_;      // per model, RouteLLM's tier number
+  std::vector<int> compact_tier_;    // tier number -> player of the per-prompt fit
+  int n_players_ = 0;
+  std::vector<PairRow> rows_;        // tier-level rows
+  std::vector<size_t> entry_begin_;  // CSR over prompts of (slot, count) entries
+  std::vector<uint32_t> entry_slot_;
+  std::vector<double> entry_count_;
+  EncodedRows prompts_;
+};
+
+}  // namespace rlf

@@ -1,0 +1,55 @@
+"""routellm_fast: RouteLLM's routers with the same answers, scored by a compiled core."""
+
+from __future__ import annotations
+
+from . import _core
+from .arena import Battles, load_battles, load_embeddings
+from .checkpoints import load_mf_checkpoint
+from .model_ids import MODEL_IDS
+from .routers import (
+    NAME_TO_CLS,
+    ROUTER_CLS,
+    EmbeddingRouter,
+    MatrixFactorizationRouter,
+    RandomRouter,
+    Router,
+    SWRankingRouter,
+)
+
+__version__ = "0.1.0"
+
+
+def backend_info() -> dict:
+    """Which SIMD code path runs (``generic``, ``avx2``, ``avx512``), which this CPU supports, and
+    how many threads batched scoring uses."""
+    return dict(_core.backend_info())
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by batched scoring (default: all cores, or ``ROUTELLM_FAST_NUM_THREADS``)."""
+    _core.set_num_threads(n)
+
+
+def set_simd(name: str) -> None:
+    """Force a SIMD code path (``generic``, ``avx2``, ``avx512``); also ``ROUTELLM_FAST_SIMD``.
+    Paths this CPU cannot run are refused with ValueError."""
+    _core.set_simd(name)
+
+
+__all__ = [
+    "Battles",
+    "EmbeddingRouter",
+    "MODEL_IDS",
+    "MatrixFactorizationRouter",
+    "NAME_TO_CLS",
+    "ROUTER_CLS",
+    "RandomRouter",
+    "Router",
+    "SWRankingRouter",
+    "backend_info",
+    "load_battles",
+    "load_embeddings",
+    "load_mf_checkpoint",
+    "set_num_threads",
+    "set_simd",
+]

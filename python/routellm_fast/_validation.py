@@ -1,0 +1,71 @@
+"""Argument checks shared by the routers: one place that turns bad input into a clear exception."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["as_embeddings", "check_prompts", "check_threshold", "lookup_model"]
+
+
+def as_embeddings(x: Any, dim: int, name: str = "embeddings") -> np.ndarray:
+    """Return ``x`` as a float32 matrix ``[n, dim]`` with contiguous rows.
+
+    float32 input with contiguous rows is used as is (no copy). Other floating dtypes (float64,
+    float16) and non-contiguous arrays are converted, which costs one copy. Integer, boolean,
+    complex and object arrays are refused: they are almost always a bug upstream.
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array [n, {dim}], got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = " (for one vector use x[None, :])" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D [n, {dim}], got shape {arr.shape}{hint}")
+    if arr.shape[1] != dim:
+        raise ValueError(
+            f"{name} must have dimension {dim} (the router's embedding size), got shape {arr.shape}"
+        )
+    if arr.dtype != np.float32 or (arr.shape[0] > 1 and arr.strides[1] != 4):
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+    return arr
+
+
+def check_prompts(prompts: Any) -> list[str]:
+    """A list of prompt strings; a bare string is refused (iterating it would route characters)."""
+    if isinstance(prompts, (str, bytes)):
+        raise TypeError("prompts must be a sequence of strings, got a single string; wrap it in a list")
+    if not isinstance(prompts, Sequence) and not hasattr(prompts, "__iter__"):
+        raise TypeError(f"prompts must be a sequence of strings, got {type(prompts).__name__}")
+    out = list(prompts)
+    for i, p in enumerate(out):
+        if not isinstance(p, str):
+            raise TypeError(f"prompt {i} must be a str, got {type(p).__name__}")
+    return out
+
+
+def check_threshold(threshold: Any) -> float:
+    """A routing threshold: a real number in [0, 1]."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise TypeError(f"threshold must be a number in [0, 1], got {type(threshold).__name__}")
+    value = float(threshold)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    return value
+
+
+def lookup_model(name: Any, table: Mapping[str, int], role: str) -> int:
+    """Index of model ``name`` in ``table``; an unknown name gets an error listing close matches."""
+    if not isinstance(name, str):
+        raise TypeError(f"{role} must be a model name (str), got {type(name).__name__}")
+    try:
+        return table[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(table), n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"unknown {role} {name!r}: not among the router's {len(table)} models{hint}"
+        ) from None

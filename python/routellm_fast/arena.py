@@ -1,0 +1,206 @@
+"""Reading battles and their embeddings from local files, in the formats RouteLLM's datasets use.
+
+Battle files (parquet, CSV or JSON lines; a directory means every such file in it):
+
+* the Chatbot Arena format of ``lmsys-arena-human-preference-55k``: ``model_a``, ``model_b``,
+  ``prompt`` (a JSON list of turns), ``winner_model_a``, ``winner_model_b``, ``winner_tie``. These
+  are filtered as RouteLLM's ``preprocess_battles`` does: battles whose first turn, stripped, is
+  shorter than 16 characters are dropped;
+* a plain format: ``model_a``, ``model_b``, ``winner`` in {model_a, model_b, tie, tie (bothbad)},
+  used as is.
+
+Embedding files: ``.npy`` (a float matrix) or parquet / JSON lines with an ``embeddings`` column of
+equal-length lists, one row per battle kept above, in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Battles", "load_battles", "load_embeddings", "OUTCOME_CODES"]
+
+#: winner label -> outcome code used by the compiled core.
+OUTCOME_CODES: dict[str, int] = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2}
+
+#: RouteLLM's ``preprocess_battles`` drops battles whose first turn is shorter than this.
+MIN_FIRST_TURN_CHARS = 16
+
+_TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
+
+
+@dataclass(frozen=True)
+class Battles:
+    """Battles as parallel arrays: model names (object arrays of str) and outcome codes (int8)."""
+
+    model_a: np.ndarray
+    model_b: np.ndarray
+    outcome: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.outcome)
+
+
+Source = str | os.PathLike[str]
+
+
+def _as_list(sources: Source | Iterable[Source]) -> list[Source]:
+    if isinstance(sources, (str, os.PathLike)):
+        return [sources]
+    return list(sources)
+
+
+def _files(source: Source, suffixes: tuple[str, ...]) -> list[Path]:
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{str(source)!r} is neither a file nor a directory (datasets are read from local files; "
+            "nothing is downloaded)"
+        )
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes)
+    train = [p for p in files if "train" in p.name]  # a Hugging Face dataset directory: its train split
+    files = train or files
+    if not files:
+        raise FileNotFoundError(f"no {'/'.join(suffixes)} files in directory {str(path)!r}")
+    return files
+
+
+def _read_table(path: Path):
+    import pyarrow as pa
+
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        if path.suffix == ".csv":
+            import pyarrow.csv as pcsv
+
+            return pcsv.read_csv(path)
+        if path.suffix in (".jsonl", ".json"):
+            import pyarrow.json as pjson
+
+            return pjson.read_json(path)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    raise ValueError(f"unsupported file type {path.suffix!r} for {path} (use {', '.join(_TABLE_SUFFIXES)})")
+
+
+def _column(table, name: str, path: Path) -> list:
+    if name not in table.column_names:
+        raise ValueError(f"{path} has no column {name!r} (columns: {', '.join(table.column_names)})")
+    return table.column(name).to_pylist()
+
+
+def _battles_from_table(table, path: Path) -> Battles:
+    cols = set(table.column_names)
+    model_a = _column(table, "model_a", path)
+    model_b = _column(table, "model_b", path)
+    if {"winner_model_a", "winner_model_b", "winner_tie", "prompt"} <= cols:
+        prompts = _column(table, "prompt", path)
+        win_a = _column(table, "winner_model_a", path)
+        win_b = _column(table, "winner_model_b", path)
+        keep, outcome = [], []
+        for i, prompt in enumerate(prompts):
+            try:
+                turns = json.loads(prompt)
+                first = turns[0]
+            except (TypeError, ValueError, IndexError, KeyError) as exc:
+                raise ValueError(f"{path} row {i}: 'prompt' must be a JSON list of turns ({exc})") from None
+            if not isinstance(first, str):
+                raise ValueError(f"{path} row {i}: the first turn of 'prompt' is not a string")
+            if len(first.strip()) < MIN_FIRST_TURN_CHARS:
+                continue
+            keep.append(i)
+            outcome.append(0 if win_a[i] == 1 else 1 if win_b[i] == 1 else 2)
+        model_a = [model_a[i] for i in keep]
+        model_b = [model_b[i] for i in keep]
+    elif "winner" in cols:
+        winners = _column(table, "winner", path)
+        outcome = []
+        for i, w in enumerate(winners):
+            code = OUTCOME_CODES.get(w)
+            if code is None:
+                raise ValueError(
+                    f"{path} row {i}: winner {w!r} is not one of {', '.join(repr(k) for k in OUTCOME_CODES)}"
+                )
+            outcome.append(code)
+    else:
+        raise ValueError(
+            f"{path}: expected battles with columns (model_a, model_b, winner) or the Chatbot Arena format "
+            f"(model_a, model_b, prompt, winner_model_a, winner_model_b, winner_tie); got {', '.join(sorted(cols))}"
+        )
+    for name, values in (("model_a", model_a), ("model_b", model_b)):
+        for i, v in enumerate(values):
+            if not isinstance(v, str) or not v:
+                raise ValueError(f"{path}: {name} of battle {i} must be a non-empty model name, got {v!r}")
+    return Battles(
+        np.array(model_a, dtype=object), np.array(model_b, dtype=object), np.array(outcome, dtype=np.int8)
+    )
+
+
+def load_battles(sources: Source | Iterable[Source]) -> Battles:
+    """Battles from one or more files or directories, concatenated in order."""
+    parts = [
+        _battles_from_table(_read_table(f), f)
+        for source in _as_list(sources)
+        for f in _files(source, _TABLE_SUFFIXES)
+    ]
+    if not parts:
+        raise ValueError("no battle datasets given")
+    return Battles(
+        np.concatenate([p.model_a for p in parts]),
+        np.concatenate([p.model_b for p in parts]),
+        np.concatenate([p.outcome for p in parts]),
+    )
+
+
+def _embeddings_from_file(path: Path) -> np.ndarray:
+    if path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"cannot read {path}: {exc}") from None
+    else:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = _read_table(path)
+        if "embeddings" not in table.column_names:
+            raise ValueError(f"{path} has no 'embeddings' column (columns: {', '.join(table.column_names)})")
+        col = table.column("embeddings").combine_chunks()
+        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
+            raise ValueError(f"{path}: 'embeddings' must hold lists of floats, got {col.type}")
+        if col.null_count:
+            raise ValueError(f"{path}: 'embeddings' has {col.null_count} missing rows")
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+        if len(lengths) and (lengths != lengths[0]).any():
+            bad = int(np.argmax(lengths != lengths[0]))
+            raise ValueError(f"{path}: embedding rows differ in length ({lengths[0]} vs {lengths[bad]} at row {bad})")
+        values = col.flatten().to_numpy(zero_copy_only=False)
+        arr = values.reshape(len(lengths), int(lengths[0]) if len(lengths) else 0)
+    if arr.ndim != 2 or arr.dtype.kind != "f":
+        raise ValueError(f"{path}: embeddings must be a 2-D float matrix, got shape {arr.shape} dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def load_embeddings(sources: Source | Iterable[Source]) -> np.ndarray:
+    """Embeddings (float32 ``[n, dim]``) from one or more files or directories, concatenated."""
+    parts = [
+        _embeddings_from_file(f)
+        for source in _as_list(sources)
+        for f in _files(source, (".npy",) + _TABLE_SUFFIXES)
+    ]
+    if not parts:
+        raise ValueError("no embedding datasets given")
+    dims = {p.shape[1] for p in parts}
+    if len(dims) > 1:
+        raise ValueError(f"embedding datasets differ in dimension: {sorted(dims)}")
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]

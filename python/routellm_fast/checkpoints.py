@@ -1,0 +1,116 @@
+"""Loading RouteLLM's published checkpoint formats without torch."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MFCheckpoint", "load_mf_checkpoint"]
+
+_WEIGHTS_FILE = "model.safetensors"
+_CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class MFCheckpoint:
+    """The tensors of RouteLLM's ``MFModel`` as float32 arrays."""
+
+    model_embeddings: np.ndarray  # P.weight [num_models, hidden]
+    text_projection: np.ndarray | None  # text_proj.0.weight [hidden, text_dim], None without projection
+    classifier: np.ndarray  # classifier.0.weight [num_classes, hidden]
+    config: dict
+
+
+def load_mf_checkpoint(
+    path: str | os.PathLike[str],
+    hidden_size: int,
+    num_models: int,
+    text_dim: int,
+    num_classes: int,
+    use_proj: bool,
+) -> MFCheckpoint:
+    """Read a directory written by RouteLLM's ``MFModel.save_pretrained``.
+
+    The constructor arguments decide the expected shapes (as in RouteLLM, where ``from_pretrained``
+    builds the module from them and then loads the state dict); every tensor is checked against
+    them and a mismatch names the tensor, the expected and the found shape.
+    """
+    directory = Path(path)
+    if directory.is_file():  # a path to model.safetensors itself
+        directory = directory.parent
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"mf checkpoint directory {str(path)!r} does not exist (expected a local directory with "
+            f"{_CONFIG_FILE} and {_WEIGHTS_FILE}; this package never downloads from a model hub)"
+        )
+    weights_path = directory / _WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path} not found: an mf checkpoint needs {_WEIGHTS_FILE}")
+    config: dict = {}
+    config_path = directory / _CONFIG_FILE
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{config_path} is not valid JSON: {exc}") from None
+    if num_classes != 1:
+        raise ValueError(
+            f"num_classes must be 1: RouteLLM's mf win rate compares one logit per model, got {num_classes}"
+        )
+
+    tensors = _read_safetensors(weights_path)
+    expected: dict[str, tuple[int, ...]] = {
+        "P.weight": (num_models, hidden_size),
+        "classifier.0.weight": (num_classes, hidden_size),
+    }
+    if use_proj:
+        expected["text_proj.0.weight"] = (hidden_size, text_dim)
+    elif text_dim != hidden_size:
+        raise ValueError(f"without projection text_dim ({text_dim}) must equal hidden_size ({hidden_size})")
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise ValueError(
+                f"{weights_path} has no tensor {name!r} (found: {', '.join(sorted(tensors)) or 'none'})"
+            )
+        got = tuple(tensors[name].shape)
+        if got != shape:
+            hint = _config_hint(config)
+            raise ValueError(
+                f"{weights_path}: tensor {name!r} has shape {got}, expected {shape} from "
+                f"hidden_size={hidden_size}, num_models={num_models}, text_dim={text_dim}{hint}"
+            )
+    return MFCheckpoint(
+        model_embeddings=tensors["P.weight"],
+        text_projection=tensors["text_proj.0.weight"] if use_proj else None,
+        classifier=tensors["classifier.0.weight"],
+        config=config,
+    )
+
+
+def _config_hint(config: dict) -> str:
+    keys = ("dim", "num_models", "text_dim", "num_classes", "use_proj")
+    found = {k: config[k] for k in keys if k in config}
+    return f" (the checkpoint's config.json says {found})" if found else ""
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        raw = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from None
+    out: dict[str, np.ndarray] = {}
+    for name, array in raw.items():
+        if array.dtype.kind != "f":
+            raise ValueError(f"{path}: tensor {name!r} has dtype {array.dtype}, expected floating point")
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{path}: tensor {name!r} contains NaN or inf")
+        out[name] = array
+    return out

@@ -1,0 +1,322 @@
+"""Routers with RouteLLM's interface, scored by the compiled core.
+
+Every router answers ``calculate_strong_win_rate(prompt)`` and ``route(prompt, threshold,
+routed_pair)`` exactly as RouteLLM's do, plus ``score(prompts)`` for whole batches. Routers that
+work on prompt embeddings (mf, sw_ranking) also take embeddings directly via
+``score_embeddings(emb)``; they turn text into vectors with the ``embed`` they were given.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from . import _core
+from ._validation import as_embeddings, check_prompts, check_threshold, lookup_model
+from .arena import Battles, Source, load_battles, load_embeddings
+from .checkpoints import load_mf_checkpoint
+from .model_ids import MODEL_IDS
+
+__all__ = [
+    "Router",
+    "EmbeddingRouter",
+    "RandomRouter",
+    "MatrixFactorizationRouter",
+    "SWRankingRouter",
+    "ROUTER_CLS",
+    "NAME_TO_CLS",
+]
+
+DEFAULT_STRONG_MODEL = "gpt-4-1106-preview"
+DEFAULT_WEAK_MODEL = "mixtral-8x7b-instruct-v0.1"
+
+
+class RoutedPair(Protocol):
+    strong: str
+    weak: str
+
+
+class Embedder(Protocol):
+    def embed(self, prompts: list[str]) -> np.ndarray: ...
+
+
+EmbedFn = Callable[[list[str]], Any]
+
+
+class Router(abc.ABC):
+    """The interface of every router: a strong-model win rate per prompt, and a routing decision."""
+
+    #: RouteLLM's flag: callers should not score this router's prompts in parallel processes.
+    NO_PARALLEL: ClassVar[bool] = False
+    #: Where scoring runs.
+    device: str = "cpu"
+
+    @abc.abstractmethod
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        """Strong-model win rates for a batch of prompts, as float64 ``[len(prompts)]``."""
+
+    def calculate_strong_win_rate(self, prompt: str) -> float:
+        """The strong model's estimated win rate on ``prompt``, in [0, 1]."""
+        return float(self.score([prompt])[0])
+
+    def route(self, prompt: str, threshold: float, routed_pair: RoutedPair) -> str:
+        """``routed_pair.strong`` when the win rate is at least ``threshold`` (in [0, 1]), else weak."""
+        threshold = check_threshold(threshold)
+        if self.calculate_strong_win_rate(prompt) >= threshold:
+            return routed_pair.strong
+        return routed_pair.weak
+
+    def __str__(self) -> str:
+        return NAME_TO_CLS.get(type(self), type(self).__name__)
+
+
+def _resolve_embed(embed: Embedder | EmbedFn | None) -> EmbedFn | None:
+    if embed is None:
+        return None
+    if hasattr(embed, "embed") and callable(embed.embed):
+        return embed.embed
+    if callable(embed):
+        return embed
+    raise TypeError(
+        f"embed must be a callable list[str] -> array or an object with .embed(), got {type(embed).__name__}"
+    )
+
+
+class EmbeddingRouter(Router):
+    """A router that scores prompt embeddings of a fixed dimension."""
+
+    def __init__(self, embed: Embedder | EmbedFn | None) -> None:
+        self._embed = _resolve_embed(embed)
+
+    @property
+    @abc.abstractmethod
+    def embedding_dim(self) -> int:
+        """The dimension of the prompt embeddings this router scores."""
+
+    @abc.abstractmethod
+    def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray: ...
+
+    def score_embeddings(self, embeddings: Any) -> np.ndarray:
+        """Win rates for prompt embeddings ``[n, dim]``, float64 ``[n]``; releases the GIL.
+
+        float32 rows are read in place; other float dtypes cost one conversion copy.
+        """
+        return self._score_matrix(as_embeddings(embeddings, self.embedding_dim))
+
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        prompts = check_prompts(prompts)
+        if self._embed is None:
+            raise RuntimeError(
+                f"{type(self).__name__} was built without an embedder: pass embed=... to the constructor "
+                "or call score_embeddings() with precomputed embeddings"
+            )
+        if not prompts:
+            return np.empty(0, dtype=np.float64)
+        vectors = as_embeddings(self._embed(prompts), self.embedding_dim, name="embed() output")
+        if vectors.shape[0] != len(prompts):
+            raise ValueError(f"embed() returned {vectors.shape[0]} vectors for {len(prompts)} prompts")
+        return self._score_matrix(vectors)
+
+
+class RandomRouter(Router):
+    """RouteLLM's baseline: a uniformly random win rate per prompt."""
+
+    NO_PARALLEL = True  # parallelism makes the random stream non-deterministic
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._rng = random.Random(seed)
+
+    def calculate_strong_win_rate(self, prompt: str) -> float:
+        del prompt
+        return self._rng.uniform(0, 1)
+
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        return np.array([self._rng.uniform(0, 1) for _ in check_prompts(prompts)], dtype=np.float64)
+
+
+class MatrixFactorizationRouter(EmbeddingRouter):
+    """RouteLLM's matrix-factorisation router, loaded from a ``MFModel.save_pretrained`` directory.
+
+    ``model_ids`` maps model names to rows of the checkpoint's ``P.weight``; it defaults to
+    RouteLLM's table of 64 names.
+    """
+
+    NO_PARALLEL = True
+
+    def __init__(
+        self,
+        checkpoint_path: str | os.PathLike[str],
+        strong_model: str = DEFAULT_STRONG_MODEL,
+        weak_model: str = DEFAULT_WEAK_MODEL,
+        hidden_size: int = 128,
+        num_models: int = 64,
+        text_dim: int = 1536,
+        num_classes: int = 1,
+        use_proj: bool = True,
+        *,
+        embed: Embedder | EmbedFn | None = None,
+        model_ids: Mapping[str, int] | None = None,
+    ) -> None:
+        super().__init__(embed)
+        self.model_ids = dict(MODEL_IDS if model_ids is None else model_ids)
+        self.strong_model, self.weak_model = strong_model, weak_model
+        strong = lookup_model(strong_model, self.model_ids, "strong_model")
+        weak = lookup_model(weak_model, self.model_ids, "weak_model")
+        for role, idx in (("strong_model", strong), ("weak_model", weak)):
+            if not 0 <= idx < num_models:
+                raise ValueError(f"{role} maps to row {idx}, outside the checkpoint's {num_models} models")
+        ckpt = load_mf_checkpoint(checkpoint_path, hidden_size, num_models, text_dim, num_classes, use_proj)
+        self.checkpoint = ckpt
+        self._scorer = _core.MfPairScorer(
+            ckpt.model_embeddings, ckpt.text_projection, ckpt.classifier[0], strong, weak
+        )
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._scorer.text_dim
+
+    def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray:
+        return self._scorer.score(embeddings)
+
+
+class SWRankingRouter(EmbeddingRouter):
+    """RouteLLM's similarity-weighted Elo router over an arena of battles with prompt embeddings.
+
+    ``arena_battle_datasets`` and ``arena_embedding_datasets`` are local files or directories (see
+    :mod:`routellm_fast.arena` for the formats); use :meth:`from_battles` for in-memory arrays.
+    ``storage`` keeps the arena's prompt embeddings as ``"float32"`` (exact), ``"float16"`` or
+    ``"int8"`` (per-row scaled), trading accuracy for memory and bandwidth (see README).
+    """
+
+    def __init__(
+        self,
+        arena_battle_datasets: Source | Iterable[Source],
+        arena_embedding_datasets: Source | Iterable[Source],
+        strong_model: str = DEFAULT_STRONG_MODEL,
+        weak_model: str = DEFAULT_WEAK_MODEL,
+        num_tiers: int = 10,
+        *,
+        embed: Embedder | EmbedFn | None = None,
+        storage: str = "float32",
+    ) -> None:
+        battles = load_battles(arena_battle_datasets)
+        embeddings = load_embeddings(arena_embedding_datasets)
+        self._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage)
+
+    @classmethod
+    def from_battles(
+        cls,
+        model_a: Sequence[str],
+        model_b: Sequence[str],
+        winner: Sequence[str],
+        embeddings: Any,
+        strong_model: str = DEFAULT_STRONG_MODEL,
+        weak_model: str = DEFAULT_WEAK_MODEL,
+        num_tiers: int = 10,
+        *,
+        embed: Embedder | EmbedFn | None = None,
+        storage: str = "float32",
+    ) -> SWRankingRouter:
+        """Build from arrays: one embedding row per battle; ``winner`` in model_a/model_b/tie."""
+        from .arena import OUTCOME_CODES
+
+        winners = list(winner)
+        outcome = np.empty(len(winners), dtype=np.int8)
+        for i, w in enumerate(winners):
+            if w not in OUTCOME_CODES:
+                raise ValueError(f"winner of battle {i} is {w!r}; expected one of {', '.join(OUTCOME_CODES)}")
+            outcome[i] = OUTCOME_CODES[w]
+        battles = Battles(np.asarray(list(model_a), dtype=object), np.asarray(list(model_b), dtype=object), outcome)
+        router = cls.__new__(cls)
+        router._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage)
+        return router
+
+    def _build(
+        self,
+        battles: Battles,
+        embeddings: Any,
+        strong_model: str,
+        weak_model: str,
+        num_tiers: int,
+        embed: Embedder | EmbedFn | None,
+        storage: str,
+    ) -> None:
+        EmbeddingRouter.__init__(self, embed)
+        emb = np.asarray(embeddings)
+        if emb.ndim != 2 or emb.dtype.kind != "f":
+            raise ValueError(f"arena embeddings must be a 2-D float matrix, got shape {emb.shape} dtype {emb.dtype}")
+        if len(battles.model_a) != len(battles.model_b) or len(battles.model_a) != len(battles):
+            raise ValueError("model_a, model_b and winner must have the same length")
+        if emb.shape[0] != len(battles):
+            raise ValueError(
+                f"number of battle embeddings ({emb.shape[0]}) does not match the number of battles "
+                f"({len(battles)}) after preprocessing"
+            )
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        # Models numbered by first appearance in model_a then model_b, as RouteLLM's pandas code does.
+        names = np.concatenate([battles.model_a, battles.model_b])
+        _, first = np.unique(names.astype(str), return_index=True)
+        self.models: list[str] = [str(m) for m in names[np.sort(first)]]
+        index = {m: i for i, m in enumerate(self.models)}
+        model_a = np.fromiter((index[m] for m in battles.model_a), dtype=np.int32, count=len(battles))
+        model_b = np.fromiter((index[m] for m in battles.model_b), dtype=np.int32, count=len(battles))
+        battle_prompt, firsts = _core.dedup_rows(emb)
+        self._arena = _core.SwArena(
+            np.ascontiguousarray(emb[firsts]),
+            battle_prompt,
+            model_a,
+            model_b,
+            battles.outcome,
+            n_models=len(self.models),
+            num_tiers=num_tiers,
+            anchor_model=index.get("llama-2-70b-chat", -1),
+            storage=storage,
+        )
+        self.strong_model, self.weak_model = strong_model, weak_model
+        self._strong = lookup_model(strong_model, index, "strong_model")
+        self._weak = lookup_model(weak_model, index, "weak_model")
+        ratings = self._arena.model_ratings
+        order = sorted(range(len(self.models)), key=lambda i: -ratings[i])
+        #: Elo rating per model over all battles, best first (RouteLLM's compute_elo_mle_with_tie).
+        self.ratings: dict[str, float] = {self.models[i]: float(ratings[i]) for i in order}
+        tiers = self._arena.model_tier
+        #: model -> tier (0 = strongest), as RouteLLM's ``model2tier``.
+        self.model2tier: dict[str, int] = {self.models[i]: int(tiers[i]) for i in order}
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._arena.dim
+
+    @property
+    def num_battles(self) -> int:
+        return self._arena.n_battles
+
+    @property
+    def num_prompts(self) -> int:
+        """Distinct prompts in the arena (battles sharing an embedding share one row)."""
+        return self._arena.n_prompts
+
+    @property
+    def storage(self) -> str:
+        return self._arena.storage
+
+    @property
+    def arena_bytes(self) -> int:
+        """Bytes of stored prompt embeddings, the data one decision streams through."""
+        return self._arena.storage_bytes
+
+    def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray:
+        return self._arena.score(embeddings, self._strong, self._weak)
+
+
+ROUTER_CLS: dict[str, type[Router]] = {
+    "random": RandomRouter,
+    "mf": MatrixFactorizationRouter,
+    "sw_ranking": SWRankingRouter,
+}
+NAME_TO_CLS: dict[type[Router], str] = {v: k for k, v in ROUTER_CLS.items()}
