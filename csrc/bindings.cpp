@@ -57,7 +57,7 @@ Matrix require_matrix(const py::array& a, const char* name, long expected_cols =
     throw py::value_error(std::string(name) + " must have " + std::to_string(expected_cols) +
                           " columns (the embedding dimension), got shape " + shape_of(a));
   const py::ssize_t item = static_cast<py::ssize_t>(sizeof(float));
-  const bool rows_contiguous = a.shape(1) <= 1 || a.strides(1) == item;
+  const bool rows_contiguous = a.shape(0) == 0 || a.shape(1) <= 1 || a.strides(1) == item;
   const bool row_step_ok = a.shape(0) <= 1 || (a.strides(0) % item == 0 && a.strides(0) >= a.shape(1) * item);
   if (!rows_contiguous || !row_step_ok)
     throw py::value_error(std::string(name) + " must have contiguous rows, got strides (" +
@@ -142,7 +142,8 @@ PYBIND11_MODULE(_core, m) {
   py::class_<SwArena>(m, "SwArena")
       .def(py::init([](const py::array& prompt_embeddings, const py::array& battle_prompt, const py::array& model_a,
                        const py::array& model_b, const py::array& outcome, int n_models, int num_tiers,
-                       int anchor_model, double anchor_rating, const std::string& storage) {
+                       int anchor_model, double anchor_rating, const std::string& storage,
+                       std::vector<std::string> model_names) {
              const Matrix emb = require_matrix(prompt_embeddings, "prompt_embeddings");
              if (emb.ld != emb.cols)
                throw py::value_error("prompt_embeddings must be C-contiguous; use np.ascontiguousarray(x)");
@@ -161,12 +162,14 @@ PYBIND11_MODULE(_core, m) {
              spec.anchor_model = anchor_model;
              spec.anchor_rating = anchor_rating;
              spec.storage = parse_storage(storage);
+             spec.model_names = std::move(model_names);
              py::gil_scoped_release release;
              return new SwArena(spec);
            }),
            py::arg("prompt_embeddings"), py::arg("battle_prompt"), py::arg("model_a"), py::arg("model_b"),
            py::arg("outcome"), py::arg("n_models"), py::arg("num_tiers") = 10, py::arg("anchor_model") = -1,
-           py::arg("anchor_rating") = 1082.0, py::arg("storage") = "float32")
+           py::arg("anchor_rating") = 1082.0, py::arg("storage") = "float32",
+           py::arg("model_names") = std::vector<std::string>{})
       .def(
           "score",
           [](const SwArena& arena, const py::array& queries, int strong_model, int weak_model) {

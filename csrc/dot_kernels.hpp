@@ -29,9 +29,8 @@ constexpr size_t kDecodeRows = 4;
 struct DotKernels {
   const char* name;
   // out[q * ld_out + (r - row_begin)] = sum_k queries[q * ld_q + k] * row_r[k] for k < dim,
-  // for q in [0, n_queries), r in [row_begin, row_end). Products are summed in fp32 lanes over
-  // blocks of 128 elements and the block sums in double, so results are within ~1e-9 relative of
-  // an fp64 dot product for unit vectors while running at fp32 speed.
+  // for q in [0, n_queries), r in [row_begin, row_end). Exact products summed in double: the
+  // result equals a float64 dot product of the same float32 values to rounding.
   void (*dot_rows)(const float* queries, size_t n_queries, size_t ld_q, const RowsView& rows,
                    size_t row_begin, size_t row_end, double* out, size_t ld_out, float* scratch);
 };

@@ -1,8 +1,9 @@
 // The dot-product kernel, written once over a SIMD "lane" type. Included by exactly one .cpp per
 // instruction set; that file defines the Lanes struct and instantiates make_kernels<Lanes>().
 //
-// Lanes must provide: type V; constexpr size_t width; V zero(); V load(const float*);
-// V fma(V a, V b, V acc); double sum(V); void f16_to_f32(const uint16_t*, float*, size_t n);
+// Lanes must provide: type V (a vector of `width` doubles); V zero(); V load(const float*) (reads
+// `width` floats, widened); V fma(V a, V b, V acc); double sum(V);
+// void f16_to_f32(const uint16_t*, float*, size_t n);
 // void i8_to_f32(const int8_t*, float*, size_t n)  (n is a multiple of 16).
 #pragma once
 
@@ -14,38 +15,32 @@
 
 namespace rlf::detail {
 
-// fp32 lane sums are flushed to double every kBlock elements.
-constexpr size_t kBlock = 128;
-
 // QR query rows times AR stored rows, accumulated together so each loaded vector is reused.
+// fp32 inputs are widened to double before the multiply: a product of two floats is exact in
+// double, so the sum is as accurate as RouteLLM's float64 arithmetic.
 template <class L, int QR, int AR>
 inline void dot_tile(const float* q, size_t ld_q, const float* r, size_t ld_r, size_t dim,
                      double* out, size_t ld_out) {
   using V = typename L::V;
-  double total[QR][AR] = {};
-  const size_t vec_end = dim - dim % L::width;
-  for (size_t k0 = 0; k0 < vec_end; k0 += kBlock) {
-    const size_t k1 = std::min(vec_end, k0 + kBlock);
-    V acc[QR][AR];
-    for (int i = 0; i < QR; ++i)
-      for (int j = 0; j < AR; ++j) acc[i][j] = L::zero();
-    for (size_t k = k0; k < k1; k += L::width) {
-      V qv[QR];
-      for (int i = 0; i < QR; ++i) qv[i] = L::load(q + i * ld_q + k);
-      for (int j = 0; j < AR; ++j) {
-        const V rv = L::load(r + j * ld_r + k);
-        for (int i = 0; i < QR; ++i) acc[i][j] = L::fma(qv[i], rv, acc[i][j]);
-      }
-    }
-    for (int i = 0; i < QR; ++i)
-      for (int j = 0; j < AR; ++j) total[i][j] += L::sum(acc[i][j]);
-  }
-  for (size_t k = vec_end; k < dim; ++k)  // tail of a query whose dimension is not a lane multiple
-    for (int i = 0; i < QR; ++i)
-      for (int j = 0; j < AR; ++j)
-        total[i][j] += static_cast<double>(q[i * ld_q + k]) * static_cast<double>(r[j * ld_r + k]);
+  V acc[QR][AR];
   for (int i = 0; i < QR; ++i)
-    for (int j = 0; j < AR; ++j) out[i * ld_out + j] = total[i][j];
+    for (int j = 0; j < AR; ++j) acc[i][j] = L::zero();
+  const size_t vec_end = dim - dim % L::width;
+  for (size_t k = 0; k < vec_end; k += L::width) {
+    V qv[QR];
+    for (int i = 0; i < QR; ++i) qv[i] = L::load(q + i * ld_q + k);
+    for (int j = 0; j < AR; ++j) {
+      const V rv = L::load(r + j * ld_r + k);
+      for (int i = 0; i < QR; ++i) acc[i][j] = L::fma(qv[i], rv, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < QR; ++i)
+    for (int j = 0; j < AR; ++j) {
+      double total = L::sum(acc[i][j]);
+      for (size_t k = vec_end; k < dim; ++k)  // tail of a query whose dimension is not a lane multiple
+        total += static_cast<double>(q[i * ld_q + k]) * static_cast<double>(r[j * ld_r + k]);
+      out[i * ld_out + j] = total;
+    }
 }
 
 // All query rows against AR (1..4) stored rows that are already fp32.

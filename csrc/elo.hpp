@@ -86,6 +86,55 @@ inline int find_root(std::vector<int>& parent, int x) {
 
 }  // namespace detail
 
+// Whether the ratings have a finite maximum: every connected group of players must be strongly
+// connected by wins (Zermelo's condition), or some subset that never loses to the rest would
+// drift to +infinity. A self row acts as a game against a fixed-rating anchor player.
+inline bool ratings_are_finite(int n_players, const std::vector<PairRow>& rows, const double* y1, const double* y0) {
+  const int anchor = n_players, n = n_players + 1;
+  std::vector<std::vector<int>> beats(n), beaten_by(n);
+  auto win = [&](int winner, int loser) {
+    beats[winner].push_back(loser);
+    beaten_by[loser].push_back(winner);
+  };
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int i = rows[r].i, j = rows[r].j >= 0 ? rows[r].j : anchor;
+    // pair row: y1 is "i beats j"; self row: z = -theta_i, so y1 is "the anchor beats i"
+    if (y1[r] > 0) rows[r].j >= 0 ? win(i, j) : win(j, i);
+    if (y0[r] > 0) rows[r].j >= 0 ? win(j, i) : win(i, j);
+  }
+  auto reach = [&](int start, const std::vector<std::vector<int>>& edges, std::vector<char>& seen) {
+    std::vector<int> stack{start};
+    seen[start] = 1;
+    while (!stack.empty()) {
+      const int v = stack.back();
+      stack.pop_back();
+      for (int w : edges[v])
+        if (!seen[w]) seen[w] = 1, stack.push_back(w);
+    }
+  };
+  std::vector<char> done(n, 0);
+  for (int v = 0; v < n; ++v) {
+    if (done[v] || (beats[v].empty() && beaten_by[v].empty())) continue;
+    std::vector<char> fwd(n, 0), bwd(n, 0);
+    reach(v, beats, fwd);
+    reach(v, beaten_by, bwd);
+    // v's weakly connected component must equal its strongly connected one.
+    std::vector<char> comp(n, 0);
+    std::vector<int> stack{v};
+    comp[v] = 1;
+    while (!stack.empty()) {
+      const int u = stack.back();
+      stack.pop_back();
+      if (!fwd[u] || !bwd[u]) return false;
+      done[u] = 1;
+      for (const auto* edges : {&beats[u], &beaten_by[u]})
+        for (int w : *edges)
+          if (!comp[w]) comp[w] = 1, stack.push_back(w);
+    }
+  }
+  return true;
+}
+
 // Maximum-likelihood ratings for `n_players` from weighted outcome counts: y1[r] and y0[r] are the
 // total weights of row r's "z wins" and "z loses" events. Players in no row with weight keep 0.
 inline EloFit fit_elo(int n_players, const std::vector<PairRow>& rows, const double* y1, const double* y0,
@@ -94,6 +143,7 @@ inline EloFit fit_elo(int n_players, const std::vector<PairRow>& rows, const dou
   const int n = n_players;
   EloFit fit;
   fit.theta.assign(n, 0.0);
+  if (!ratings_are_finite(n_players, rows, y1, y0)) return fit;  // converged stays false
 
   // Gauge: connected components of the weighted comparison graph, and whether each has a self row.
   std::vector<int> parent(n);

@@ -7,15 +7,13 @@ namespace rlf {
 namespace {
 
 struct Avx2Lanes {
-  using V = __m256;
-  static constexpr size_t width = 8;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static V fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
+  using V = __m256d;
+  static constexpr size_t width = 4;
+  static V zero() { return _mm256_setzero_pd(); }
+  static V load(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+  static V fma(V a, V b, V acc) { return _mm256_fmadd_pd(a, b, acc); }
   static double sum(V v) {
-    const __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
-                                    _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
-    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
   }
   static void f16_to_f32(const uint16_t* src, float* dst, size_t n) {

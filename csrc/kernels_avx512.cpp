@@ -8,16 +8,12 @@ namespace rlf {
 namespace {
 
 struct Avx512Lanes {
-  using V = __m512;
-  static constexpr size_t width = 16;
-  static V zero() { return _mm512_setzero_ps(); }
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static V fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
-  static double sum(V v) {
-    const __m512d d = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
-                                    _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
-    return _mm512_reduce_add_pd(d);
-  }
+  using V = __m512d;
+  static constexpr size_t width = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V load(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+  static V fma(V a, V b, V acc) { return _mm512_fmadd_pd(a, b, acc); }
+  static double sum(V v) { return _mm512_reduce_add_pd(v); }
   static void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
     for (size_t i = 0; i < n; i += 16)
       _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));

@@ -5,19 +5,12 @@ namespace rlf {
 namespace {
 
 struct GenericLanes {
-  typedef float V __attribute__((vector_size(16)));
-  static constexpr size_t width = 4;
-  static V zero() { return V{0.f, 0.f, 0.f, 0.f}; }
-  static V load(const float* p) {
-    V v;
-    __builtin_memcpy(&v, p, sizeof(v));
-    return v;
-  }
+  typedef double V __attribute__((vector_size(16)));
+  static constexpr size_t width = 2;
+  static V zero() { return V{0.0, 0.0}; }
+  static V load(const float* p) { return V{static_cast<double>(p[0]), static_cast<double>(p[1])}; }
   static V fma(V a, V b, V acc) { return acc + a * b; }
-  static double sum(V v) {
-    return (static_cast<double>(v[0]) + static_cast<double>(v[1])) +
-           (static_cast<double>(v[2]) + static_cast<double>(v[3]));
-  }
+  static double sum(V v) { return v[0] + v[1]; }
   static void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
     for (size_t i = 0; i < n; ++i) dst[i] = half_to_float(src[i]);
   }

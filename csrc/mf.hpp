@@ -61,11 +61,17 @@ class MfPairScorer {
     }
     for (double x : v)
       if (!std::isfinite(x)) throw std::invalid_argument("mf weights produce a non-finite pair vector");
+    // v as two float rows, hi + lo == v to ~48 bits: the kernel's exact float products then give
+    // v . e to double precision in one pass over e.
     const size_t stride = padded_stride(m.text_dim);
-    buffer_ = AlignedBuffer(stride * sizeof(float));
-    float* dst = reinterpret_cast<float*>(buffer_.data());
-    for (int j = 0; j < m.text_dim; ++j) dst[j] = static_cast<float>(v[j]);
-    view_ = RowsView{Storage::f32, buffer_.data(), 1, static_cast<size_t>(m.text_dim), stride};
+    buffer_ = AlignedBuffer(2 * stride * sizeof(float));
+    float* hi = reinterpret_cast<float*>(buffer_.data());
+    float* lo = hi + stride;
+    for (int j = 0; j < m.text_dim; ++j) {
+      hi[j] = static_cast<float>(v[j]);
+      lo[j] = static_cast<float>(v[j] - static_cast<double>(hi[j]));
+    }
+    view_ = RowsView{Storage::f32, buffer_.data(), 2, static_cast<size_t>(m.text_dim), stride};
   }
 
   int text_dim() const { return static_cast<int>(view_.dim); }
@@ -77,8 +83,10 @@ class MfPairScorer {
     const size_t tasks = (n + kChunk - 1) / kChunk;
     ThreadPool::instance().parallel_for(tasks, [&](size_t t) {
       const size_t q0 = t * kChunk, q1 = std::min(n, q0 + kChunk);
-      kernels.dot_rows(queries + q0 * ld_q, q1 - q0, ld_q, view_, 0, 1, out + q0, 1, nullptr);
+      double parts[2 * kChunk];  // (hi, lo) dot products per query
+      kernels.dot_rows(queries + q0 * ld_q, q1 - q0, ld_q, view_, 0, 2, parts, 2, nullptr);
       for (size_t q = q0; q < q1; ++q) {
+        out[q] = parts[2 * (q - q0)] + parts[2 * (q - q0) + 1];
         // NaN or inf anywhere in a row makes its dot product non-finite (inf * 0 is NaN too), so
         // checking the result validates the input without a second pass over it.
         if (!std::isfinite(out[q]))

@@ -158,6 +158,7 @@ struct SwArenaSpec {
   int anchor_model = -1;  // model whose global rating is shifted to anchor_rating (RouteLLM: llama-2-70b-chat -> 1082)
   double anchor_rating = 1082.0;
   Storage storage = Storage::f32;
+  std::vector<std::string> model_names;  // for error messages; indices are used when empty
 };
 
 class SwArena {
@@ -303,7 +304,8 @@ class SwArena {
       y0[r] = y[2 * r + 1];
     }
     const EloFit fit = fit_elo(s.n_models, rows, y1.data(), y0.data());
-    if (!fit.converged) throw std::invalid_argument(divergence_message(s.n_models, rows, y1, y0, "model"));
+    if (!fit.converged)
+      throw std::invalid_argument(divergence_message(s.n_models, rows, y1, y0, "model", s.model_names));
     ratings_.resize(s.n_models);
     for (int m = 0; m < s.n_models; ++m) ratings_[m] = 400.0 * fit.theta[m] / std::log(10.0) + 1000.0;
     if (s.anchor_model >= 0 && s.anchor_model < s.n_models) {
@@ -314,7 +316,9 @@ class SwArena {
 
   // Names the players that never lose or never win, the usual reason an Elo MLE does not exist.
   static std::string divergence_message(int n, const std::vector<PairRow>& rows, const std::vector<double>& y1,
-                                        const std::vector<double>& y0, const char* player) {
+                                        const std::vector<double>& y0, const char* player,
+                                        const std::vector<std::string>& names = {}) {
+    auto name = [&](int p) { return p < static_cast<int>(names.size()) ? names[p] : std::to_string(p); };
     std::vector<double> wins(n, 0.0), losses(n, 0.0);
     for (size_t r = 0; r < rows.size(); ++r) {
       if (rows[r].j < 0) continue;
@@ -326,13 +330,13 @@ class SwArena {
     std::string never_lose, never_win;
     for (int p = 0; p < n; ++p) {
       if (wins[p] + losses[p] == 0) continue;
-      if (losses[p] == 0) never_lose += (never_lose.empty() ? "" : ", ") + std::to_string(p);
-      if (wins[p] == 0) never_win += (never_win.empty() ? "" : ", ") + std::to_string(p);
+      if (losses[p] == 0) never_lose += (never_lose.empty() ? "" : ", ") + name(p);
+      if (wins[p] == 0) never_win += (never_win.empty() ? "" : ", ") + name(p);
     }
     std::string msg = std::string("the arena's Elo ratings have no finite maximum-likelihood solution: ") +
                       "some group of " + player + "s wins (or loses) every battle against the rest";
-    if (!never_lose.empty()) msg += "; " + std::string(player) + " indices that never lose: " + never_lose;
-    if (!never_win.empty()) msg += "; " + std::string(player) + " indices that never win: " + never_win;
+    if (!never_lose.empty()) msg += "; " + std::string(player) + "s that never lose: " + never_lose;
+    if (!never_win.empty()) msg += "; " + std::string(player) + "s that never win: " + never_win;
     return msg + ". Add battles (or ties) that connect them, or drop them.";
   }
 

@@ -62,6 +62,7 @@ def sw_win_rate(query, arena_emb, tier_a, tier_b, outcome, n_tiers, strong_tier,
 
 def mf_win_rate(emb, p, proj, classifier, strong, weak):
     """RouteLLM's MFModel.pred_win_rate in float64."""
+    p = np.asarray(p, dtype=np.float64)
     pn = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
     t = np.asarray(emb, dtype=np.float64) @ proj.T.astype(np.float64) if proj is not None else emb
     logits = (pn[[strong, weak]] * t[:, None, :]) @ classifier.astype(np.float64)

@@ -276,6 +276,7 @@ class SWRankingRouter(EmbeddingRouter):
             num_tiers=num_tiers,
             anchor_model=index.get("llama-2-70b-chat", -1),
             storage=storage,
+            model_names=self.models,
         )
         self.strong_model, self.weak_model = strong_model, weak_model
         self._strong = lookup_model(strong_model, index, "strong_model")
