@@ -22,17 +22,13 @@ struct RowsView {
   size_t stride = 0;
 };
 
-// Rows of stored data decoded per block before the dot products: fp16/int8 blocks become fp32 in a
-// caller-provided scratch buffer of kDecodeRows * stride floats.
-constexpr size_t kDecodeRows = 4;
-
 struct DotKernels {
   const char* name;
   // out[q * ld_out + (r - row_begin)] = sum_k queries[q * ld_q + k] * row_r[k] for k < dim,
   // for q in [0, n_queries), r in [row_begin, row_end). Exact products summed in double: the
   // result equals a float64 dot product of the same float32 values to rounding.
   void (*dot_rows)(const float* queries, size_t n_queries, size_t ld_q, const RowsView& rows,
-                   size_t row_begin, size_t row_end, double* out, size_t ld_out, float* scratch);
+                   size_t row_begin, size_t row_end, double* out, size_t ld_out);
 };
 
 const DotKernels& generic_kernels();

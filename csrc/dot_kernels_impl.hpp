@@ -1,10 +1,9 @@
 // The dot-product kernel, written once over a SIMD "lane" type. Included by exactly one .cpp per
 // instruction set; that file defines the Lanes struct and instantiates make_kernels<Lanes>().
 //
-// Lanes must provide: type V (a vector of `width` doubles); V zero(); V load(const float*) (reads
-// `width` floats, widened); V fma(V a, V b, V acc); double sum(V);
-// void f16_to_f32(const uint16_t*, float*, size_t n);
-// void i8_to_f32(const int8_t*, float*, size_t n)  (n is a multiple of 16).
+// Lanes must provide: type V (a vector of `width` doubles); V zero(); V load(const T*) for T in
+// float, uint16_t (IEEE half bits) and int8_t, reading `width` elements widened to double;
+// V fma(V a, V b, V acc); double sum(V); double scalar(T) for one element.
 #pragma once
 
 #include <algorithm>
@@ -15,12 +14,13 @@
 
 namespace rlf::detail {
 
-// QR query rows times AR stored rows, accumulated together so each loaded vector is reused.
-// fp32 inputs are widened to double before the multiply: a product of two floats is exact in
-// double, so the sum is as accurate as RouteLLM's float64 arithmetic.
-template <class L, int QR, int AR>
-inline void dot_tile(const float* q, size_t ld_q, const float* r, size_t ld_r, size_t dim,
-                     double* out, size_t ld_out) {
+// QR query rows times AR stored rows (element type T: float, IEEE half bits, or int8), accumulated
+// together so each loaded vector is reused. Values are widened to double before the multiply: a
+// product of two floats (or of a float and a half or an int8) is exact in double, so the sum is as
+// accurate as RouteLLM's float64 arithmetic. Stored rows are decoded in registers, never in memory.
+template <class L, int QR, int AR, class T>
+inline void dot_tile(const float* q, size_t ld_q, const T* r, size_t ld_r, size_t dim, double* out,
+                     size_t ld_out) {
   using V = typename L::V;
   V acc[QR][AR];
   for (int i = 0; i < QR; ++i)
@@ -38,15 +38,15 @@ inline void dot_tile(const float* q, size_t ld_q, const float* r, size_t ld_r, s
     for (int j = 0; j < AR; ++j) {
       double total = L::sum(acc[i][j]);
       for (size_t k = vec_end; k < dim; ++k)  // tail of a query whose dimension is not a lane multiple
-        total += static_cast<double>(q[i * ld_q + k]) * static_cast<double>(r[j * ld_r + k]);
+        total += static_cast<double>(q[i * ld_q + k]) * L::scalar(r[j * ld_r + k]);
       out[i * ld_out + j] = total;
     }
 }
 
-// All query rows against AR (1..4) stored rows that are already fp32.
-template <class L, int AR>
-inline void dot_queries(const float* queries, size_t n_queries, size_t ld_q, const float* r,
-                        size_t ld_r, size_t dim, double* out, size_t ld_out) {
+// All query rows against AR (1..4) stored rows.
+template <class L, int AR, class T>
+inline void dot_queries(const float* queries, size_t n_queries, size_t ld_q, const T* r, size_t ld_r,
+                        size_t dim, double* out, size_t ld_out) {
   constexpr int QR = 3;
   size_t q = 0;
   for (; q + QR <= n_queries; q += QR)
@@ -58,42 +58,36 @@ inline void dot_queries(const float* queries, size_t n_queries, size_t ld_q, con
   }
 }
 
-template <class L>
-inline void dot_queries_n(int n_rows, const float* queries, size_t n_queries, size_t ld_q,
-                          const float* r, size_t ld_r, size_t dim, double* out, size_t ld_out) {
-  switch (n_rows) {
-    case 4: dot_queries<L, 4>(queries, n_queries, ld_q, r, ld_r, dim, out, ld_out); break;
-    case 3: dot_queries<L, 3>(queries, n_queries, ld_q, r, ld_r, dim, out, ld_out); break;
-    case 2: dot_queries<L, 2>(queries, n_queries, ld_q, r, ld_r, dim, out, ld_out); break;
-    case 1: dot_queries<L, 1>(queries, n_queries, ld_q, r, ld_r, dim, out, ld_out); break;
+// Stored rows four at a time (each block of four stays in L1 while every query passes over it).
+template <class L, class T>
+void dot_rows_typed(const float* queries, size_t n_queries, size_t ld_q, const T* rows, size_t stride,
+                    size_t dim, size_t row_begin, size_t row_end, double* out, size_t ld_out) {
+  size_t r = row_begin;
+  for (; r + 4 <= row_end; r += 4)
+    dot_queries<L, 4>(queries, n_queries, ld_q, rows + r * stride, stride, dim, out + (r - row_begin), ld_out);
+  const T* rest = rows + r * stride;
+  double* o = out + (r - row_begin);
+  switch (row_end - r) {
+    case 3: dot_queries<L, 3>(queries, n_queries, ld_q, rest, stride, dim, o, ld_out); break;
+    case 2: dot_queries<L, 2>(queries, n_queries, ld_q, rest, stride, dim, o, ld_out); break;
+    case 1: dot_queries<L, 1>(queries, n_queries, ld_q, rest, stride, dim, o, ld_out); break;
     default: break;
   }
 }
 
 template <class L>
-void dot_rows(const float* queries, size_t n_queries, size_t ld_q, const RowsView& rows,
-              size_t row_begin, size_t row_end, double* out, size_t ld_out, float* scratch) {
-  static_assert(kDecodeRows == 4, "tiles take four stored rows at a time");
-  for (size_t r = row_begin; r < row_end; r += kDecodeRows) {
-    const int n = static_cast<int>(std::min(kDecodeRows, row_end - r));
-    const float* block = nullptr;
-    switch (rows.storage) {
-      case Storage::f32:
-        block = static_cast<const float*>(rows.data) + r * rows.stride;
-        break;
-      case Storage::f16:
-        L::f16_to_f32(static_cast<const uint16_t*>(rows.data) + r * rows.stride, scratch,
-                      n * rows.stride);
-        block = scratch;
-        break;
-      case Storage::i8:
-        L::i8_to_f32(static_cast<const int8_t*>(rows.data) + r * rows.stride, scratch,
-                     n * rows.stride);
-        block = scratch;
-        break;
-    }
-    dot_queries_n<L>(n, queries, n_queries, ld_q, block, rows.stride, rows.dim,
-                     out + (r - row_begin), ld_out);
+void dot_rows(const float* queries, size_t n_queries, size_t ld_q, const RowsView& rows, size_t row_begin,
+              size_t row_end, double* out, size_t ld_out) {
+  switch (rows.storage) {
+    case Storage::f32:
+      return dot_rows_typed<L>(queries, n_queries, ld_q, static_cast<const float*>(rows.data), rows.stride,
+                               rows.dim, row_begin, row_end, out, ld_out);
+    case Storage::f16:
+      return dot_rows_typed<L>(queries, n_queries, ld_q, static_cast<const uint16_t*>(rows.data), rows.stride,
+                               rows.dim, row_begin, row_end, out, ld_out);
+    case Storage::i8:
+      return dot_rows_typed<L>(queries, n_queries, ld_q, static_cast<const int8_t*>(rows.data), rows.stride,
+                               rows.dim, row_begin, row_end, out, ld_out);
   }
 }
 

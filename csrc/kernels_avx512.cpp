@@ -10,20 +10,19 @@ namespace {
 struct Avx512Lanes {
   using V = __m512d;
   static constexpr size_t width = 8;
+  static double scalar(float x) { return x; }
+  static double scalar(uint16_t x) { return _cvtsh_ss(x); }
+  static double scalar(int8_t x) { return x; }
   static V zero() { return _mm512_setzero_pd(); }
   static V load(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+  static V load(const uint16_t* p) {
+    return _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static V load(const int8_t* p) {
+    return _mm512_cvtepi32_pd(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
   static V fma(V a, V b, V acc) { return _mm512_fmadd_pd(a, b, acc); }
   static double sum(V v) { return _mm512_reduce_add_pd(v); }
-  static void f16_to_f32(const uint16_t* src, float* dst, size_t n) {
-    for (size_t i = 0; i < n; i += 16)
-      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
-  }
-  static void i8_to_f32(const int8_t* src, float* dst, size_t n) {
-    for (size_t i = 0; i < n; i += 16) {
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-      _mm512_storeu_ps(dst + i, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)));
-    }
-  }
 };
 
 }  // namespace

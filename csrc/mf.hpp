@@ -84,7 +84,7 @@ class MfPairScorer {
     ThreadPool::instance().parallel_for(tasks, [&](size_t t) {
       const size_t q0 = t * kChunk, q1 = std::min(n, q0 + kChunk);
       double parts[2 * kChunk];  // (hi, lo) dot products per query
-      kernels.dot_rows(queries + q0 * ld_q, q1 - q0, ld_q, view_, 0, 2, parts, 2, nullptr);
+      kernels.dot_rows(queries + q0 * ld_q, q1 - q0, ld_q, view_, 0, 2, parts, 2);
       for (size_t q = q0; q < q1; ++q) {
         out[q] = parts[2 * (q - q0)] + parts[2 * (q - q0) + 1];
         // NaN or inf anywhere in a row makes its dot product non-finite (inf * 0 is NaN too), so

@@ -207,11 +207,8 @@ class SwArena {
       const size_t chunk = std::max<size_t>(256, (P / (pool.num_threads() * 8) + 3) / 4 * 4);
       const size_t tasks = (P + chunk - 1) / chunk;
       pool.parallel_for(tasks, [&](size_t t) {
-        thread_local std::vector<float> scratch;
-        scratch.resize(kDecodeRows * prompts_.view.stride);
         const size_t r0 = t * chunk, r1 = std::min(P, r0 + chunk);
-        kernels.dot_rows(queries + g0 * ld_q, g, ld_q, prompts_.view, r0, r1, sims.data() + r0, P,
-                         scratch.data());
+        kernels.dot_rows(queries + g0 * ld_q, g, ld_q, prompts_.view, r0, r1, sims.data() + r0, P);
       });
       pool.parallel_for(g, [&](size_t q) {
         out[g0 + q] = win_rate(sims.data() + q * P, query_factor[g0 + q], g0 + q, strong, weak);

@@ -1,0 +1,3 @@
+from routellm_fast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Type stubs for the compiled core (csrc/bindings.cpp)."""
+
+from typing import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+def backend_info() -> dict[str, object]: ...
+def set_simd(name: str) -> None: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def dedup_rows(rows: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(group of each row, first row of each group) for identical rows of a C-contiguous matrix."""
+
+class SwArena:
+    def __init__(
+        self,
+        prompt_embeddings: npt.NDArray[np.float32],
+        battle_prompt: npt.NDArray[np.int64],
+        model_a: npt.NDArray[np.int32],
+        model_b: npt.NDArray[np.int32],
+        outcome: npt.NDArray[np.int8],
+        n_models: int,
+        num_tiers: int = 10,
+        anchor_model: int = -1,
+        anchor_rating: float = 1082.0,
+        storage: str = "float32",
+        model_names: Sequence[str] = ...,
+    ) -> None: ...
+    def score(self, embeddings: npt.NDArray[np.float32], strong_model: int, weak_model: int) -> npt.NDArray[np.float64]: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def n_prompts(self) -> int: ...
+    @property
+    def n_battles(self) -> int: ...
+    @property
+    def storage(self) -> str: ...
+    @property
+    def storage_bytes(self) -> int: ...
+    @property
+    def model_ratings(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def model_tier(self) -> npt.NDArray[np.int32]: ...
+
+class MfPairScorer:
+    def __init__(
+        self,
+        model_embeddings: npt.NDArray[np.float32],
+        text_projection: npt.NDArray[np.float32] | None,
+        classifier: npt.NDArray[np.float32],
+        strong_model: int,
+        weak_model: int,
+    ) -> None: ...
+    def score(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]: ...
+    @property
+    def text_dim(self) -> int: ...
