@@ -108,7 +108,8 @@ def test_input_errors(tmp_path):
     np.testing.assert_array_equal(router.score_embeddings(wide[:, ::2]), base)
     np.testing.assert_array_equal(router.score_embeddings(wide[:, :40]), base)  # padded rows, read in place
     assert router.score_embeddings(np.empty((0, 40), np.float32)).shape == (0,)
-    with pytest.raises(RuntimeError, match="without an embedder"):
+    # No embed given: RouteLLM's checkpoints are text-embedding-3-small (1536-d); this one is 40-d.
+    with pytest.raises(ValueError, match="makes 1536-d vectors but the router expects 40-d"):
         router.score(["hello"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import _core
 from .arena import Battles, load_battles, load_embeddings
 from .checkpoints import load_mf_checkpoint
+from .embedders import CachedEmbedder, Embedder, EmbeddingError, OnnxEmbedder, OpenAIEmbedder
 from .model_ids import MODEL_IDS
 from .routers import (
     NAME_TO_CLS,
@@ -38,6 +39,11 @@ def set_simd(name: str) -> None:
 
 __all__ = [
     "Battles",
+    "CachedEmbedder",
+    "Embedder",
+    "EmbeddingError",
+    "OnnxEmbedder",
+    "OpenAIEmbedder",
     "EmbeddingRouter",
     "MODEL_IDS",
     "MatrixFactorizationRouter",

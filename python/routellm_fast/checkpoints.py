@@ -13,6 +13,7 @@ __all__ = ["MFCheckpoint", "load_mf_checkpoint"]
 
 _WEIGHTS_FILE = "model.safetensors"
 _CONFIG_FILE = "config.json"
+METADATA_FILE = "routellm_fast.json"
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class MFCheckpoint:
     text_projection: np.ndarray | None  # text_proj.0.weight [hidden, text_dim], None without projection
     classifier: np.ndarray  # classifier.0.weight [num_classes, hidden]
     config: dict
+    #: routellm_fast's own metadata (``routellm_fast.json``): the embedder a checkpoint was trained
+    #: on, its model table. Empty for RouteLLM's checkpoints.
+    metadata: dict
 
 
 def load_mf_checkpoint(
@@ -50,13 +54,8 @@ def load_mf_checkpoint(
     weights_path = directory / _WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} not found: an mf checkpoint needs {_WEIGHTS_FILE}")
-    config: dict = {}
-    config_path = directory / _CONFIG_FILE
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{config_path} is not valid JSON: {exc}") from None
+    config = _read_json(directory / _CONFIG_FILE)
+    metadata = _read_json(directory / METADATA_FILE)
     if num_classes != 1:
         raise ValueError(
             f"num_classes must be 1: RouteLLM's mf win rate compares one logit per model, got {num_classes}"
@@ -88,7 +87,20 @@ def load_mf_checkpoint(
         text_projection=tensors["text_proj.0.weight"] if use_proj else None,
         classifier=tensors["classifier.0.weight"],
         config=config,
+        metadata=metadata,
     )
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _config_hint(config: dict) -> str:

@@ -20,6 +20,7 @@ from . import _core
 from ._validation import as_embeddings, check_prompts, check_threshold, lookup_model
 from .arena import Battles, Source, load_battles, load_embeddings
 from .checkpoints import load_mf_checkpoint
+from .embedders import Embedder
 from .model_ids import MODEL_IDS
 
 __all__ = [
@@ -41,11 +42,10 @@ class RoutedPair(Protocol):
     weak: str
 
 
-class Embedder(Protocol):
-    def embed(self, prompts: list[str]) -> np.ndarray: ...
-
-
 EmbedFn = Callable[[list[str]], Any]
+
+#: The embedding model of RouteLLM's published checkpoints and arena embedding datasets.
+ROUTELLM_EMBEDDING_MODEL = "text-embedding-3-small"
 
 
 class Router(abc.ABC):
@@ -75,23 +75,51 @@ class Router(abc.ABC):
         return NAME_TO_CLS.get(type(self), type(self).__name__)
 
 
-def _resolve_embed(embed: Embedder | EmbedFn | None) -> EmbedFn | None:
-    if embed is None:
-        return None
-    if hasattr(embed, "embed") and callable(embed.embed):
-        return embed.embed
-    if callable(embed):
-        return embed
-    raise TypeError(
-        f"embed must be a callable list[str] -> array or an object with .embed(), got {type(embed).__name__}"
-    )
-
-
 class EmbeddingRouter(Router):
-    """A router that scores prompt embeddings of a fixed dimension."""
+    """A router that scores prompt embeddings of a fixed dimension.
 
-    def __init__(self, embed: Embedder | EmbedFn | None) -> None:
-        self._embed = _resolve_embed(embed)
+    ``embedding_model`` names the embedder the router's vectors come from. An ``embed`` object with
+    ``name``/``dim`` attributes (an :class:`~routellm_fast.embedders.Embedder`) must match both; a
+    plain callable is only checked for the dimension of what it returns. With no ``embed``, the
+    router uses the embedder it was built with: the local ONNX model for routers built on it,
+    OpenAI's API (``OPENAI_API_KEY``) for RouteLLM's published ``text-embedding-3-small`` routers.
+    """
+
+    def _init_embedder(self, embed: Embedder | EmbedFn | None, embedding_model: str) -> None:
+        self.embedding_model = embedding_model
+        if embed is None:
+            self._embedder: Any = None  # made on first use, from embedding_model
+            self._embed: EmbedFn | None = None
+            return
+        name, dim = getattr(embed, "name", None), getattr(embed, "dim", None)
+        if dim is not None and int(dim) != self.embedding_dim:
+            raise ValueError(
+                f"embedder {name or embed!r} makes {dim}-d vectors but this router scores {self.embedding_dim}-d "
+                f"{embedding_model} embeddings"
+            )
+        if isinstance(name, str) and name != embedding_model:
+            raise ValueError(
+                f"this router was built on {embedding_model!r} embeddings, but the embedder is {name!r}; "
+                f"pass embedding_model={name!r} if the two are the same model"
+            )
+        if hasattr(embed, "embed") and callable(embed.embed):
+            self._embedder, self._embed = embed, embed.embed
+        elif callable(embed):
+            self._embedder, self._embed = embed, embed
+        else:
+            raise TypeError(
+                f"embed must be a callable list[str] -> array or an object with .embed(), got {type(embed).__name__}"
+            )
+
+    @property
+    def embedder(self) -> Any:
+        """The embedder ``score(prompts)`` uses (created on first use when none was given)."""
+        if self._embed is None:
+            from .embedders import default_embedder_for
+
+            self._embedder = default_embedder_for(self.embedding_model, self.embedding_dim)
+            self._embed = self._embedder.embed
+        return self._embedder
 
     @property
     @abc.abstractmethod
@@ -110,14 +138,10 @@ class EmbeddingRouter(Router):
 
     def score(self, prompts: Sequence[str]) -> np.ndarray:
         prompts = check_prompts(prompts)
-        if self._embed is None:
-            raise RuntimeError(
-                f"{type(self).__name__} was built without an embedder: pass embed=... to the constructor "
-                "or call score_embeddings() with precomputed embeddings"
-            )
         if not prompts:
             return np.empty(0, dtype=np.float64)
-        vectors = as_embeddings(self._embed(prompts), self.embedding_dim, name="embed() output")
+        embed = self._embed or self.embedder.embed
+        vectors = as_embeddings(embed(prompts), self.embedding_dim, name="embed() output")
         if vectors.shape[0] != len(prompts):
             raise ValueError(f"embed() returned {vectors.shape[0]} vectors for {len(prompts)} prompts")
         return self._score_matrix(vectors)
@@ -161,20 +185,24 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         *,
         embed: Embedder | EmbedFn | None = None,
         model_ids: Mapping[str, int] | None = None,
+        embedding_model: str | None = None,
     ) -> None:
-        super().__init__(embed)
-        self.model_ids = dict(MODEL_IDS if model_ids is None else model_ids)
+        ckpt = load_mf_checkpoint(checkpoint_path, hidden_size, num_models, text_dim, num_classes, use_proj)
+        if model_ids is None:
+            model_ids = ckpt.metadata.get("model_ids", MODEL_IDS)
+        self.model_ids = dict(model_ids)
         self.strong_model, self.weak_model = strong_model, weak_model
         strong = lookup_model(strong_model, self.model_ids, "strong_model")
         weak = lookup_model(weak_model, self.model_ids, "weak_model")
         for role, idx in (("strong_model", strong), ("weak_model", weak)):
             if not 0 <= idx < num_models:
                 raise ValueError(f"{role} maps to row {idx}, outside the checkpoint's {num_models} models")
-        ckpt = load_mf_checkpoint(checkpoint_path, hidden_size, num_models, text_dim, num_classes, use_proj)
-        self.checkpoint = ckpt
         self._scorer = _core.MfPairScorer(
             ckpt.model_embeddings, ckpt.text_projection, ckpt.classifier[0], strong, weak
         )
+        self.checkpoint = ckpt
+        recorded = ckpt.metadata.get("embedder", {}).get("name", ROUTELLM_EMBEDDING_MODEL)
+        self._init_embedder(embed, embedding_model or recorded)
 
     @property
     def embedding_dim(self) -> int:
@@ -203,10 +231,11 @@ class SWRankingRouter(EmbeddingRouter):
         *,
         embed: Embedder | EmbedFn | None = None,
         storage: str = "float32",
+        embedding_model: str = ROUTELLM_EMBEDDING_MODEL,
     ) -> None:
         battles = load_battles(arena_battle_datasets)
         embeddings = load_embeddings(arena_embedding_datasets)
-        self._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage)
+        self._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
 
     @classmethod
     def from_battles(
@@ -221,6 +250,7 @@ class SWRankingRouter(EmbeddingRouter):
         *,
         embed: Embedder | EmbedFn | None = None,
         storage: str = "float32",
+        embedding_model: str = ROUTELLM_EMBEDDING_MODEL,
     ) -> SWRankingRouter:
         """Build from arrays: one embedding row per battle; ``winner`` in model_a/model_b/tie."""
         from .arena import OUTCOME_CODES
@@ -233,7 +263,7 @@ class SWRankingRouter(EmbeddingRouter):
             outcome[i] = OUTCOME_CODES[w]
         battles = Battles(np.asarray(list(model_a), dtype=object), np.asarray(list(model_b), dtype=object), outcome)
         router = cls.__new__(cls)
-        router._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage)
+        router._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
         return router
 
     def _build(
@@ -245,8 +275,8 @@ class SWRankingRouter(EmbeddingRouter):
         num_tiers: int,
         embed: Embedder | EmbedFn | None,
         storage: str,
+        embedding_model: str,
     ) -> None:
-        EmbeddingRouter.__init__(self, embed)
         emb = np.asarray(embeddings)
         if emb.ndim != 2 or emb.dtype.kind != "f":
             raise ValueError(f"arena embeddings must be a 2-D float matrix, got shape {emb.shape} dtype {emb.dtype}")
@@ -288,6 +318,7 @@ class SWRankingRouter(EmbeddingRouter):
         tiers = self._arena.model_tier
         #: model -> tier (0 = strongest), as RouteLLM's ``model2tier``.
         self.model2tier: dict[str, int] = {self.models[i]: int(tiers[i]) for i in order}
+        self._init_embedder(embed, embedding_model)
 
     @property
     def embedding_dim(self) -> int:
