@@ -64,7 +64,10 @@ def lookup_model(name: Any, table: Mapping[str, int], role: str) -> int:
     try:
         return table[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(table), n=5, cutoff=0.5)
+        lowered = name.lower()
+        close = [m for m in table if lowered in m.lower()]  # "mixtral" -> "mixtral-8x7b-instruct-v0.1"
+        close += [m for m in difflib.get_close_matches(name, list(table), n=5, cutoff=0.5) if m not in close]
+        close = close[:5]
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(
             f"unknown {role} {name!r}: not among the router's {len(table)} models{hint}"

@@ -23,6 +23,22 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _route(args: argparse.Namespace) -> int:
+    """Route one prompt with the shipped sw_ranking router: local embeddings, no key, no network."""
+    from .defaults import default_sw_router, default_threshold
+
+    router = default_sw_router(args.strong_model, args.weak_model)
+    threshold = args.threshold if args.threshold is not None else default_threshold(args.strong_model_pct)
+    win_rate = router.calculate_strong_win_rate(args.prompt)
+
+    class Pair:
+        strong, weak = args.strong_model, args.weak_model
+
+    model = router.route(args.prompt, threshold, Pair)
+    print(f"{model}\twin_rate={win_rate:.5f}\tthreshold={threshold:.5f}")
+    return 0
+
+
 def _score_embeddings(args: argparse.Namespace) -> int:
     """Win rates for a .npy matrix of prompt embeddings with an mf checkpoint."""
     router = rf.MatrixFactorizationRouter(args.checkpoint, args.strong_model, args.weak_model,
@@ -42,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="show the compiled backend (SIMD path, threads)")
     info.add_argument("--json", action="store_true", help="also print the backend info as JSON")
     info.set_defaults(func=_info)
+    route = sub.add_parser("route", help="route a prompt with the shipped sw_ranking router (no key, no network)")
+    route.add_argument("prompt", help="the prompt to route")
+    group = route.add_mutually_exclusive_group()
+    group.add_argument("--threshold", type=float, help="route to the strong model when its win rate is >= this")
+    group.add_argument("--strong-model-pct", type=float, default=0.5,
+                       help="use the shipped calibrated threshold for this share of strong-model calls (default 0.5)")
+    route.add_argument("--strong-model", default="gpt-4-1106-preview")
+    route.add_argument("--weak-model", default="mixtral-8x7b-instruct-v0.1")
+    route.set_defaults(func=_route)
     score = sub.add_parser("score-embeddings", help="score precomputed prompt embeddings with an mf checkpoint")
     score.add_argument("--checkpoint", required=True, help="directory written by RouteLLM's MFModel.save_pretrained")
     score.add_argument("--input", required=True, help=".npy float matrix [n, text_dim]")

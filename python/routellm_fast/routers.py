@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_embeddings, check_prompts, check_threshold, lookup_model
-from .arena import Battles, Source, load_battles, load_embeddings
+from .arena import ArenaFile, Battles, Source, load_arena, load_battles, load_embeddings
 from .checkpoints import load_mf_checkpoint
 from .embedders import Embedder
 from .model_ids import MODEL_IDS
@@ -266,6 +266,27 @@ class SWRankingRouter(EmbeddingRouter):
         router._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
         return router
 
+    @classmethod
+    def from_arena(
+        cls,
+        path: Source,
+        strong_model: str = DEFAULT_STRONG_MODEL,
+        weak_model: str = DEFAULT_WEAK_MODEL,
+        num_tiers: int = 10,
+        *,
+        embed: Embedder | EmbedFn | None = None,
+        storage: str = "float32",
+    ) -> SWRankingRouter:
+        """Load a compact arena file (:func:`routellm_fast.arena.save_arena`); the embedder it was
+        built with is recorded in it and is the default ``embed``."""
+        arena = load_arena(path)
+        embedding_model = arena.metadata.get("embedder", {}).get("name")
+        if not embedding_model:
+            raise ValueError(f"{path}: the arena's metadata does not name its embedder")
+        router = cls.__new__(cls)
+        router._build_arena(arena, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
+        return router
+
     def _build(
         self,
         battles: Battles,
@@ -291,17 +312,39 @@ class SWRankingRouter(EmbeddingRouter):
         # Models numbered by first appearance in model_a then model_b, as RouteLLM's pandas code does.
         names = np.concatenate([battles.model_a, battles.model_b])
         _, first = np.unique(names.astype(str), return_index=True)
-        self.models: list[str] = [str(m) for m in names[np.sort(first)]]
+        models = [str(m) for m in names[np.sort(first)]]
+        index = {m: i for i, m in enumerate(models)}
+        battle_prompt, firsts = _core.dedup_rows(emb)  # battles sharing a prompt share its row
+        arena = ArenaFile(
+            prompt_embeddings=np.ascontiguousarray(emb[firsts]),
+            battle_prompt=battle_prompt,
+            model_a=np.fromiter((index[m] for m in battles.model_a), dtype=np.int32, count=len(battles)),
+            model_b=np.fromiter((index[m] for m in battles.model_b), dtype=np.int32, count=len(battles)),
+            outcome=battles.outcome,
+            models=models,
+            metadata={"embedder": {"name": embedding_model, "dim": int(emb.shape[1])}},
+        )
+        self._build_arena(arena, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
+
+    def _build_arena(
+        self,
+        arena: ArenaFile,
+        strong_model: str,
+        weak_model: str,
+        num_tiers: int,
+        embed: Embedder | EmbedFn | None,
+        storage: str,
+        embedding_model: str,
+    ) -> None:
+        self.models: list[str] = list(arena.models)
+        self.metadata = arena.metadata
         index = {m: i for i, m in enumerate(self.models)}
-        model_a = np.fromiter((index[m] for m in battles.model_a), dtype=np.int32, count=len(battles))
-        model_b = np.fromiter((index[m] for m in battles.model_b), dtype=np.int32, count=len(battles))
-        battle_prompt, firsts = _core.dedup_rows(emb)
         self._arena = _core.SwArena(
-            np.ascontiguousarray(emb[firsts]),
-            battle_prompt,
-            model_a,
-            model_b,
-            battles.outcome,
+            np.ascontiguousarray(arena.prompt_embeddings, dtype=np.float32),
+            np.ascontiguousarray(arena.battle_prompt, dtype=np.int64),
+            np.ascontiguousarray(arena.model_a, dtype=np.int32),
+            np.ascontiguousarray(arena.model_b, dtype=np.int32),
+            np.ascontiguousarray(arena.outcome, dtype=np.int8),
             n_models=len(self.models),
             num_tiers=num_tiers,
             anchor_model=index.get("llama-2-70b-chat", -1),

@@ -1,0 +1,123 @@
+"""The compact arena format, the shipped default router and the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_arena
+
+import routellm_fast as rf
+from routellm_fast.arena import ArenaFile, load_arena, save_arena
+from routellm_fast.defaults import DEFAULT_SW_ARENA, default_sw_router, default_threshold
+from routellm_fast.model_aliases import canonical_model_name
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_compact_arena_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    arena = make_arena(rng, n_battles=500, dim=16, reuse=0.3)
+    direct = rf.SWRankingRouter.from_battles(arena["model_a"], arena["model_b"], arena["winner"], arena["embeddings"],
+                                             "model-0", "model-1", embedding_model="my-embedder")
+    models = direct.models
+    index = {m: i for i, m in enumerate(models)}
+    battle_prompt, firsts = rf._core.dedup_rows(arena["embeddings"])
+    compact = ArenaFile(
+        prompt_embeddings=arena["embeddings"][firsts], battle_prompt=battle_prompt,
+        model_a=np.array([index[m] for m in arena["model_a"]]), model_b=np.array([index[m] for m in arena["model_b"]]),
+        outcome=np.array([{"model_a": 0, "model_b": 1, "tie": 2}[w] for w in arena["winner"]], dtype=np.int8),
+        models=models, metadata={"embedder": {"name": "my-embedder", "dim": 16}},
+    )
+    save_arena(tmp_path / "a.npz", compact)
+    loaded = rf.SWRankingRouter.from_arena(tmp_path / "a.npz", "model-0", "model-1")
+    assert loaded.num_prompts == direct.num_prompts < 500
+    assert loaded.model2tier == direct.model2tier and loaded.embedding_model == "my-embedder"
+    np.testing.assert_array_equal(loaded.score_embeddings(arena["queries"]), direct.score_embeddings(arena["queries"]))
+
+
+def test_compact_arena_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_arena(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a readable arena file"):
+        load_arena(tmp_path / "junk.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="is not a routellm_fast.arena/1 file"):
+        load_arena(tmp_path / "other.npz")
+    good = load_arena(DEFAULT_SW_ARENA)
+    bad = ArenaFile(**{**good.__dict__, "metadata": {"embedder": {"name": "x", "dim": 999}}})
+    save_arena(tmp_path / "dim.npz", bad)
+    with pytest.raises(ValueError, match="metadata says 999-d embeddings but the file holds 384-d"):
+        load_arena(tmp_path / "dim.npz")
+    bad = ArenaFile(**{**good.__dict__, "battle_prompt": good.battle_prompt + 1000})
+    save_arena(tmp_path / "idx.npz", bad)
+    with pytest.raises(ValueError, match="battle_prompt indexes outside"):
+        load_arena(tmp_path / "idx.npz")
+
+
+def test_shipped_router_is_real_and_small():
+    arena = load_arena(DEFAULT_SW_ARENA)
+    assert DEFAULT_SW_ARENA.stat().st_size < 1_000_000
+    assert arena.metadata["embedder"] == {"name": "all-MiniLM-L6-v2", "dim": 384}
+    assert len(arena.outcome) == 30966 and arena.prompt_embeddings.shape == (300, 384)
+    router = default_sw_router()
+    assert router.embedding_model == "all-MiniLM-L6-v2"
+    assert router.ratings["llama-2-70b-chat"] == pytest.approx(1082.0)
+    assert max(router.ratings, key=router.ratings.get) == "gpt-4-1106-preview"
+    thresholds = [default_threshold(p) for p in (0.2, 0.5, 0.8)]
+    assert thresholds == sorted(thresholds, reverse=True)  # more strong calls need a lower threshold
+    with pytest.raises(ValueError, match="no shipped threshold"):
+        default_threshold(0.33)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data beside the checkout")
+def test_shipped_router_is_reproducible_from_the_recipe(tmp_path):
+    from routellm_fast.defaults import build_default_sw_arena
+
+    rebuilt = build_default_sw_arena(SHARED, tmp_path / "arena.npz")
+    shipped = load_arena(DEFAULT_SW_ARENA)
+    np.testing.assert_array_equal(rebuilt.battle_prompt, shipped.battle_prompt)
+    np.testing.assert_array_equal(rebuilt.outcome, shipped.outcome)
+    assert rebuilt.models == shipped.models
+    # float16 embeddings of the same prompts; ONNX Runtime may differ in the last bits across CPUs.
+    np.testing.assert_allclose(rebuilt.prompt_embeddings.astype(np.float32),
+                               shipped.prompt_embeddings.astype(np.float32), atol=2e-3)
+    for pct, value in shipped.metadata["calibration"]["thresholds"].items():
+        assert rebuilt.metadata["calibration"]["thresholds"][pct] == pytest.approx(value, abs=1e-3)
+
+
+def test_model_aliases():
+    assert canonical_model_name("gpt4_1106_preview") == "gpt-4-1106-preview"
+    assert canonical_model_name("Mixtral-8x7B-Instruct-v0.1") == "mixtral-8x7b-instruct-v0.1"
+    assert canonical_model_name("mistralai/Mixtral-8x7B-Instruct-v0.1") == "mixtral-8x7b-instruct-v0.1"
+    assert canonical_model_name("some-new-model") == "some-new-model"
+    assert canonical_model_name("some-new-model", extra={"some-new-model": "x"}) == "x"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "routellm_fast", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_route_and_info():
+    result = run_cli("route", "Prove that there are infinitely many primes.")
+    assert result.returncode == 0, result.stderr
+    model, win_rate, threshold = result.stdout.strip().split("\t")
+    router = default_sw_router()
+    expected = router.calculate_strong_win_rate("Prove that there are infinitely many primes.")
+    assert float(win_rate.split("=")[1]) == pytest.approx(expected, abs=1e-5)
+    assert float(threshold.split("=")[1]) == pytest.approx(default_threshold(0.5), abs=1e-5)
+    assert model == ("gpt-4-1106-preview" if expected >= default_threshold(0.5) else "mixtral-8x7b-instruct-v0.1")
+
+    assert run_cli("route", "hi", "--threshold", "0").stdout.startswith("gpt-4-1106-preview\t")
+    bad = run_cli("route", "hi", "--threshold", "1.5")
+    assert bad.returncode == 2 and "threshold must be in [0, 1]" in bad.stderr
+    bad = run_cli("route", "hi", "--weak-model", "mixtral")
+    assert bad.returncode == 2 and "did you mean" in bad.stderr
+
+    info = run_cli("info")
+    assert info.returncode == 0 and "simd=" in info.stdout
+    assert run_cli("route", "--help").returncode == 0
