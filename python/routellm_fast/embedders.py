@@ -199,7 +199,9 @@ class OnnxEmbedder:
             return np.empty((0, self.dim), dtype=np.float32)
         ids = self._encode(prompts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        # Enough batches that the workers stay balanced (they pull batches as they finish).
+        size = max(1, min(self.batch_size, -(-len(ids) // (4 * self.threads))))
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
         out = np.empty((len(ids), self.dim), dtype=np.float32)
 
         def run(batch: list[int]) -> None:
