@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -239,3 +240,27 @@ def test_concurrent_callers_get_the_same_answers():
     assert len(results) == 6
     for r in results:
         np.testing.assert_array_equal(r, want)
+
+
+def test_scoring_works_in_a_forked_child():
+    import os
+    import pickle
+
+    rng = np.random.default_rng(13)
+    arena = make_arena(rng, n_battles=3000, dim=32)
+    router = build(arena)
+    want = router.score_embeddings(arena["queries"])  # the parent's pool threads are running now
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork() in a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: its pool must be rebuilt, not waited on
+        try:
+            os.write(write_end, pickle.dumps(router.score_embeddings(arena["queries"])))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    np.testing.assert_array_equal(pickle.loads(data), want)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import os
 import random
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -20,7 +21,7 @@ from . import _core
 from ._validation import as_embeddings, check_prompts, check_threshold, lookup_model
 from .arena import ArenaFile, Battles, Source, load_arena, load_battles, load_embeddings
 from .checkpoints import load_mf_checkpoint
-from .embedders import Embedder
+from .embedders import Embedder, default_embedder_for
 from .model_ids import MODEL_IDS
 
 __all__ = [
@@ -87,6 +88,7 @@ class EmbeddingRouter(Router):
 
     def _init_embedder(self, embed: Embedder | EmbedFn | None, embedding_model: str) -> None:
         self.embedding_model = embedding_model
+        self._embedder_lock = threading.Lock()
         if embed is None:
             self._embedder: Any = None  # made on first use, from embedding_model
             self._embed: EmbedFn | None = None
@@ -114,12 +116,11 @@ class EmbeddingRouter(Router):
     @property
     def embedder(self) -> Any:
         """The embedder ``score(prompts)`` uses (created on first use when none was given)."""
-        if self._embed is None:
-            from .embedders import default_embedder_for
-
-            self._embedder = default_embedder_for(self.embedding_model, self.embedding_dim)
-            self._embed = self._embedder.embed
-        return self._embedder
+        with self._embedder_lock:
+            if self._embed is None:
+                self._embedder = default_embedder_for(self.embedding_model, self.embedding_dim)
+                self._embed = self._embedder.embed
+            return self._embedder
 
     @property
     @abc.abstractmethod
