@@ -86,12 +86,16 @@ Storage parse_storage(const std::string& s) {
   throw py::value_error("storage must be 'float32', 'float16' or 'int8', got '" + s + "'");
 }
 
+// Allocates the output with the GIL held, then runs fn without it, unless the work is too small
+// for releasing and re-acquiring the GIL to pay (a few mf decisions take well under a microsecond).
 template <class Fn>
-py::array_t<double> score_rows(const Matrix& q, Fn&& fn) {
+py::array_t<double> score_rows(const Matrix& q, size_t min_rows_to_release, Fn&& fn) {
   py::array_t<double> out(static_cast<py::ssize_t>(q.rows));
   double* dst = out.mutable_data();
   if (q.rows == 0) return out;
-  {
+  if (q.rows < min_rows_to_release) {
+    fn(q, dst);
+  } else {
     py::gil_scoped_release release;
     fn(q, dst);
   }
@@ -174,7 +178,7 @@ PYBIND11_MODULE(_core, m) {
           "score",
           [](const SwArena& arena, const py::array& queries, int strong_model, int weak_model) {
             const Matrix q = require_matrix(queries, "embeddings", static_cast<long>(arena.dim()));
-            return score_rows(q, [&](const Matrix& x, double* out) {
+            return score_rows(q, 0, [&](const Matrix& x, double* out) {
               arena.score(x.data, x.rows, x.ld, strong_model, weak_model, out);
             });
           },
@@ -217,7 +221,7 @@ PYBIND11_MODULE(_core, m) {
           "score",
           [](const MfPairScorer& s, const py::array& queries) {
             const Matrix q = require_matrix(queries, "embeddings", s.text_dim());
-            return score_rows(q, [&](const Matrix& x, double* out) { s.score(x.data, x.rows, x.ld, out); });
+            return score_rows(q, 64, [&](const Matrix& x, double* out) { s.score(x.data, x.rows, x.ld, out); });
           },
           py::arg("embeddings"))
       .def_property_readonly("text_dim", &MfPairScorer::text_dim);

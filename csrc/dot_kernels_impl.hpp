@@ -1,8 +1,8 @@
 // The dot-product kernel, written once over a SIMD "lane" type. Included by exactly one .cpp per
 // instruction set; that file defines the Lanes struct and instantiates make_kernels<Lanes>().
 //
-// Lanes must provide: type V (a vector of `width` doubles); V zero(); V load(const T*) for T in
-// float, uint16_t (IEEE half bits) and int8_t, reading `width` elements widened to double;
+// Lanes must provide: type V (a vector of `width` doubles or floats); V zero(); V load(const T*)
+// for T in float, uint16_t (IEEE half bits) and int8_t, reading `width` elements;
 // V fma(V a, V b, V acc); double sum(V); double scalar(T) for one element.
 #pragma once
 
@@ -75,25 +75,28 @@ void dot_rows_typed(const float* queries, size_t n_queries, size_t ld_q, const T
   }
 }
 
-template <class L>
+// float32 rows use double lanes (exact, like RouteLLM's float64). float16 and int8 rows are
+// approximations already (relative rounding ~5e-4 and ~4e-3 per element), so they use float
+// lanes: twice the arithmetic rate, with accumulation error (~1e-7) far below their own.
+template <class Exact, class Fast>
 void dot_rows(const float* queries, size_t n_queries, size_t ld_q, const RowsView& rows, size_t row_begin,
               size_t row_end, double* out, size_t ld_out) {
   switch (rows.storage) {
     case Storage::f32:
-      return dot_rows_typed<L>(queries, n_queries, ld_q, static_cast<const float*>(rows.data), rows.stride,
-                               rows.dim, row_begin, row_end, out, ld_out);
+      return dot_rows_typed<Exact>(queries, n_queries, ld_q, static_cast<const float*>(rows.data), rows.stride,
+                                   rows.dim, row_begin, row_end, out, ld_out);
     case Storage::f16:
-      return dot_rows_typed<L>(queries, n_queries, ld_q, static_cast<const uint16_t*>(rows.data), rows.stride,
-                               rows.dim, row_begin, row_end, out, ld_out);
+      return dot_rows_typed<Fast>(queries, n_queries, ld_q, static_cast<const uint16_t*>(rows.data), rows.stride,
+                                  rows.dim, row_begin, row_end, out, ld_out);
     case Storage::i8:
-      return dot_rows_typed<L>(queries, n_queries, ld_q, static_cast<const int8_t*>(rows.data), rows.stride,
-                               rows.dim, row_begin, row_end, out, ld_out);
+      return dot_rows_typed<Fast>(queries, n_queries, ld_q, static_cast<const int8_t*>(rows.data), rows.stride,
+                                  rows.dim, row_begin, row_end, out, ld_out);
   }
 }
 
-template <class L>
+template <class Exact, class Fast>
 const DotKernels& make_kernels(const char* name) {
-  static const DotKernels table{name, &dot_rows<L>};
+  static const DotKernels table{name, &dot_rows<Exact, Fast>};
   return table;
 }
 

@@ -11,6 +11,8 @@ import numpy as np
 
 __all__ = ["as_embeddings", "check_prompts", "check_threshold", "lookup_model"]
 
+_FLOAT32 = np.dtype(np.float32)
+
 
 def as_embeddings(x: Any, dim: int, name: str = "embeddings") -> np.ndarray:
     """Return ``x`` as a float32 matrix ``[n, dim]`` with contiguous rows.
@@ -19,6 +21,9 @@ def as_embeddings(x: Any, dim: int, name: str = "embeddings") -> np.ndarray:
     float16) and non-contiguous arrays are converted, which costs one copy. Integer, boolean,
     complex and object arrays are refused: they are almost always a bug upstream.
     """
+    if type(x) is np.ndarray and x.dtype == _FLOAT32 and x.ndim == 2 and x.shape[1] == dim:
+        if x.shape[0] <= 1 or x.strides[1] == 4:  # the common case, checked again by the core
+            return x
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array [n, {dim}], got dtype {arr.dtype}")
