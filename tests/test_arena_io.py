@@ -114,7 +114,7 @@ def test_arena_errors():
         rf.SWRankingRouter.from_battles(*args, arena["embeddings"][:-1], "model-0", "model-1")
     with pytest.raises(ValueError, match="unknown strong_model 'model-9'.*did you mean"):
         rf.SWRankingRouter.from_battles(*args, arena["embeddings"], "model-9", "model-1")
-    with pytest.raises(ValueError, match="winner of battle 0"):
+    with pytest.raises(ValueError, match="battle 0: winner 'a' is not one of"):
         rf.SWRankingRouter.from_battles(arena["model_a"], arena["model_b"], ["a"] * 300, arena["embeddings"], "model-0", "model-1")
     bad = arena["embeddings"].copy()
     bad[5] = np.nan

@@ -99,6 +99,18 @@ def _column(table, name: str, path: Path) -> list:
     return table.column(name).to_pylist()
 
 
+def outcome_codes(winners: Iterable[object], where: str = "battle") -> np.ndarray:
+    """Outcome codes (int8) of winner labels; an unknown label is an error naming its position."""
+    winners = list(winners)
+    out = np.empty(len(winners), dtype=np.int8)
+    for i, w in enumerate(winners):
+        code = OUTCOME_CODES.get(w) if isinstance(w, str) else None
+        if code is None:
+            raise ValueError(f"{where} {i}: winner {w!r} is not one of {', '.join(repr(k) for k in OUTCOME_CODES)}")
+        out[i] = code
+    return out
+
+
 def _battles_from_table(table, path: Path) -> Battles:
     cols = set(table.column_names)
     model_a = _column(table, "model_a", path)
@@ -123,15 +135,7 @@ def _battles_from_table(table, path: Path) -> Battles:
         model_a = [model_a[i] for i in keep]
         model_b = [model_b[i] for i in keep]
     elif "winner" in cols:
-        winners = _column(table, "winner", path)
-        outcome = []
-        for i, w in enumerate(winners):
-            code = OUTCOME_CODES.get(w)
-            if code is None:
-                raise ValueError(
-                    f"{path} row {i}: winner {w!r} is not one of {', '.join(repr(k) for k in OUTCOME_CODES)}"
-                )
-            outcome.append(code)
+        outcome = outcome_codes(_column(table, "winner", path), where=f"{path} row")
     else:
         raise ValueError(
             f"{path}: expected battles with columns (model_a, model_b, winner) or the Chatbot Arena format "
@@ -141,9 +145,7 @@ def _battles_from_table(table, path: Path) -> Battles:
         for i, v in enumerate(values):
             if not isinstance(v, str) or not v:
                 raise ValueError(f"{path}: {name} of battle {i} must be a non-empty model name, got {v!r}")
-    return Battles(
-        np.array(model_a, dtype=object), np.array(model_b, dtype=object), np.array(outcome, dtype=np.int8)
-    )
+    return Battles(np.array(model_a, dtype=object), np.array(model_b, dtype=object), np.asarray(outcome, dtype=np.int8))
 
 
 def load_battles(sources: Source | Iterable[Source]) -> Battles:

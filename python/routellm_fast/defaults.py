@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arena import ArenaFile, OUTCOME_CODES, load_arena, save_arena
+from .arena import ArenaFile, load_arena, outcome_codes, save_arena
 from .embedders import OnnxEmbedder
 from .model_aliases import canonical_model_name
 from .routers import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, SWRankingRouter
@@ -76,7 +76,7 @@ def build_default_sw_arena(data_dir: Path, out: Path = DEFAULT_SW_ARENA, embedde
         battle_prompt=np.array([row_of[q] for q in battles["question_id"]], dtype=np.int64),
         model_a=np.array([index[m] for m in names[:n]], dtype=np.int32),
         model_b=np.array([index[m] for m in names[n:]], dtype=np.int32),
-        outcome=np.array([OUTCOME_CODES[w] for w in battles["winner"]], dtype=np.int8),
+        outcome=outcome_codes(battles["winner"], where=f"{source / 'battles.csv'} row"),
         models=models,
         metadata={
             "embedder": {"name": embedder.name, "dim": embedder.dim},

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_embeddings, check_prompts, check_threshold, lookup_model
-from .arena import ArenaFile, Battles, Source, load_arena, load_battles, load_embeddings
+from .arena import ArenaFile, Battles, Source, load_arena, load_battles, load_embeddings, outcome_codes
 from .checkpoints import load_mf_checkpoint
 from .embedders import Embedder, default_embedder_for
 from .model_ids import MODEL_IDS
@@ -254,14 +254,7 @@ class SWRankingRouter(EmbeddingRouter):
         embedding_model: str = ROUTELLM_EMBEDDING_MODEL,
     ) -> SWRankingRouter:
         """Build from arrays: one embedding row per battle; ``winner`` in model_a/model_b/tie."""
-        from .arena import OUTCOME_CODES
-
-        winners = list(winner)
-        outcome = np.empty(len(winners), dtype=np.int8)
-        for i, w in enumerate(winners):
-            if w not in OUTCOME_CODES:
-                raise ValueError(f"winner of battle {i} is {w!r}; expected one of {', '.join(OUTCOME_CODES)}")
-            outcome[i] = OUTCOME_CODES[w]
+        outcome = outcome_codes(winner)
         battles = Battles(np.asarray(list(model_a), dtype=object), np.asarray(list(model_b), dtype=object), outcome)
         router = cls.__new__(cls)
         router._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
