@@ -45,22 +45,18 @@ def timed(fn, repeats: int) -> dict:
     return {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "min_ms": float(t.min())}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--json", help="also write the results here")
-    args = parser.parse_args()
-
+def measure(repeats: int = 50) -> dict:
+    """Timings of the local embedder and of end-to-end routing with the shipped router."""
     embedder = rf.OnnxEmbedder()
     tokens = {name: len(embedder._tokenizer.encode(text).ids) for name, text in (("short", SHORT), ("long", LONG))}
     results: dict = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), **rf.backend_info()},
         "tokens": tokens,
     }
-    results["embed_short"] = timed(lambda: embedder.embed([SHORT]), args.repeats)
-    results["embed_long"] = timed(lambda: embedder.embed([LONG]), args.repeats)
+    results["embed_short"] = timed(lambda: embedder.embed([SHORT]), repeats)
+    results["embed_long"] = timed(lambda: embedder.embed([LONG]), repeats)
     batch = [SHORT, LONG] * 32
-    stats = timed(lambda: embedder.embed(batch), max(3, args.repeats // 10))
+    stats = timed(lambda: embedder.embed(batch), max(3, repeats // 10))
     results["embed_batch64"] = {**stats, "prompts_per_s": 64 / (stats["median_ms"] / 1e3)}
 
     router = default_sw_router(embed=embedder)
@@ -69,9 +65,19 @@ def main() -> int:
     class Pair:
         strong, weak = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"
 
-    results["route_short_end_to_end"] = timed(lambda: router.route(SHORT, threshold, Pair), args.repeats)
+    results["route_short_end_to_end"] = timed(lambda: router.route(SHORT, threshold, Pair), repeats)
     vector = embedder.embed([SHORT])
-    results["score_only"] = timed(lambda: router.score_embeddings(vector), args.repeats)
+    results["score_only"] = timed(lambda: router.score_embeddings(vector), repeats)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    results = measure(args.repeats)
+    tokens = results["tokens"]
 
     print(f"{'case':28s} {'median ms':>10s} {'p90 ms':>10s}")
     for key, value in results.items():

@@ -291,6 +291,18 @@ def markdown(report: dict) -> str:
             f"{row['floor_ms']:.1f} ms | {row['x_floor']:.2f} | {row['ours_build_s']:.1f} s / {fmt(row.get('ref_build_s'), '.1f')} s | "
             f"{fmt(row.get('ref_peak_rss_mb'), ',.0f')} MB |"
         )
+    emb = report.get("embedder")
+    if emb:
+        lines += ["", "The local embedder and end-to-end routing (ours only: RouteLLM embeds through OpenAI's API). "
+                  "One prompt runs on one thread; a batch on all cores:", "",
+                  "| case | median | p90 |", "| --- | --- | --- |"]
+        labels = {"embed_short": f"embed one prompt, {emb['tokens']['short']} tokens",
+                  "embed_long": f"embed one prompt, {emb['tokens']['long']} tokens",
+                  "embed_batch64": f"embed a batch of 64 (half short, half long): {emb['embed_batch64']['prompts_per_s']:.0f} prompts/s",
+                  "route_short_end_to_end": f"route(prompt) end to end, {emb['tokens']['short']} tokens (tokenize + embed + score)",
+                  "score_only": "of which scoring (shipped sw_ranking router, 300 prompts / 30,966 battles)"}
+        for key, label in labels.items():
+            lines.append(f"| {label} | {emb[key]['median_ms']:.2f} ms | {emb[key]['p90_ms']:.2f} ms |")
     lines += ["", f"Peak RSS of the routellm_fast process over the whole run: {report['ours_peak_rss_mb']:,.0f} MB.",
               "RouteLLM decisions timed per case: " + report["reference_decisions"] + ".", ""]
     return "\n".join(lines)
@@ -316,7 +328,12 @@ def main() -> int:
         for n in sizes:
             rows += bench_sw(Path(tmp), ref, n, args.quick, run_reference=(n <= 55_400 or args.reference_large),
                              bandwidth_gbs=bandwidth)
+    sys.path.insert(0, str(HERE))
+    from bench_embedder import measure as measure_embedder
+
+    embedder = measure_embedder(10 if args.quick else 50)
     report = {
+        "embedder": embedder,
         "date": dt.date.today().isoformat(), "machine": info, "bandwidth_gbs": bandwidth,
         "reference": ("routellm==0.2.0 via " + args.reference_python) if ref.available else "not run (no --reference-python)",
         "reference_decisions": ("mf: 1000 (200 with --quick); sw_ranking: 3 at 55,400 battles (2 with --quick), "
