@@ -5,6 +5,8 @@ from __future__ import annotations
 from . import _core
 from .arena import Battles, load_battles, load_embeddings
 from .checkpoints import load_mf_checkpoint
+from .compat import patch_routellm
+from .controller import Controller, ModelPair, RoutingError
 from .embedders import CachedEmbedder, Embedder, EmbeddingError, OnnxEmbedder, OpenAIEmbedder
 from .model_ids import MODEL_IDS
 from .routers import (
@@ -40,6 +42,10 @@ def set_simd(name: str) -> None:
 __all__ = [
     "Battles",
     "CachedEmbedder",
+    "Controller",
+    "ModelPair",
+    "RoutingError",
+    "patch_routellm",
     "Embedder",
     "EmbeddingError",
     "OnnxEmbedder",

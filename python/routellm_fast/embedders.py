@@ -262,7 +262,7 @@ class OpenAIEmbedder:
                 try:
                     import openai
                 except ImportError:
-                    raise ImportError("OpenAIEmbedder needs the openai package: pip install 'routellm_fast[openai]'") from None
+                    raise ImportError("OpenAIEmbedder needs the openai package: pip install openai") from None
                 args = dict(self._client_args)
                 if args["api_key"] is None and not os.environ.get("OPENAI_API_KEY"):
                     args["api_key"] = "EMPTY"  # local OpenAI-compatible servers take any key
