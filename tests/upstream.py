@@ -1,5 +1,6 @@
 """A small OpenAI-compatible chat-completions server on 127.0.0.1 for the tests: it answers every
-request with the name of the model it was asked for, so routing decisions can be read back."""
+request (plain or streamed) with the name of the model it was asked for, so routing decisions can
+be read back."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Upstream:
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.requests: list[dict] = []
+        self.delay = delay
+        self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -22,8 +25,14 @@ class Upstream:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                with outer._lock:
+                    outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                    n = len(outer.requests)
+                if outer.delay:
+                    time.sleep(outer.delay)
                 model = body["model"]
+                if body.get("stream"):
+                    return self.stream(model, n)
                 payload = json.dumps({
                     "id": f"chatcmpl-{len(outer.requests)}", "object": "chat.completion", "created": int(time.time()),
                     "model": model,
@@ -37,7 +46,24 @@ class Upstream:
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def stream(self, model, n):
+                parts = ["answered ", "by ", model]
+                events = []
+                for i, text in enumerate(parts):
+                    chunk = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": int(time.time()),
+                             "model": model, "choices": [{"index": 0, "delta": {"content": text},
+                                                          "finish_reason": "stop" if i == len(parts) - 1 else None}]}
+                    events.append(f"data: {json.dumps(chunk)}\n\n")
+                events.append("data: [DONE]\n\n")
+                payload = "".join(events).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

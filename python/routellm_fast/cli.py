@@ -7,10 +7,16 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 import routellm_fast as rf
+
+from .controller import RoutingError
+from .routers import DEFAULT_STRONG_MODEL as STRONG
+from .routers import DEFAULT_WEAK_MODEL as WEAK
+from .routers import ROUTER_CLS
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -23,19 +29,99 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _controller(args: argparse.Namespace, routers: list[str] | None = None, progress_bar: bool = False):
+    from .controller import Controller
+
+    return Controller(routers or [args.router], args.strong_model, args.weak_model, config=args.config,
+                      progress_bar=progress_bar)
+
+
+def _threshold(args: argparse.Namespace, router) -> float:
+    """--threshold, else the threshold for --strong-model-pct: shipped for the shipped router,
+    calibrated on the bundled sample prompts for any other."""
+    from .calibration import calibrate_threshold, read_prompts
+    from .defaults import DEFAULT_SW_ARENA, default_threshold
+
+    if args.threshold is not None:
+        return args.threshold
+    if args.router == "sw_ranking" and args.config is None and (args.strong_model, args.weak_model) == (STRONG, WEAK):
+        return default_threshold(args.strong_model_pct)
+    print(f"calibrating {args.router} on {len(read_prompts())} sample prompts ...", file=sys.stderr)
+    return calibrate_threshold(router, read_prompts(), args.strong_model_pct)
+
+
 def _route(args: argparse.Namespace) -> int:
-    """Route one prompt with the shipped sw_ranking router: local embeddings, no key, no network."""
-    from .defaults import default_sw_router, default_threshold
-
-    router = default_sw_router(args.strong_model, args.weak_model)
-    threshold = args.threshold if args.threshold is not None else default_threshold(args.strong_model_pct)
+    """Route one prompt (default: the shipped sw_ranking router; local embeddings, no key, no network)."""
+    controller = _controller(args)
+    router = controller.routers[args.router]
+    threshold = _threshold(args, router)
     win_rate = router.calculate_strong_win_rate(args.prompt)
-
-    class Pair:
-        strong, weak = args.strong_model, args.weak_model
-
-    model = router.route(args.prompt, threshold, Pair)
+    model = controller.route(args.prompt, args.router, threshold)
     print(f"{model}\twin_rate={win_rate:.5f}\tthreshold={threshold:.5f}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    """Win rates for every prompt of a file, written next to the file's own columns."""
+    import pyarrow as pa
+
+    from .arena import _read_table
+    from .calibration import read_prompts
+
+    prompts = read_prompts(args.input)
+    controller = _controller(args, progress_bar=not args.quiet)
+    scores = controller.batch_calculate_win_rate(prompts, args.router)
+    out = Path(args.output)
+    source = Path(args.input)
+    if source.suffix in (".jsonl", ".json"):
+        with open(source, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        table = pa.Table.from_pylist(rows)
+    else:
+        table = _read_table(source)
+    table = table.append_column(f"win_rate_{args.router}", pa.array(scores, pa.float64()))
+    _write_table(table, out)
+    print(f"scored {len(prompts)} prompts with {args.router} -> {out}", file=sys.stderr)
+    return 0
+
+
+def _write_table(table, out: Path) -> None:
+    if out.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out)
+    elif out.suffix == ".csv":
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, out)
+    elif out.suffix in (".jsonl", ".json"):
+        with open(out, "w", encoding="utf-8") as f:
+            for row in table.to_pylist():
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        raise ValueError(f"unsupported output type {out.suffix!r}: use .jsonl, .csv or .parquet")
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """RouteLLM's calibrate_threshold: the win-rate quantile that gives --strong-model-pct strong calls."""
+    from .calibration import calibrate_threshold, read_prompts
+
+    prompts = read_prompts(args.prompts)
+    controller = _controller(args)
+    threshold = calibrate_threshold(controller.routers[args.router], prompts, args.strong_model_pct)
+    print(f"For {args.strong_model_pct * 100}% strong model calls for {args.router}, threshold = {round(threshold, 5)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """The OpenAI-compatible routing server."""
+    from .controller import Controller
+    from .server import serve
+
+    controller = Controller(args.routers, args.strong_model, args.weak_model, config=args.config,
+                            api_base=args.base_url, api_key=args.upstream_api_key)
+    serve(controller, host=args.host, port=args.port, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
+          target_strong_pct=args.target_strong_pct, window=args.window, upstream_timeout=args.upstream_timeout)
     return 0
 
 
@@ -52,30 +138,71 @@ def _score_embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_router_args(p: argparse.ArgumentParser, multiple: bool = False) -> None:
+    if multiple:
+        p.add_argument("--routers", nargs="+", default=["sw_ranking"], choices=sorted(ROUTER_CLS),
+                       help="routers to serve (default: the shipped sw_ranking)")
+    else:
+        p.add_argument("--router", default="sw_ranking", choices=sorted(ROUTER_CLS),
+                       help="router (default: the shipped sw_ranking)")
+    p.add_argument("--config", help="YAML file mapping router names to constructor arguments (RouteLLM's format)")
+    p.add_argument("--strong-model", default=STRONG)
+    p.add_argument("--weak-model", default=WEAK)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="routellm-fast", description=__doc__)
+    parser = argparse.ArgumentParser(prog="routellm-fast", description="A compiled LLM router with RouteLLM's routers.")
     sub = parser.add_subparsers(dest="command", required=True)
+
     info = sub.add_parser("info", help="show the compiled backend (SIMD path, threads)")
     info.add_argument("--json", action="store_true", help="also print the backend info as JSON")
     info.set_defaults(func=_info)
-    route = sub.add_parser("route", help="route a prompt with the shipped sw_ranking router (no key, no network)")
+
+    route = sub.add_parser("route", help="route one prompt: prints the chosen model and the win rate")
     route.add_argument("prompt", help="the prompt to route")
+    _add_router_args(route)
     group = route.add_mutually_exclusive_group()
     group.add_argument("--threshold", type=float, help="route to the strong model when its win rate is >= this")
     group.add_argument("--strong-model-pct", type=float, default=0.5,
-                       help="use the shipped calibrated threshold for this share of strong-model calls (default 0.5)")
-    route.add_argument("--strong-model", default="gpt-4-1106-preview")
-    route.add_argument("--weak-model", default="mixtral-8x7b-instruct-v0.1")
+                       help="use the threshold that sends this share of prompts to the strong model (default 0.5)")
     route.set_defaults(func=_route)
-    score = sub.add_parser("score-embeddings", help="score precomputed prompt embeddings with an mf checkpoint")
-    score.add_argument("--checkpoint", required=True, help="directory written by RouteLLM's MFModel.save_pretrained")
-    score.add_argument("--input", required=True, help=".npy float matrix [n, text_dim]")
-    score.add_argument("--output", required=True, help=".npy file for the float64 win rates")
-    score.add_argument("--strong-model", default="gpt-4-1106-preview")
-    score.add_argument("--weak-model", default="mixtral-8x7b-instruct-v0.1")
-    score.add_argument("--hidden-size", type=int, default=128)
-    score.add_argument("--text-dim", type=int, default=1536)
-    score.set_defaults(func=_score_embeddings)
+
+    score = sub.add_parser("score", help="win rates for every prompt of a file (jsonl/csv/parquet with 'prompt')")
+    score.add_argument("--input", required=True)
+    score.add_argument("--output", required=True, help=".jsonl, .csv or .parquet: the input's columns plus win_rate_<router>")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_router_args(score)
+    score.set_defaults(func=_score)
+
+    calibrate = sub.add_parser("calibrate", help="the threshold for a share of strong-model calls")
+    calibrate.add_argument("--strong-model-pct", type=float, required=True)
+    calibrate.add_argument("--prompts", help="jsonl/csv/parquet with a 'prompt' column (default: bundled real prompts)")
+    _add_router_args(calibrate)
+    calibrate.set_defaults(func=_calibrate)
+
+    serve = sub.add_parser("serve", help="the OpenAI-compatible routing server")
+    _add_router_args(serve, multiple=True)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=6060)
+    serve.add_argument("--base-url", help="the upstream OpenAI-compatible endpoint for all LLM requests")
+    serve.add_argument("--upstream-api-key", help="API key for the upstream endpoint (default: $OPENAI_API_KEY)")
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer <key>' from clients")
+    serve.add_argument("--target-strong-pct", type=float,
+                       help="online mode: 'router-<name>-auto' keeps this share of strong calls over a sliding window")
+    serve.add_argument("--window", type=int, default=1000, help="online mode: decisions in the sliding window")
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    serve.add_argument("--upstream-timeout", type=float, default=60.0, help="seconds before an upstream call is a 504")
+    serve.set_defaults(func=_serve)
+
+    score_emb = sub.add_parser("score-embeddings", help="score precomputed prompt embeddings with an mf checkpoint")
+    score_emb.add_argument("--checkpoint", required=True, help="directory written by RouteLLM's MFModel.save_pretrained")
+    score_emb.add_argument("--input", required=True, help=".npy float matrix [n, text_dim]")
+    score_emb.add_argument("--output", required=True, help=".npy file for the float64 win rates")
+    score_emb.add_argument("--strong-model", default=STRONG)
+    score_emb.add_argument("--weak-model", default=WEAK)
+    score_emb.add_argument("--hidden-size", type=int, default=128)
+    score_emb.add_argument("--text-dim", type=int, default=1536)
+    score_emb.set_defaults(func=_score_embeddings)
     return parser
 
 
@@ -83,6 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, RoutingError) as exc:
         print(f"routellm-fast: error: {exc}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from . import _core
 from ._validation import as_embeddings, check_prompts, check_threshold, lookup_model
 from .arena import ArenaFile, Battles, Source, load_arena, load_battles, load_embeddings, outcome_codes
 from .checkpoints import load_mf_checkpoint
-from .embedders import Embedder, default_embedder_for
+from .embedders import CachedEmbedder, Embedder, default_embedder_for
 from .model_ids import MODEL_IDS
 
 __all__ = [
@@ -76,6 +76,16 @@ class Router(abc.ABC):
         return NAME_TO_CLS.get(type(self), type(self).__name__)
 
 
+class _CallableEmbedder:
+    """A plain ``list[str] -> array`` callable with the name and dimension a cache needs."""
+
+    def __init__(self, fn: EmbedFn, name: str, dim: int) -> None:
+        self.fn, self.name, self.dim = fn, name, dim
+
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        return as_embeddings(self.fn(list(prompts)), self.dim, name="embed() output")
+
+
 class EmbeddingRouter(Router):
     """A router that scores prompt embeddings of a fixed dimension.
 
@@ -121,6 +131,18 @@ class EmbeddingRouter(Router):
                 self._embedder = default_embedder_for(self.embedding_model, self.embedding_dim)
                 self._embed = self._embedder.embed
             return self._embedder
+
+    def use_embedding_cache(self, max_entries: int = 10_000) -> CachedEmbedder:
+        """Put a thread-safe LRU cache in front of this router's embedder (a server sees the same
+        prompts again); returns the cache, whose ``hits``/``misses`` count prompts."""
+        embedder = self.embedder
+        if not isinstance(embedder, CachedEmbedder):
+            if not hasattr(embedder, "name"):  # a plain callable
+                embedder = _CallableEmbedder(embedder, self.embedding_model, self.embedding_dim)
+            embedder = CachedEmbedder(embedder, max_entries)
+            with self._embedder_lock:
+                self._embedder, self._embed = embedder, embedder.embed
+        return embedder
 
     @property
     @abc.abstractmethod

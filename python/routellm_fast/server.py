@@ -1,0 +1,231 @@
+"""An OpenAI-compatible routing server (FastAPI + uvicorn).
+
+Endpoints:
+
+* ``POST /v1/chat/completions`` — RouteLLM's server: ``model="router-<router>-<threshold>"`` picks
+  the model, the request goes to it through the upstream OpenAI-compatible endpoint (plain or SSE
+  streaming). ``model="router-<router>-auto"`` uses the online threshold (``--target-strong-pct``).
+* ``POST /v1/route`` — the decision only, no LLM call: ``{model, router, threshold, win_rate}``.
+* ``GET /v1/models``, ``GET /health``, ``GET /metrics`` (Prometheus).
+
+Routing errors are 400 JSON (``{"object": "error", "message": ...}`` as RouteLLM), bad bearer
+tokens 401, oversized bodies 413, upstream failures 502 and upstream timeouts 504 — never an
+unhandled 500. Scoring runs in worker threads, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .calibration import OnlineThreshold
+from .controller import Controller, RoutingError
+from .embedders import CachedEmbedder
+from .routers import EmbeddingRouter
+
+__all__ = ["create_app", "serve"]
+
+AUTO = "auto"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"object": "error", "message": message}, status_code=status)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(
+    controller: Controller,
+    *,
+    api_key: str | None = None,
+    max_body_bytes: int = 1 << 20,
+    target_strong_pct: float | None = None,
+    window: int = 1000,
+    upstream_timeout: float = 60.0,
+    cache_entries: int = 10_000,
+):
+    """The FastAPI app serving ``controller``'s routers (see the module docstring)."""
+    registry = CollectorRegistry()
+    decisions = Counter("routellm_fast_decisions", "Routing decisions", ["router", "model"], registry=registry)
+    latency = Histogram("routellm_fast_routing_seconds", "Time to score and decide one request", ["router"],
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=registry)
+    upstream_errors = Counter("routellm_fast_upstream_errors", "Failed upstream requests", ["kind"], registry=registry)
+    cache_hits = Gauge("routellm_fast_embedding_cache_hits", "Embedding cache hits", ["router"], registry=registry)
+    cache_misses = Gauge("routellm_fast_embedding_cache_misses", "Embedding cache misses", ["router"], registry=registry)
+    online_threshold = Gauge("routellm_fast_online_threshold", "Current online threshold", ["router"], registry=registry)
+    strong_share = Gauge("routellm_fast_online_strong_share", "Strong-model share over the window", ["router"], registry=registry)
+
+    caches: dict[str, CachedEmbedder] = {}
+    for name, router in controller.routers.items():
+        if isinstance(router, EmbeddingRouter):  # the server embeds repeated prompts once
+            caches[name] = router.use_embedding_cache(cache_entries)
+    online: dict[str, OnlineThreshold] = {}
+    if target_strong_pct is not None:
+        online = {name: OnlineThreshold(target_strong_pct, window) for name in controller.routers}
+
+    state: dict[str, Any] = {}
+
+    async def lifespan(app):
+        key = controller.api_key or "EMPTY"
+        state["client"] = openai.AsyncOpenAI(base_url=controller.api_base, api_key=key, timeout=upstream_timeout,
+                                             max_retries=0)
+        yield
+        await state["client"].close()
+
+    app = FastAPI(title="routellm_fast", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def auth_and_size(request: Request, call_next):
+        if api_key is not None and request.url.path.startswith("/v1/"):
+            if request.headers.get("authorization") != f"Bearer {api_key}":
+                return _error(401, "missing or wrong bearer token")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            return _error(413, f"request body over {max_body_bytes} bytes")
+        return await call_next(request)
+
+    def parse_target(body: dict) -> tuple[str, str | float]:
+        if "model" in body:
+            model = body["model"]
+            if isinstance(model, str) and model.startswith("router-") and model.endswith(f"-{AUTO}"):
+                router = model[len("router-") : -len(AUTO) - 1]
+                if router not in online:
+                    raise RoutingError(f"Threshold {AUTO} needs the server started with --target-strong-pct.")
+                return router, AUTO
+            return controller._parse_model_name(model)
+        return body.get("router"), body.get("threshold")
+
+    def decide(router: str, threshold: str | float, prompt: str) -> tuple[str, float, float]:
+        """(model, threshold used, win rate); runs in a worker thread."""
+        start = time.perf_counter()
+        if threshold == AUTO:
+            controller._validate_router_threshold(router, 0.0)
+        else:
+            controller._validate_router_threshold(router, threshold)
+        win_rate = controller.routers[router].calculate_strong_win_rate(prompt)
+        if threshold == AUTO:
+            strong, used = online[router].decide(win_rate)
+        else:
+            strong, used = win_rate >= threshold, float(threshold)
+        model = controller.model_pair.strong if strong else controller.model_pair.weak
+        controller.model_counts[router][model] += 1
+        decisions.labels(router, model).inc()
+        latency.labels(router).observe(time.perf_counter() - start)
+        return model, used, win_rate
+
+    def last_content(messages: Any) -> str:
+        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+            raise RoutingError("messages must be a non-empty list of message objects.")
+        content = messages[-1].get("content")
+        if isinstance(content, list):  # OpenAI's content parts: route on the text parts
+            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if not isinstance(content, str):
+            raise RoutingError("the last message has no text content to route on.")
+        return content
+
+    async def read_json(request: Request) -> dict:
+        raw = bytearray()
+        async for part in request.stream():  # bodies without Content-Length are capped as they arrive
+            raw += part
+            if len(raw) > max_body_bytes:
+                raise _TooLarge()
+        try:
+            body = json.loads(bytes(raw))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RoutingError(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise RoutingError("request body must be a JSON object.")
+        return body
+
+    @app.exception_handler(RoutingError)
+    async def routing_error(request: Request, exc: RoutingError):
+        return _error(400, str(exc))
+
+    @app.exception_handler(_TooLarge)
+    async def too_large(request: Request, exc: _TooLarge):
+        return _error(413, f"request body over {max_body_bytes} bytes")
+
+    @app.exception_handler(ValueError)
+    async def value_error(request: Request, exc: ValueError):
+        return _error(400, str(exc))
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "routers": list(controller.routers)}
+
+    @app.get("/v1/models")
+    async def models():
+        now = int(time.time())
+        data = [{"id": f"router-{name}-{AUTO if name in online else '0.5'}", "object": "model", "created": now,
+                 "owned_by": "routellm_fast"} for name in controller.routers]
+        data += [{"id": m, "object": "model", "created": now, "owned_by": "upstream"}
+                 for m in (controller.model_pair.strong, controller.model_pair.weak)]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/route")
+    async def route(request: Request):
+        body = await read_json(request)
+        router, threshold = parse_target(body)
+        prompt = body["prompt"] if isinstance(body.get("prompt"), str) else last_content(body.get("messages"))
+        model, used, win_rate = await asyncio.to_thread(decide, router, threshold, prompt)
+        return {"model": model, "router": router, "threshold": used, "win_rate": win_rate}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        body = await read_json(request)
+        router, threshold = parse_target(body)
+        prompt = last_content(body.get("messages"))
+        model, _, _ = await asyncio.to_thread(decide, router, threshold, prompt)
+        forward = dict(body, model=model)
+        try:
+            response = await state["client"].chat.completions.create(**forward)
+        except openai.APITimeoutError:
+            upstream_errors.labels("timeout").inc()
+            return _error(504, f"upstream model {model} timed out")
+        except openai.APIStatusError as exc:
+            upstream_errors.labels("status").inc()
+            return _error(502, f"upstream model {model} answered HTTP {exc.status_code}: {exc.message}")
+        except openai.APIError as exc:
+            upstream_errors.labels("connection").inc()
+            return _error(502, f"upstream model {model} failed: {exc}")
+        if body.get("stream"):
+            async def events() -> AsyncIterator[str]:
+                try:
+                    async for chunk in response:
+                        yield f"data: {chunk.model_dump_json()}\n\n"
+                except openai.APIError as exc:  # the status line is gone: report in-band
+                    upstream_errors.labels("stream").inc()
+                    yield f"data: {json.dumps({'object': 'error', 'message': str(exc)})}\n\n"
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return JSONResponse(response.model_dump(exclude_none=True))
+
+    @app.get("/metrics")
+    async def metrics():
+        for name, cache in caches.items():
+            cache_hits.labels(name).set(cache.hits)
+            cache_misses.labels(name).set(cache.misses)
+        for name, controller_ in online.items():
+            online_threshold.labels(name).set(controller_.threshold)
+            strong_share.labels(name).set(controller_.strong_share)
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve(controller: Controller, host: str = "127.0.0.1", port: int = 6060, **kwargs: Any) -> None:
+    """Run the server (blocking) on ``host:port``."""
+    import uvicorn
+
+    uvicorn.run(create_app(controller, **kwargs), host=host, port=port, log_level="info")

@@ -1,0 +1,186 @@
+"""The routing server, started for real on loopback and driven with the official openai client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from upstream import Upstream
+
+import routellm_fast as rf
+from routellm_fast.calibration import read_prompts
+from routellm_fast.server import create_app
+
+uvicorn = pytest.importorskip("uvicorn")
+
+STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"
+PROMPTS = ["Prove that the square root of 2 is irrational.", "hi", "Write a haiku about the sea.",
+           "Implement a thread-safe LRU cache in C++.", "What is 2 + 2?", "Summarise the French revolution."]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Running:
+    """A uvicorn server for ``app`` on a free loopback port, in a background thread."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with Upstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def controller(upstream):
+    return rf.Controller(["sw_ranking", "random"], STRONG, WEAK, api_base=upstream.url, api_key="sk-up")
+
+
+@pytest.fixture(scope="module")
+def server(controller):
+    with Running(create_app(controller, api_key="sk-router", max_body_bytes=64_000)) as running:
+        yield running
+
+
+def client(server, key="sk-router", **kw):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, **kw)
+
+
+def test_routed_model_equals_controller_route(server, controller, upstream):
+    threshold = float(np.median(controller.routers["sw_ranking"].score(PROMPTS)))
+    c = client(server)
+    for prompt in PROMPTS:
+        expected = controller.route(prompt, "sw_ranking", threshold)
+        # RouteLLM's example clients: model=f"router-{router}-{threshold}"
+        response = c.chat.completions.create(model=f"router-sw_ranking-{threshold}",
+                                             messages=[{"role": "user", "content": prompt}], max_tokens=5)
+        assert response.model == expected
+        assert response.choices[0].message.content == f"answered by {expected}"
+        assert upstream.requests[-1]["auth"] == "Bearer sk-up" and upstream.requests[-1]["body"]["max_tokens"] == 5
+        decision = httpx.post(server.url + "/v1/route", headers={"Authorization": "Bearer sk-router"},
+                              json={"model": f"router-sw_ranking-{threshold}", "prompt": prompt}).json()
+        assert decision["model"] == expected and decision["router"] == "sw_ranking"
+        assert decision["threshold"] == threshold
+        assert decision["win_rate"] == pytest.approx(controller.routers["sw_ranking"].calculate_strong_win_rate(prompt))
+
+
+def test_streaming_delivers_chunks_and_done(server):
+    c = client(server)
+    stream = c.chat.completions.create(model="router-random-0.0", stream=True,
+                                       messages=[{"role": "user", "content": "tell me a story"}])
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert text == f"answered by {STRONG}"  # threshold 0: always the strong model
+    with httpx.stream("POST", server.url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-router"},
+                      json={"model": "router-random-1.0", "stream": True,
+                            "messages": [{"role": "user", "content": "hi"}]}) as raw:
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in raw.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]" and len(lines) == 4
+    assert json.loads(lines[0][len("data: "):])["model"] == WEAK
+
+
+def test_64_concurrent_requests(server):
+    c = client(server)
+
+    def one(i):
+        return c.chat.completions.create(model="router-sw_ranking-0.82", messages=[{"role": "user", "content": PROMPTS[i % 6]}]).model
+
+    with ThreadPoolExecutor(64) as pool:
+        models = list(pool.map(one, range(64)))
+    assert len(models) == 64 and set(models) <= {STRONG, WEAK}
+
+
+def test_client_errors(server):
+    c = client(server)
+    msg = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.BadRequestError, match="Invalid router bert"):
+        c.chat.completions.create(model="router-bert-0.5", messages=msg)
+    with pytest.raises(openai.BadRequestError, match="Invalid threshold 2.0"):
+        c.chat.completions.create(model="router-sw_ranking-2.0", messages=msg)
+    with pytest.raises(openai.BadRequestError, match="Threshold x must be a float"):
+        c.chat.completions.create(model="router-sw_ranking-x", messages=msg)
+    with pytest.raises(openai.BadRequestError, match="messages must be"):
+        c.chat.completions.create(model="router-sw_ranking-0.5", messages=[])
+    with pytest.raises(openai.AuthenticationError):
+        client(server, key="wrong").chat.completions.create(model="router-random-0.5", messages=msg)
+    headers = {"Authorization": "Bearer sk-router"}
+    r = httpx.post(server.url + "/v1/chat/completions", headers=headers, content=b"{not json")
+    assert r.status_code == 400 and r.json()["object"] == "error"
+    r = httpx.post(server.url + "/v1/route", headers=headers, json={"model": "router-random-0.5", "prompt": "x" * 70_000})
+    assert r.status_code == 413
+    chunks = iter([b'{"model": "router-random-0.5", "prompt": "', b"y" * 70_000, b'"}'])
+    r = httpx.post(server.url + "/v1/route", headers=headers, content=chunks)  # chunked: no Content-Length
+    assert r.status_code == 413
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    ids = [m["id"] for m in httpx.get(server.url + "/v1/models", headers=headers).json()["data"]]
+    assert "router-sw_ranking-0.5" in ids and STRONG in ids
+
+
+def test_metrics(server):
+    text = httpx.get(server.url + "/metrics").text
+    assert 'routellm_fast_decisions_total{model="gpt-4-1106-preview",router="sw_ranking"}' in text
+    assert "routellm_fast_routing_seconds_bucket" in text
+    assert 'routellm_fast_embedding_cache_hits{router="sw_ranking"}' in text
+    hits = float(text.split('routellm_fast_embedding_cache_hits{router="sw_ranking"} ')[1].split()[0])
+    assert hits > 0  # the same prompts came back
+
+
+def test_dead_and_slow_upstream():
+    port = free_port()  # nothing listens there
+    dead = rf.Controller(["random"], STRONG, WEAK, api_base=f"http://127.0.0.1:{port}/v1")
+    with Running(create_app(dead)) as running:
+        r = httpx.post(running.url + "/v1/chat/completions",
+                       json={"model": "router-random-0.5", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 502 and "failed" in r.json()["message"]
+    with Upstream(delay=2.0) as slow:
+        ctl = rf.Controller(["random"], STRONG, WEAK, api_base=slow.url)
+        with Running(create_app(ctl, upstream_timeout=0.3)) as running:
+            r = httpx.post(running.url + "/v1/chat/completions", timeout=10,
+                           json={"model": "router-random-0.5", "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 504 and "timed out" in r.json()["message"]
+
+
+def test_online_threshold_keeps_the_strong_share(upstream):
+    ctl = rf.Controller(["sw_ranking"], STRONG, WEAK, api_base=upstream.url)
+    prompts = read_prompts()[:150]
+    with Running(create_app(ctl, target_strong_pct=0.3, window=100)) as running:
+        models = [httpx.post(running.url + "/v1/route", json={"model": "router-sw_ranking-auto", "prompt": p}).json()["model"]
+                  for p in prompts]
+        text = httpx.get(running.url + "/metrics").text
+        r = httpx.post(running.url + "/v1/route", json={"model": "router-random-auto", "prompt": "hi"})
+    share = np.mean([m == STRONG for m in models[50:]])  # once the window has filled up
+    assert abs(share - 0.3) < 0.12
+    assert 'routellm_fast_online_threshold{router="sw_ranking"}' in text
+    assert r.status_code == 400
