@@ -114,10 +114,36 @@ def test_cli_route_and_info():
 
     assert run_cli("route", "hi", "--threshold", "0").stdout.startswith("gpt-4-1106-preview\t")
     bad = run_cli("route", "hi", "--threshold", "1.5")
-    assert bad.returncode == 2 and "threshold must be in [0, 1]" in bad.stderr
-    bad = run_cli("route", "hi", "--weak-model", "mixtral")
-    assert bad.returncode == 2 and "did you mean" in bad.stderr
+    assert bad.returncode == 2 and "Invalid threshold 1.5" in bad.stderr
+    # --strong-model/--weak-model name the models to call, as the Controller's pair in RouteLLM.
+    labelled = run_cli("route", "hi", "--threshold", "1", "--weak-model", "my-cheap-model")
+    assert labelled.stdout.startswith("my-cheap-model\t")
+    bad = run_cli("route", "hi", "--router", "bert")
+    assert bad.returncode == 2 and "invalid choice: 'bert'" in bad.stderr
 
     info = run_cli("info")
     assert info.returncode == 0 and "simd=" in info.stdout
     assert run_cli("route", "--help").returncode == 0
+
+
+def test_cli_score_and_calibrate(tmp_path):
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    prompts = ["Prove Fermat's little theorem.", "hello there", "Write a limerick about a cat.", "What is 17 * 23?"]
+    pcsv.write_csv(pa.table({"id": [1, 2, 3, 4], "prompt": prompts}), tmp_path / "in.csv")
+    result = run_cli("score", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.parquet"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    import pyarrow.parquet as pq
+
+    out = pq.read_table(tmp_path / "out.parquet").to_pydict()
+    assert out["id"] == [1, 2, 3, 4] and out["prompt"] == prompts
+    np.testing.assert_allclose(out["win_rate_sw_ranking"], default_sw_router().score(prompts), rtol=0, atol=1e-12)
+
+    (tmp_path / "p.jsonl").write_text("\n".join('{"prompt": "%s"}' % p for p in prompts))
+    result = run_cli("calibrate", "--strong-model-pct", "0.25", "--prompts", str(tmp_path / "p.jsonl"))
+    assert result.returncode == 0, result.stderr
+    want = round(float(np.quantile(default_sw_router().score(prompts), 0.75)), 5)
+    assert result.stdout.strip() == f"For 25.0% strong model calls for sw_ranking, threshold = {want}"
+    bad = run_cli("calibrate", "--strong-model-pct", "1.5", "--prompts", str(tmp_path / "p.jsonl"))
+    assert bad.returncode == 2 and "strong_model_pct must be in [0, 1]" in bad.stderr

@@ -40,11 +40,11 @@ def _threshold(args: argparse.Namespace, router) -> float:
     """--threshold, else the threshold for --strong-model-pct: shipped for the shipped router,
     calibrated on the bundled sample prompts for any other."""
     from .calibration import calibrate_threshold, read_prompts
-    from .defaults import DEFAULT_SW_ARENA, default_threshold
+    from .defaults import default_threshold
 
     if args.threshold is not None:
         return args.threshold
-    if args.router == "sw_ranking" and args.config is None and (args.strong_model, args.weak_model) == (STRONG, WEAK):
+    if args.router == "sw_ranking" and args.config is None:  # the shipped router ships its calibration
         return default_threshold(args.strong_model_pct)
     print(f"calibrating {args.router} on {len(read_prompts())} sample prompts ...", file=sys.stderr)
     return calibrate_threshold(router, read_prompts(), args.strong_model_pct)
