@@ -73,6 +73,23 @@ def run_mf(task: dict) -> dict:
     return {"build_s": build, "times_s": times, "win_rates": values}
 
 
+def run_controller_batch(task: dict) -> dict:
+    """RouteLLM's Controller.batch_calculate_win_rate over a pandas Series of prompts (mf router)."""
+    import pandas as pd
+    from routellm.controller import Controller
+
+    queries = np.load(task["queries"])
+    texts = [f"batch query {i}" for i in range(len(queries))]
+    VECTORS.update({t: v.tolist() for t, v in zip(texts, queries)})
+    controller = Controller(routers=["mf"], strong_model=task["strong"], weak_model=task["weak"],
+                            config={"mf": {"checkpoint_path": task["checkpoint"]}})
+    series = pd.Series(texts)
+    controller.batch_calculate_win_rate(series[:10], "mf")  # warm-up
+    start = time.perf_counter()
+    values = controller.batch_calculate_win_rate(series, "mf")
+    return {"batch_s": time.perf_counter() - start, "win_rates": [float(v) for v in values]}
+
+
 def run_sw(task: dict) -> dict:
     queries = np.load(task["queries"])
     texts = [f"sw query {i}" for i in range(len(queries))]
@@ -94,7 +111,8 @@ def main() -> int:
     warnings.filterwarnings("ignore")  # sklearn's FutureWarning on penalty=None, once per decision
     task = json.loads(Path(sys.argv[1]).read_text())
     patch_embedding_client()
-    result = {"make_mf_checkpoint": make_mf_checkpoint, "mf": run_mf, "sw": run_sw}[task["kind"]](task)
+    kinds = {"make_mf_checkpoint": make_mf_checkpoint, "mf": run_mf, "sw": run_sw, "controller_batch": run_controller_batch}
+    result = kinds[task["kind"]](task)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(task["output"]).write_text(json.dumps(result))
     return 0
