@@ -85,10 +85,13 @@ def test_routed_model_equals_controller_route(server, controller, upstream):
         expected = controller.route(prompt, "sw_ranking", threshold)
         # RouteLLM's example clients: model=f"router-{router}-{threshold}"
         response = c.chat.completions.create(model=f"router-sw_ranking-{threshold}",
-                                             messages=[{"role": "user", "content": prompt}], max_tokens=5)
+                                             messages=[{"role": "user", "content": prompt}], max_tokens=5,
+                                             extra_body={"repetition_penalty": 1.1})  # a field the SDK does not know
         assert response.model == expected
         assert response.choices[0].message.content == f"answered by {expected}"
-        assert upstream.requests[-1]["auth"] == "Bearer sk-up" and upstream.requests[-1]["body"]["max_tokens"] == 5
+        sent = upstream.requests[-1]
+        assert sent["auth"] == "Bearer sk-up" and sent["body"]["max_tokens"] == 5
+        assert sent["body"]["repetition_penalty"] == 1.1 and sent["body"]["model"] == expected
         decision = httpx.post(server.url + "/v1/route", headers={"Authorization": "Bearer sk-router"},
                               json={"model": f"router-sw_ranking-{threshold}", "prompt": prompt}).json()
         assert decision["model"] == expected and decision["router"] == "sw_ranking"

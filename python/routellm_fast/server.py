@@ -16,6 +16,7 @@ unhandled 500. Scoring runs in worker threads, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from .calibration import OnlineThreshold
 from .controller import Controller, RoutingError
-from .embedders import CachedEmbedder
+from .embedders import CachedEmbedder, EmbeddingError
 from .routers import EmbeddingRouter
 
 __all__ = ["create_app", "serve"]
@@ -74,6 +75,9 @@ def create_app(
         online = {name: OnlineThreshold(target_strong_pct, window) for name in controller.routers}
 
     state: dict[str, Any] = {}
+    # Fields the openai client takes by name; any other field of a request (vLLM's
+    # repetition_penalty, say) is passed through to the upstream body unchanged.
+    known_fields = set(inspect.signature(openai.AsyncOpenAI(api_key="unused").chat.completions.create).parameters)
 
     async def lifespan(app):
         key = controller.api_key or "EMPTY"
@@ -156,8 +160,13 @@ def create_app(
         return _error(413, f"request body over {max_body_bytes} bytes")
 
     @app.exception_handler(ValueError)
-    async def value_error(request: Request, exc: ValueError):
+    @app.exception_handler(TypeError)
+    async def bad_input(request: Request, exc: Exception):
         return _error(400, str(exc))
+
+    @app.exception_handler(EmbeddingError)
+    async def embedding_failed(request: Request, exc: EmbeddingError):
+        return _error(502, str(exc))
 
     @app.get("/health")
     async def health():
@@ -186,7 +195,11 @@ def create_app(
         router, threshold = parse_target(body)
         prompt = last_content(body.get("messages"))
         model, _, _ = await asyncio.to_thread(decide, router, threshold, prompt)
-        forward = dict(body, model=model)
+        forward = {k: v for k, v in body.items() if k in known_fields}
+        extra = {k: v for k, v in body.items() if k not in known_fields}
+        forward["model"] = model
+        if extra:
+            forward["extra_body"] = extra
         try:
             response = await state["client"].chat.completions.create(**forward)
         except openai.APITimeoutError:
