@@ -66,19 +66,16 @@ def _score(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     from .arena import _read_table
-    from .calibration import read_prompts
 
-    prompts = read_prompts(args.input)
+    source, out = Path(args.input), Path(args.output)
+    if not source.is_file():
+        raise FileNotFoundError(f"input file {args.input!r} does not exist")
+    table = _read_table(source)
+    if "prompt" not in table.column_names:
+        raise ValueError(f"{source} has no 'prompt' column (columns: {', '.join(table.column_names)})")
+    prompts = table.column("prompt").to_pylist()
     controller = _controller(args, progress_bar=not args.quiet)
     scores = controller.batch_calculate_win_rate(prompts, args.router)
-    out = Path(args.output)
-    source = Path(args.input)
-    if source.suffix in (".jsonl", ".json"):
-        with open(source, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        table = pa.Table.from_pylist(rows)
-    else:
-        table = _read_table(source)
     table = table.append_column(f"win_rate_{args.router}", pa.array(scores, pa.float64()))
     _write_table(table, out)
     print(f"scored {len(prompts)} prompts with {args.router} -> {out}", file=sys.stderr)
