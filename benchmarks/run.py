@@ -1,11 +1,12 @@
 """routellm_fast against RouteLLM's own routers, on the same inputs, in one run.
 
-    python benchmarks/run.py [--quick] [--reference-python PATH] [--out benchmarks/out]
+    python benchmarks/run.py [--quick] [--reference-venv DIR | --reference-python PATH] [--out benchmarks/out]
 
-``--reference-python`` is a Python with ``torch`` (CPU) and ``routellm==0.2.0`` installed, e.g. a
-venv made with ``pip install torch==2.13.0`` then ``pip install routellm==0.2.0``. RouteLLM runs
-there, unmodified except for its OpenAI embedding client, which returns the same fixed vectors
-routellm_fast receives (benchmarks/_reference_worker.py). Without it only our side is timed.
+RouteLLM runs in its own virtual environment: ``--reference-venv DIR`` creates it on first use
+(``pip install torch==2.13.0``, the CPU wheel, then ``routellm==0.2.0``) and reuses it after;
+``--reference-python`` names the Python of an existing one. RouteLLM runs there unmodified except
+for its OpenAI embedding client, which returns the same fixed vectors routellm_fast receives
+(benchmarks/_reference_worker.py). Without either, only our side is timed.
 
 Writes ``OUT/results.json`` and ``OUT/results.md``; a full run (no ``--quick``) also refreshes
 ``benchmarks/RESULTS.md``. Every row says whether both sides' answers matched within the parity
@@ -335,9 +336,22 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def ensure_reference_venv(directory: Path) -> str:
+    """The Python of a venv with torch (CPU) and routellm==0.2.0, created on first use."""
+    python = directory / "bin" / "python"
+    if not python.exists():
+        print(f"creating the reference environment in {directory} (torch CPU + routellm==0.2.0) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run(pip + ["torch==2.13.0"], check=True)  # first, so routellm does not pull a CUDA build
+        subprocess.run(pip + ["routellm==0.2.0", "pyarrow"], check=True)
+    return str(python)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small arenas, few repetitions: a smoke run")
+    parser.add_argument("--reference-venv", type=Path, help="venv for RouteLLM, created on first use")
     parser.add_argument("--reference-python", default=os.environ.get("ROUTELLM_REFERENCE_PYTHON"),
                         help="Python with torch + routellm==0.2.0 (also $ROUTELLM_REFERENCE_PYTHON)")
     parser.add_argument("--reference-large", action="store_true",
@@ -346,6 +360,8 @@ def main() -> int:
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.reference_venv is not None:
+        args.reference_python = ensure_reference_venv(args.reference_venv.resolve())
     info = machine()
     bandwidth = read_bandwidth_gbs(info["threads"])
     sizes = [5_540] if args.quick else [55_400, 164_400]

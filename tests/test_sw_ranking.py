@@ -264,3 +264,19 @@ def test_scoring_works_in_a_forked_child():
         data = f.read()
     os.waitpid(pid, 0)
     np.testing.assert_array_equal(pickle.loads(data), want)
+
+
+def test_battles_of_a_model_against_itself_follow_routellm():
+    # RouteLLM's design matrix writes model_b's -ln(10) over model_a's +ln(10) when both are the same
+    # model: such battles pin that model's absolute rating. The reference builds the matrix literally.
+    rng = np.random.default_rng(14)
+    arena = make_arena(rng, n_battles=900, dim=10, n_models=6)
+    for i in range(0, 900, 9):
+        arena["model_b"][i] = arena["model_a"][i]
+    router = build(arena, strong="model-0", weak="model-4")
+    idx = {m: i for i, m in enumerate(router.models)}
+    ratings = ref.elo_ratings([idx[m] for m in arena["model_a"]], [idx[m] for m in arena["model_b"]],
+                              [CODES[w] for w in arena["winner"]], len(router.models))
+    np.testing.assert_allclose([router.ratings[m] for m in router.models], ratings, rtol=0, atol=1e-6)
+    got = router.score_embeddings(arena["queries"])
+    np.testing.assert_allclose(got, reference_win_rates(router, arena, arena["queries"]), rtol=0, atol=1e-8)
