@@ -4,7 +4,7 @@
 
 Reports median and p90 per call for one prompt of ~30 and ~200 word-piece tokens on one thread
 (the default for single prompts), batch-64 throughput on all cores, and ``route(prompt)`` with the
-shipped sw_ranking router. Prompts are real ones from ../shared/data when present.
+shipped sw_ranking router. The two prompts are fixed (below), so runs compare.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import platform
 import time
 
 import numpy as np
-
 import routellm_fast as rf
 from routellm_fast.defaults import default_sw_router, default_threshold
 
