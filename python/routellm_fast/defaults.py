@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .arena import ArenaFile, load_arena, outcome_codes, save_arena
+from .arena import ArenaFile, outcome_codes, save_arena
+from .calibration import read_prompts
 from .embedders import OnnxEmbedder
 from .model_aliases import canonical_model_name
 from .routers import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, SWRankingRouter
@@ -45,11 +47,18 @@ def default_sw_router(
 def default_threshold(strong_model_pct: float = 0.5) -> float:
     """The shipped router's threshold that sends ``strong_model_pct`` of AlpacaEval prompts to the
     strong model (default pair), as RouteLLM's calibrate_threshold computes it."""
-    calibration = load_arena(DEFAULT_SW_ARENA).metadata["calibration"]
+    calibration = _shipped_calibration()
     key = f"{strong_model_pct:.2f}"
     if key not in calibration["thresholds"]:
         raise ValueError(f"no shipped threshold for strong_model_pct={strong_model_pct}; have {sorted(calibration['thresholds'])}")
     return float(calibration["thresholds"][key])
+
+
+@lru_cache(maxsize=1)
+def _shipped_calibration() -> dict:
+    """The shipped arena's calibration, read once, without decompressing its embeddings."""
+    with np.load(DEFAULT_SW_ARENA, allow_pickle=False) as z:
+        return json.loads(str(z["metadata"]))["calibration"]
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -88,7 +97,7 @@ def build_default_sw_arena(data_dir: Path, out: Path = DEFAULT_SW_ARENA, embedde
 
     # Calibrate on prompts the arena has never seen.
     router = SWRankingRouter.from_arena(out, DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, embed=embedder)
-    held_out = [p["prompt"] for p in _read_jsonl(data_dir / "preference" / "alpaca_eval" / "prompts.jsonl")]
+    held_out = read_prompts(data_dir / "preference" / "alpaca_eval" / "prompts.jsonl")
     win_rates = router.score(held_out)
     arena.metadata["calibration"] = {
         "prompts": f"preference/alpaca_eval prompts.jsonl ({len(held_out)} instructions)",

@@ -77,7 +77,7 @@ def create_app(
     state: dict[str, Any] = {}
     # Fields the openai client takes by name; any other field of a request (vLLM's
     # repetition_penalty, say) is passed through to the upstream body unchanged.
-    known_fields = set(inspect.signature(openai.AsyncOpenAI(api_key="unused").chat.completions.create).parameters)
+    known_fields = set(inspect.signature(openai.resources.chat.completions.AsyncCompletions.create).parameters) - {"self"}
 
     async def lifespan(app):
         key = controller.api_key or "EMPTY"
