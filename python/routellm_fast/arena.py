@@ -83,7 +83,8 @@ def _read_table(path: Path):
         if path.suffix == ".csv":
             import pyarrow.csv as pcsv
 
-            return pcsv.read_csv(path)
+            # quoted prompts may span lines
+            return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(newlines_in_values=True))
         if path.suffix in (".jsonl", ".json"):
             import pyarrow.json as pjson
 
@@ -223,6 +224,8 @@ class ArenaFile:
     outcome: np.ndarray  # int8 [n_battles]: 0 model_a, 1 model_b, 2 tie
     models: list[str]
     metadata: dict  # at least {"embedder": {"name": ..., "dim": ...}}
+    #: prompt_key() of each training prompt, uint8 [n, 16], so evaluations can leave them out
+    training_prompt_keys: np.ndarray | None = None
 
 
 def save_arena(path: Source, arena: ArenaFile) -> None:
@@ -237,6 +240,7 @@ def save_arena(path: Source, arena: ArenaFile) -> None:
         outcome=arena.outcome.astype(np.int8),
         models=np.array(arena.models, dtype=str),
         metadata=np.array(json.dumps(arena.metadata)),
+        **({} if arena.training_prompt_keys is None else {"training_prompt_keys": arena.training_prompt_keys}),
     )
 
 
@@ -282,4 +286,11 @@ def load_arena(path: Source) -> ArenaFile:
         outcome=data["outcome"].astype(np.int8),
         models=models,
         metadata=metadata,
+        training_prompt_keys=_prompt_keys(data.get("training_prompt_keys"), path),
     )
+
+
+def _prompt_keys(keys: np.ndarray | None, path: Path) -> np.ndarray | None:
+    if keys is not None and (keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 16):
+        raise ValueError(f"{path}: training_prompt_keys must be uint8 [n, 16], got {keys.dtype} {keys.shape}")
+    return keys

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MFCheckpoint", "load_mf_checkpoint"]
+__all__ = ["MFCheckpoint", "load_mf_checkpoint", "save_mf_checkpoint"]
 
 _WEIGHTS_FILE = "model.safetensors"
 _CONFIG_FILE = "config.json"
 METADATA_FILE = "routellm_fast.json"
+TRAINING_PROMPTS_FILE = "training_prompts.npy"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class MFCheckpoint:
     #: routellm_fast's own metadata (``routellm_fast.json``): the embedder a checkpoint was trained
     #: on, its model table. Empty for RouteLLM's checkpoints.
     metadata: dict
+    #: prompt_key() of each training prompt (uint8 [n, 16], ``training_prompts.npy``), if recorded.
+    training_prompt_keys: np.ndarray | None = None
 
 
 def load_mf_checkpoint(
@@ -88,7 +91,20 @@ def load_mf_checkpoint(
         classifier=tensors["classifier.0.weight"],
         config=config,
         metadata=metadata,
+        training_prompt_keys=_read_prompt_keys(directory / TRAINING_PROMPTS_FILE),
     )
+
+
+def _read_prompt_keys(path: Path) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        keys = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable .npy file: {exc}") from None
+    if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 16:
+        raise ValueError(f"{path}: training prompt keys must be uint8 [n, 16], got {keys.dtype} {keys.shape}")
+    return keys
 
 
 def _read_json(path: Path) -> dict:
@@ -126,3 +142,34 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: tensor {name!r} contains NaN or inf")
         out[name] = array
     return out
+
+
+def save_mf_checkpoint(
+    path: str | os.PathLike[str],
+    model_embeddings: np.ndarray,
+    text_projection: np.ndarray,
+    classifier: np.ndarray,
+    metadata: dict,
+    training_prompt_keys: np.ndarray | None = None,
+) -> Path:
+    """Write an mf checkpoint in RouteLLM's layout (``config.json`` with ``MFModel``'s constructor
+    arguments, ``model.safetensors`` with its tensor names), so that RouteLLM's own
+    ``MFModel.from_pretrained`` loads it, plus ``routellm_fast.json`` (``metadata``: model table,
+    embedder) and ``training_prompts.npy``."""
+    from safetensors.numpy import save_file
+
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    num_models, dim = model_embeddings.shape
+    if text_projection.shape[0] != dim or classifier.shape != (1, dim):
+        raise ValueError(f"inconsistent mf shapes: P {model_embeddings.shape}, text_proj {text_projection.shape}, "
+                         f"classifier {classifier.shape}")
+    config = {"dim": int(dim), "num_models": int(num_models), "text_dim": int(text_projection.shape[1]),
+              "num_classes": 1, "use_proj": True}
+    (directory / _CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    tensors = {"P.weight": model_embeddings, "text_proj.0.weight": text_projection, "classifier.0.weight": classifier}
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(directory / _WEIGHTS_FILE))
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+    if training_prompt_keys is not None:
+        np.save(directory / TRAINING_PROMPTS_FILE, np.ascontiguousarray(training_prompt_keys, dtype=np.uint8))
+    return directory

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -135,6 +136,30 @@ def _score_embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    """RouteLLM's evaluation of routers on a benchmark: metrics table, curves and plot in --output."""
+    from .controller import Controller, _load_config
+    from .evals import load_benchmark, markdown_table, run_eval, write_report
+
+    config = _load_config(args.config)
+    config.setdefault("random", {"seed": 0})  # reproducible random baseline, as RouteLLM's random.seed(0)
+    controller = Controller(args.routers, args.strong_model, args.weak_model, config=config)
+    benchmark = load_benchmark(args.benchmark, args.data_dir, args.strong_model, args.weak_model)
+    print(benchmark.describe(), file=sys.stderr)
+    result = run_eval(controller.routers, benchmark, num_results=args.num_results, random_iters=args.random_iters,
+                      exclude_training_prompts=not args.include_training_prompts, cache_dir=args.cache_dir,
+                      overwrite_cache=args.overwrite_cache, progress=not args.quiet)
+    paths = write_report(result, args.output)
+    print(markdown_table(result))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return 0
+
+
+def _default_cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "routellm_fast" / "eval"
+
+
 def _add_router_args(p: argparse.ArgumentParser, multiple: bool = False) -> None:
     if multiple:
         p.add_argument("--routers", nargs="+", default=["sw_ranking"], choices=sorted(ROUTER_CLS),
@@ -190,6 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
     serve.add_argument("--upstream-timeout", type=float, default=60.0, help="seconds before an upstream call is a 504")
     serve.set_defaults(func=_serve)
+
+    evaluate = sub.add_parser("eval", help="RouteLLM's evaluation (MT Bench, MMLU, GSM8K or your file): "
+                              "CPT, AUC, APGR, curves and plot")
+    evaluate.add_argument("--routers", nargs="+", default=["random", "sw_ranking"], choices=sorted(ROUTER_CLS))
+    evaluate.add_argument("--benchmark", required=True,
+                          help="mt-bench, mmlu, gsm8k, or a file with 'prompt' and per-model correctness/score columns")
+    evaluate.add_argument("--output", type=Path, default=Path("eval-results"), help="folder for the tables and plot")
+    evaluate.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ROUTELLM_FAST_DATA", "../shared/data")),
+                          help="folder holding routellm-evals/ (default: $ROUTELLM_FAST_DATA or ../shared/data)")
+    evaluate.add_argument("--config", help="YAML file mapping router names to constructor arguments")
+    evaluate.add_argument("--strong-model", default=STRONG)
+    evaluate.add_argument("--weak-model", default=WEAK)
+    evaluate.add_argument("--num-results", type=int, default=10, help="quantile thresholds per router (default 10)")
+    evaluate.add_argument("--random-iters", type=int, default=10, help="runs of the random router averaged (default 10)")
+    evaluate.add_argument("--cache-dir", type=Path, default=_default_cache_dir(),
+                          help="win rates and embeddings cached per router configuration (default ~/.cache/routellm_fast/eval)")
+    evaluate.add_argument("--overwrite-cache", action="store_true", help="recompute cached win rates")
+    evaluate.add_argument("--include-training-prompts", action="store_true",
+                          help="keep benchmark prompts the routers were trained on (dropped by default)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=_eval)
 
     score_emb = sub.add_parser("score-embeddings", help="score precomputed prompt embeddings with an mf checkpoint")
     score_emb.add_argument("--checkpoint", required=True, help="directory written by RouteLLM's MFModel.save_pretrained")

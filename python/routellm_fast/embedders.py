@@ -21,14 +21,16 @@ import numpy as np
 from ._validation import check_prompts
 
 __all__ = [
+    "DEFAULT_EMBEDDER_NAME",
+    "OPENAI_EMBEDDING_DIMS",
+    "CachedEmbedder",
     "Embedder",
+    "EmbeddingError",
     "OnnxEmbedder",
     "OpenAIEmbedder",
-    "CachedEmbedder",
-    "EmbeddingError",
-    "DEFAULT_EMBEDDER_NAME",
     "default_embedder_for",
-    "OPENAI_EMBEDDING_DIMS",
+    "embed_all",
+    "prompt_key",
 ]
 
 #: Name of the default local embedder (and of the routers trained on it).
@@ -51,6 +53,12 @@ class Embedder(Protocol):
     dim: int
 
     def embed(self, prompts: Sequence[str]) -> np.ndarray: ...
+
+
+def prompt_key(text: str) -> bytes:
+    """A 16-byte hash of a prompt's exact text: the key of embedding caches and of the training
+    prompts a router records (so an evaluation can leave them out)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class EmbeddingError(RuntimeError):
@@ -342,13 +350,9 @@ class CachedEmbedder:
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    @staticmethod
-    def _key(text: str) -> bytes:
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
         prompts = check_prompts(prompts)
-        keys = [self._key(p) for p in prompts]
+        keys = [prompt_key(p) for p in prompts]
         out = np.empty((len(prompts), self.dim), dtype=np.float32)
         missing: dict[bytes, list[int]] = {}
         with self._lock:
@@ -386,3 +390,63 @@ class CachedEmbedder:
         with self._lock:
             self._entries.clear()
             self.hits = self.misses = 0
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the cached vectors to an ``.npz`` with the embedder's name and dim (atomically)."""
+        path = Path(path)
+        with self._lock:
+            # uint8 rows, not "S16": numpy strips trailing NUL bytes from bytes strings
+            keys = np.frombuffer(b"".join(self._entries), dtype=np.uint8).reshape(-1, 16)
+            vectors = np.stack(list(self._entries.values())) if self._entries else np.empty((0, self.dim), np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, keys=keys, vectors=vectors, name=np.array(self.name), dim=np.array(self.dim))
+        os.replace(tmp, path)
+
+    def load(self, path: str | os.PathLike[str]) -> int:
+        """Add the vectors of a file written by :meth:`save` for the same embedder; returns how many."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                name, dim, keys, vectors = str(z["name"]), int(z["dim"]), z["keys"], z["vectors"]
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise ValueError(f"{path} is not an embedding cache file: {exc}") from None
+        if (name, dim) != (self.name, self.dim):
+            raise ValueError(f"{path} holds {dim}-d {name!r} embeddings, not {self.dim}-d {self.name!r}")
+        if keys.ndim != 2 or keys.shape[1] != 16 or vectors.shape != (len(keys), dim):
+            raise ValueError(f"{path}: keys of shape {keys.shape} do not fit vectors of shape {vectors.shape}")
+        with self._lock:
+            for key, vector in zip(keys, vectors.astype(np.float32)):
+                self._entries[key.tobytes()] = vector
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return len(keys)
+
+
+def embed_all(
+    embedder: Embedder,
+    prompts: Sequence[str],
+    *,
+    cache_file: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    desc: str = "embedding",
+    chunk_size: int = 256,
+) -> np.ndarray:
+    """Embed a large list of prompts in chunks with a progress bar, each distinct prompt once.
+
+    With ``cache_file``, vectors already in the file are reused and the new ones added to it, so a
+    training recipe and an evaluation embed a dataset once between them.
+    """
+    from tqdm.auto import tqdm
+
+    prompts = check_prompts(prompts)
+    cache = CachedEmbedder(embedder, max_entries=max(1, 2 * len(prompts) + 1_000_000))
+    if cache_file is not None and Path(cache_file).is_file():
+        cache.load(cache_file)
+    out = np.empty((len(prompts), embedder.dim), dtype=np.float32)
+    with tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress) as bar:
+        for start in range(0, len(prompts), chunk_size):
+            out[start : start + chunk_size] = cache.embed(prompts[start : start + chunk_size])
+            bar.update(min(chunk_size, len(prompts) - start))
+    if cache_file is not None and cache.misses:
+        cache.save(cache_file)
+    return out

@@ -9,6 +9,7 @@ work on prompt embeddings (mf, sw_ranking) also take embeddings directly via
 from __future__ import annotations
 
 import abc
+import hashlib
 import os
 import random
 import threading
@@ -74,6 +75,30 @@ class Router(abc.ABC):
 
     def __str__(self) -> str:
         return NAME_TO_CLS.get(type(self), type(self).__name__)
+
+    #: A digest of everything the router's answers depend on (weights or arena, model pair,
+    #: embedder), for caching its win rates; None for routers whose answers are not repeatable.
+    fingerprint: str | None = None
+    #: Keys (:func:`~routellm_fast.embedders.prompt_key`) of the prompts the router was trained
+    #: on, so that an evaluation can leave them out; empty when unknown.
+    training_prompt_keys: frozenset[bytes] = frozenset()
+
+
+def _fingerprint(kind: str, *parts: Any) -> str:
+    digest = hashlib.blake2b(kind.encode(), digest_size=16)
+    for part in parts:
+        digest.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return f"{kind}-{digest.hexdigest()}"
+
+
+def _keys(rows: np.ndarray | None) -> frozenset[bytes]:
+    """Prompt keys stored as uint8 rows of 16 bytes."""
+    if rows is None:
+        return frozenset()
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[1] != 16 or rows.dtype != np.uint8:
+        raise ValueError(f"training prompt keys must be uint8 rows of 16 bytes, got {rows.dtype} {rows.shape}")
+    return frozenset(r.tobytes() for r in rows)
 
 
 class _CallableEmbedder:
@@ -226,6 +251,10 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         self.checkpoint = ckpt
         recorded = ckpt.metadata.get("embedder", {}).get("name", ROUTELLM_EMBEDDING_MODEL)
         self._init_embedder(embed, embedding_model or recorded)
+        self.fingerprint = _fingerprint(
+            "mf", ckpt.model_embeddings, ckpt.text_projection, ckpt.classifier, strong, weak, self.embedding_model
+        )
+        self.training_prompt_keys = _keys(ckpt.training_prompt_keys)
 
     @property
     def embedding_dim(self) -> int:
@@ -378,6 +407,11 @@ class SWRankingRouter(EmbeddingRouter):
         #: model -> tier (0 = strongest), as RouteLLM's ``model2tier``.
         self.model2tier: dict[str, int] = {self.models[i]: int(tiers[i]) for i in order}
         self._init_embedder(embed, embedding_model)
+        self.fingerprint = _fingerprint(
+            "sw_ranking", arena.prompt_embeddings, arena.battle_prompt, arena.model_a, arena.model_b, arena.outcome,
+            self.models, num_tiers, storage, self._strong, self._weak, self.embedding_model,
+        )
+        self.training_prompt_keys = _keys(arena.training_prompt_keys)
 
     @property
     def embedding_dim(self) -> int:
