@@ -561,7 +561,10 @@ def write_report(result: EvalResult, output: str | os.PathLike[str]) -> dict[str
 
 
 def _plot(result: EvalResult, path: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("the evaluation plot needs matplotlib: pip install 'routellm-fast[eval]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
