@@ -34,9 +34,9 @@ class MFCheckpoint:
 
 def load_mf_checkpoint(
     path: str | os.PathLike[str],
-    hidden_size: int,
-    num_models: int,
-    text_dim: int,
+    hidden_size: int | None,
+    num_models: int | None,
+    text_dim: int | None,
     num_classes: int,
     use_proj: bool,
 ) -> MFCheckpoint:
@@ -44,7 +44,8 @@ def load_mf_checkpoint(
 
     The constructor arguments decide the expected shapes (as in RouteLLM, where ``from_pretrained``
     builds the module from them and then loads the state dict); every tensor is checked against
-    them and a mismatch names the tensor, the expected and the found shape.
+    them and a mismatch names the tensor, the expected and the found shape. A size given as None is
+    taken from ``config.json`` (``dim``, ``num_models``, ``text_dim``), else RouteLLM's default.
     """
     directory = Path(path)
     if directory.is_file():  # a path to model.safetensors itself
@@ -59,6 +60,15 @@ def load_mf_checkpoint(
         raise FileNotFoundError(f"{weights_path} not found: an mf checkpoint needs {_WEIGHTS_FILE}")
     config = _read_json(directory / _CONFIG_FILE)
     metadata = _read_json(directory / METADATA_FILE)
+    sizes = {"hidden_size": (hidden_size, "dim", 128), "num_models": (num_models, "num_models", 64),
+             "text_dim": (text_dim, "text_dim", 1536)}
+    for arg, (value, key, default) in sizes.items():
+        if value is None:
+            value = config.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{directory / _CONFIG_FILE}: {key} must be a positive integer, got {value!r}")
+        sizes[arg] = (value, key, default)
+    hidden_size, num_models, text_dim = (sizes[k][0] for k in ("hidden_size", "num_models", "text_dim"))
     if num_classes != 1:
         raise ValueError(
             f"num_classes must be 1: RouteLLM's mf win rate compares one logit per model, got {num_classes}"

@@ -214,8 +214,9 @@ class RandomRouter(Router):
 class MatrixFactorizationRouter(EmbeddingRouter):
     """RouteLLM's matrix-factorisation router, loaded from a ``MFModel.save_pretrained`` directory.
 
-    ``model_ids`` maps model names to rows of the checkpoint's ``P.weight``; it defaults to
-    RouteLLM's table of 64 names.
+    ``model_ids`` maps model names to rows of the checkpoint's ``P.weight``; it defaults to the
+    table the checkpoint records (``routellm_fast.json``), else RouteLLM's 64 names. Shapes left as
+    None come from the checkpoint's ``config.json``, else RouteLLM's defaults (128, 64, 1536).
     """
 
     NO_PARALLEL = True
@@ -225,9 +226,9 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         checkpoint_path: str | os.PathLike[str],
         strong_model: str = DEFAULT_STRONG_MODEL,
         weak_model: str = DEFAULT_WEAK_MODEL,
-        hidden_size: int = 128,
-        num_models: int = 64,
-        text_dim: int = 1536,
+        hidden_size: int | None = None,
+        num_models: int | None = None,
+        text_dim: int | None = None,
         num_classes: int = 1,
         use_proj: bool = True,
         *,
@@ -243,8 +244,8 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         strong = lookup_model(strong_model, self.model_ids, "strong_model")
         weak = lookup_model(weak_model, self.model_ids, "weak_model")
         for role, idx in (("strong_model", strong), ("weak_model", weak)):
-            if not 0 <= idx < num_models:
-                raise ValueError(f"{role} maps to row {idx}, outside the checkpoint's {num_models} models")
+            if not 0 <= idx < len(ckpt.model_embeddings):
+                raise ValueError(f"{role} maps to row {idx}, outside the checkpoint's {len(ckpt.model_embeddings)} models")
         self._scorer = _core.MfPairScorer(
             ckpt.model_embeddings, ckpt.text_projection, ckpt.classifier[0], strong, weak
         )
@@ -314,7 +315,7 @@ class SWRankingRouter(EmbeddingRouter):
     @classmethod
     def from_arena(
         cls,
-        path: Source,
+        path: Source | ArenaFile,
         strong_model: str = DEFAULT_STRONG_MODEL,
         weak_model: str = DEFAULT_WEAK_MODEL,
         num_tiers: int = 10,
@@ -322,9 +323,10 @@ class SWRankingRouter(EmbeddingRouter):
         embed: Embedder | EmbedFn | None = None,
         storage: str = "float32",
     ) -> SWRankingRouter:
-        """Load a compact arena file (:func:`routellm_fast.arena.save_arena`); the embedder it was
-        built with is recorded in it and is the default ``embed``."""
-        arena = load_arena(path)
+        """Load a compact arena file (:func:`routellm_fast.arena.save_arena`), or use an
+        :class:`~routellm_fast.arena.ArenaFile` in memory; the embedder it was built with is recorded
+        in it and is the default ``embed``."""
+        arena = path if isinstance(path, ArenaFile) else load_arena(path)
         embedding_model = arena.metadata.get("embedder", {}).get("name")
         if not embedding_model:
             raise ValueError(f"{path}: the arena's metadata does not name its embedder")
@@ -437,6 +439,12 @@ class SWRankingRouter(EmbeddingRouter):
 
     def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray:
         return self._arena.score(embeddings, self._strong, self._weak)
+
+    def score_pair(self, embeddings: Any, model_a: str, model_b: str) -> np.ndarray:
+        """Win rates of ``model_a`` over ``model_b`` (any two arena models) for prompt embeddings."""
+        index = {m: i for i, m in enumerate(self.models)}
+        a, b = lookup_model(model_a, index, "model_a"), lookup_model(model_b, index, "model_b")
+        return self._arena.score(as_embeddings(embeddings, self.embedding_dim), a, b)
 
 
 ROUTER_CLS: dict[str, type[Router]] = {
