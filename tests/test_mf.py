@@ -140,8 +140,10 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="never downloads"):
         rf.MatrixFactorizationRouter("routellm/mf_gpt4_augmented")
     write_checkpoint(tmp_path / "ok", rng)
+    # Sizes not given come from config.json; given ones must fit the tensors.
+    assert rf.MatrixFactorizationRouter(tmp_path / "ok").embedding_dim == 40
     with pytest.raises(ValueError, match="'P.weight' has shape \\(64, 16\\), expected \\(64, 128\\).*config.json says"):
-        rf.MatrixFactorizationRouter(tmp_path / "ok")
+        rf.MatrixFactorizationRouter(tmp_path / "ok", hidden_size=128)
     with pytest.raises(ValueError, match="text_proj.0.weight"):
         rf.MatrixFactorizationRouter(tmp_path / "ok", hidden_size=16, text_dim=41)
     with pytest.raises(ValueError, match="num_classes must be 1"):
