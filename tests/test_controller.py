@@ -48,8 +48,9 @@ def test_routellm_error_messages(controller):
         controller.completion(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(RoutingError, match="Invalid router bert"):
         rf.Controller(["bert"], STRONG, WEAK)
-    with pytest.raises(RoutingError, match="needs a config entry"):
-        rf.Controller(["mf"], STRONG, WEAK)
+    # Every router in ROUTER_CLS ships a default: mf and sw_ranking work with no config.
+    shipped = rf.Controller(["mf", "sw_ranking"], STRONG, WEAK)
+    assert shipped.routers["mf"].embedding_model == shipped.routers["sw_ranking"].embedding_model == "all-MiniLM-L6-v2"
 
 
 def test_batch_calculate_win_rate_list_and_series(controller):

@@ -12,7 +12,7 @@ from conftest import make_arena
 
 import routellm_fast as rf
 from routellm_fast.arena import ArenaFile, load_arena, save_arena
-from routellm_fast.defaults import DEFAULT_SW_ARENA, default_sw_router, default_threshold
+from routellm_fast.defaults import DEFAULT_MF, DEFAULT_SW_ARENA, default_mf_router, default_sw_router, default_threshold
 from routellm_fast.model_aliases import canonical_model_name
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -59,35 +59,54 @@ def test_compact_arena_errors(tmp_path):
         load_arena(tmp_path / "idx.npz")
 
 
-def test_shipped_router_is_real_and_small():
+def test_shipped_routers_are_real_and_small():
     arena = load_arena(DEFAULT_SW_ARENA)
-    assert DEFAULT_SW_ARENA.stat().st_size < 1_000_000
+    added = DEFAULT_SW_ARENA.stat().st_size + sum(f.stat().st_size for f in DEFAULT_MF.iterdir())
+    assert added < 25_000_000
     assert arena.metadata["embedder"] == {"name": "all-MiniLM-L6-v2", "dim": 384}
-    assert len(arena.outcome) == 30966 and arena.prompt_embeddings.shape == (300, 384)
-    router = default_sw_router()
-    assert router.embedding_model == "all-MiniLM-L6-v2"
-    assert router.ratings["llama-2-70b-chat"] == pytest.approx(1082.0)
-    assert max(router.ratings, key=router.ratings.get) == "gpt-4-1106-preview"
-    thresholds = [default_threshold(p) for p in (0.2, 0.5, 0.8)]
-    assert thresholds == sorted(thresholds, reverse=True)  # more strong calls need a lower threshold
+    assert arena.prompt_embeddings.dtype == np.float16 and len(arena.outcome) > 30_966
+    sw = default_sw_router()
+    assert sw.embedding_model == "all-MiniLM-L6-v2"
+    assert sw.ratings["llama-2-70b-chat"] == pytest.approx(1082.0)
+    assert len(sw.training_prompt_keys) == len(arena.prompt_embeddings)
+    mf = default_mf_router()
+    assert mf.embedding_model == "all-MiniLM-L6-v2" and mf.embedding_dim == 384
+    assert len(mf.training_prompt_keys) > len(sw.training_prompt_keys)  # mf also saw AlpacaEval
+    for name, router in (("sw_ranking", sw), ("mf", mf)):
+        report = router.metadata["training"] if name == "sw_ranking" else router.checkpoint.metadata["training"]
+        assert report["validation"]["pairwise_accuracy"] > 0.7
+        thresholds = [default_threshold(p, name) for p in (0.2, 0.5, 0.8)]
+        assert thresholds == sorted(thresholds, reverse=True)  # more strong calls need a lower threshold
     with pytest.raises(ValueError, match="no shipped threshold"):
         default_threshold(0.33)
+    with pytest.raises(ValueError, match="no shipped router 'bert'"):
+        default_threshold(0.5, "bert")
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data beside the checkout")
-def test_shipped_router_is_reproducible_from_the_recipe(tmp_path):
-    from routellm_fast.defaults import build_default_sw_arena
+def test_shipped_routers_follow_the_recipe():
+    """The shipped files hold what the recipe's data give (retraining mf takes minutes; its
+    determinism is tested on small data in test_training.py)."""
+    from routellm_fast.defaults import default_training_data, mf_training_data, sw_training_data
+    from routellm_fast.embedders import OnnxEmbedder
 
-    rebuilt = build_default_sw_arena(SHARED, tmp_path / "arena.npz")
+    sources = default_training_data(SHARED)
+    sw_data, mf_data = sw_training_data(sources), mf_training_data(sources)
     shipped = load_arena(DEFAULT_SW_ARENA)
-    np.testing.assert_array_equal(rebuilt.battle_prompt, shipped.battle_prompt)
-    np.testing.assert_array_equal(rebuilt.outcome, shipped.outcome)
-    assert rebuilt.models == shipped.models
+    assert shipped.models == sw_data.models
+    index = {m: i for i, m in enumerate(sw_data.models)}
+    np.testing.assert_array_equal(shipped.model_a, [index[m] for m in sw_data.model_a])
+    np.testing.assert_array_equal(shipped.outcome, sw_data.outcome)
+    np.testing.assert_array_equal(shipped.battle_prompt, sw_data.prompt_index)
+    np.testing.assert_array_equal(shipped.training_prompt_keys, sw_data.training_prompt_keys())
     # float16 embeddings of the same prompts; ONNX Runtime may differ in the last bits across CPUs.
-    np.testing.assert_allclose(rebuilt.prompt_embeddings.astype(np.float32),
-                               shipped.prompt_embeddings.astype(np.float32), atol=2e-3)
-    for pct, value in shipped.metadata["calibration"]["thresholds"].items():
-        assert rebuilt.metadata["calibration"]["thresholds"][pct] == pytest.approx(value, abs=1e-3)
+    rows = np.linspace(0, len(sw_data.prompts) - 1, 12).astype(int)
+    fresh = OnnxEmbedder().embed([sw_data.prompts[i] for i in rows])
+    np.testing.assert_allclose(fresh, shipped.prompt_embeddings[rows].astype(np.float32), atol=2e-3)
+    mf = default_mf_router()
+    np.testing.assert_array_equal(mf.checkpoint.training_prompt_keys, mf_data.training_prompt_keys())
+    assert mf.checkpoint.metadata["training"]["data"] == mf_data.summary()
+    assert list(mf.model_ids) == mf_data.models
 
 
 def test_model_aliases():

@@ -45,8 +45,8 @@ def _threshold(args: argparse.Namespace, router) -> float:
 
     if args.threshold is not None:
         return args.threshold
-    if args.router == "sw_ranking" and args.config is None:  # the shipped router ships its calibration
-        return default_threshold(args.strong_model_pct)
+    if args.router in ("mf", "sw_ranking") and args.config is None:  # shipped routers ship their calibration
+        return default_threshold(args.strong_model_pct, args.router)
     print(f"calibrating {args.router} on {len(read_prompts())} sample prompts ...", file=sys.stderr)
     return calibrate_threshold(router, read_prompts(), args.strong_model_pct)
 
@@ -144,14 +144,48 @@ def _eval(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     config.setdefault("random", {"seed": 0})  # reproducible random baseline, as RouteLLM's random.seed(0)
     controller = Controller(args.routers, args.strong_model, args.weak_model, config=config)
-    benchmark = load_benchmark(args.benchmark, args.data_dir, args.strong_model, args.weak_model)
-    print(benchmark.describe(), file=sys.stderr)
-    result = run_eval(controller.routers, benchmark, num_results=args.num_results, random_iters=args.random_iters,
-                      exclude_training_prompts=not args.include_training_prompts, cache_dir=args.cache_dir,
-                      overwrite_cache=args.overwrite_cache, progress=not args.quiet)
-    paths = write_report(result, args.output)
-    print(markdown_table(result))
-    print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    benchmarks = [load_benchmark(b, args.data_dir, args.strong_model, args.weak_model) for b in args.benchmark]
+    tables = []
+    for benchmark in benchmarks:
+        print(benchmark.describe(), file=sys.stderr)
+        result = run_eval(controller.routers, benchmark, num_results=args.num_results, random_iters=args.random_iters,
+                          exclude_training_prompts=not args.include_training_prompts, cache_dir=args.cache_dir,
+                          overwrite_cache=args.overwrite_cache, progress=not args.quiet)
+        paths = write_report(result, args.output)
+        tables.append(markdown_table(result))
+        print(tables[-1])
+        print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    if len(tables) > 1:
+        (args.output / "summary.md").write_text("\n".join(tables))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train an mf checkpoint or an sw_ranking arena from battle files (and golden-label battles)."""
+    from .evals import BENCHMARKS
+    from .preference import PreferenceData, golden_label_battles, load_preference
+    from .training import MFTrainConfig, embedder_named, train_mf_router, train_sw_router
+
+    parts = [load_preference(args.battles)] if args.battles else []
+    for name in args.golden or ():
+        parts.append(golden_label_battles(BENCHMARKS[name](args.data_dir, args.strong_model, args.weak_model)))
+    if not parts:
+        raise ValueError("nothing to train on: give --battles FILE... and/or --golden mmlu gsm8k")
+    data = PreferenceData.concat(parts)
+    print(f"training {args.kind} on {data.summary()}", file=sys.stderr)
+    embedder = embedder_named(args.embedder)
+    pair = (args.strong_model, args.weak_model)
+    common = {"val_share": args.val_share, "embedding_cache": args.embedding_cache, "pair": pair,
+              "progress": not args.quiet}
+    if args.kind == "mf":
+        config = MFTrainConfig(dim=args.dim, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                               alpha=args.alpha, max_epochs=args.epochs, patience=args.patience, seed=args.seed)
+        report = train_mf_router(data, args.out, embedder, config=config, ties=args.ties, **common)
+    else:
+        report = train_sw_router(data, args.out, embedder, storage=args.storage, **common)
+    val = report.get("validation", {})
+    accuracy = f"; held-out pairwise accuracy {val['pairwise_accuracy']:.4f} on {val['prompts']} prompts" if val else ""
+    print(f"wrote {args.out}{accuracy}")
     return 0
 
 
@@ -218,9 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="RouteLLM's evaluation (MT Bench, MMLU, GSM8K or your file): "
                               "CPT, AUC, APGR, curves and plot")
-    evaluate.add_argument("--routers", nargs="+", default=["random", "sw_ranking"], choices=sorted(ROUTER_CLS))
-    evaluate.add_argument("--benchmark", required=True,
-                          help="mt-bench, mmlu, gsm8k, or a file with 'prompt' and per-model correctness/score columns")
+    evaluate.add_argument("--routers", nargs="+", default=["random", "mf", "sw_ranking"], choices=sorted(ROUTER_CLS))
+    evaluate.add_argument("--benchmark", nargs="+", required=True,
+                          help="mt-bench, mmlu, gsm8k, or files with 'prompt' and per-model correctness/score columns")
     evaluate.add_argument("--output", type=Path, default=Path("eval-results"), help="folder for the tables and plot")
     evaluate.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ROUTELLM_FAST_DATA", "../shared/data")),
                           help="folder holding routellm-evals/ (default: $ROUTELLM_FAST_DATA or ../shared/data)")
@@ -237,14 +271,45 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_eval)
 
+    train = sub.add_parser("train", help="train a router (mf or sw) from preference battles")
+    train_sub = train.add_subparsers(dest="kind", required=True)
+    for kind, what in (("mf", "an mf checkpoint directory (RouteLLM's layout)"), ("sw", "an sw_ranking arena file (.npz)")):
+        t = train_sub.add_parser(kind, help=f"write {what}")
+        t.add_argument("--battles", nargs="+", default=[],
+                       help="battle files (prompt, model_a, model_b, winner[, weight]) or folders with battles.csv + prompts.jsonl")
+        t.add_argument("--golden", nargs="+", choices=["mmlu", "gsm8k"],
+                       help="add golden-label battles from the training half of these benchmarks (--data-dir)")
+        t.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ROUTELLM_FAST_DATA", "../shared/data")))
+        t.add_argument("--out", type=Path, required=True)
+        t.add_argument("--embedder", default="default", help="'default' (local all-MiniLM-L6-v2) or an OpenAI embedding model")
+        t.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
+        t.add_argument("--val-share", type=float, default=0.05, help="prompts held out for validation (default 0.05)")
+        t.add_argument("--strong-model", default=STRONG, help="must have battles in the data")
+        t.add_argument("--weak-model", default=WEAK, help="must have battles in the data")
+        t.add_argument("--quiet", action="store_true", help="no progress bars")
+        t.set_defaults(func=_train)
+        if kind == "mf":
+            t.add_argument("--dim", type=int, default=128)
+            t.add_argument("--epochs", type=int, default=100, help="at most this many (early stopping)")
+            t.add_argument("--patience", type=int, default=5, help="epochs without held-out improvement before stopping")
+            t.add_argument("--batch-size", type=int, default=64)
+            t.add_argument("--lr", type=float, default=3e-4)
+            t.add_argument("--weight-decay", type=float, default=1e-5)
+            t.add_argument("--alpha", type=float, default=0.1, help="noise on prompt embeddings while training")
+            t.add_argument("--seed", type=int, default=42)
+            t.add_argument("--ties", choices=["drop", "half"], default="drop",
+                           help="drop ties (RouteLLM) or train them as half a win each")
+        else:
+            t.add_argument("--storage", choices=["float16", "float32"], default="float16")
+
     score_emb = sub.add_parser("score-embeddings", help="score precomputed prompt embeddings with an mf checkpoint")
     score_emb.add_argument("--checkpoint", required=True, help="directory written by RouteLLM's MFModel.save_pretrained")
     score_emb.add_argument("--input", required=True, help=".npy float matrix [n, text_dim]")
     score_emb.add_argument("--output", required=True, help=".npy file for the float64 win rates")
     score_emb.add_argument("--strong-model", default=STRONG)
     score_emb.add_argument("--weak-model", default=WEAK)
-    score_emb.add_argument("--hidden-size", type=int, default=128)
-    score_emb.add_argument("--text-dim", type=int, default=1536)
+    score_emb.add_argument("--hidden-size", type=int, help="default: the checkpoint's config.json, else 128")
+    score_emb.add_argument("--text-dim", type=int, help="default: the checkpoint's config.json, else 1536")
     score_emb.set_defaults(func=_score_embeddings)
     return parser
 

@@ -40,8 +40,16 @@ def _shipped_sw_ranking() -> Router:
     return default_sw_router()
 
 
+def _shipped_mf() -> Router:
+    from .defaults import default_mf_router
+
+    return default_mf_router()
+
+
 #: Routers available with no config: the ones this package ships.
-SHIPPED_ROUTERS: dict[str, Callable[[], Router]] = {"random": RandomRouter, "sw_ranking": _shipped_sw_ranking}
+SHIPPED_ROUTERS: dict[str, Callable[[], Router]] = {
+    "random": RandomRouter, "mf": _shipped_mf, "sw_ranking": _shipped_sw_ranking,
+}
 
 
 def _load_config(config: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | None) -> dict:
@@ -65,7 +73,7 @@ class Controller:
 
     ``config`` maps router names to constructor arguments (a dict, or a YAML file as RouteLLM's
     ``config.example.yaml``). A router missing from it uses the router this package ships
-    (``sw_ranking``: local embeddings, no key; ``random``); others need an entry.
+    (``mf`` and ``sw_ranking``: local embeddings, no key; ``random``); others need an entry.
     """
 
     def __init__(

@@ -1,17 +1,28 @@
-"""Routers that ship inside the package, and the recipe that builds them.
+"""Routers that ship inside the package, and the recipe that trains them.
 
-The default sw_ranking router is an arena of real battles, embedded with the local default
-embedder, so that ``pip install`` + one command routes a prompt with no key and no network:
+Both shipped routers (mf and sw_ranking, pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``)
+are trained on battles from the shared data, embedded with the local default embedder (all-MiniLM-L6-v2), so
+that ``pip install`` + one command routes a prompt with no key and no network:
 
-* battles: ``preference/arena_bench_v1`` (300 hard Chatbot Arena prompts, GPT-4 grades of 15
-  models, 30,966 battles; Apache-2.0, see its PROVENANCE.md), model names mapped to RouteLLM's
-  spelling with :mod:`routellm_fast.model_aliases`;
-* embeddings: all-MiniLM-L6-v2 (384-d) of each prompt, stored as float16;
-* calibration: the win rates of AlpacaEval's 805 instructions (``preference/alpaca_eval``, none of
-  them in the arena) give the threshold for each share of strong-model calls.
+* ``preference/alpaca_eval``: 130,049 judge battles over AlpacaEval's 805 instructions (Apache-2.0);
+* ``preference/arena_bench_v1``: 30,966 battles from GPT-4 grades of 15 models on 300 hard
+  Chatbot Arena prompts (Apache-2.0);
+* golden-label battles (gpt-4-1106-preview vs Mixtral: one right, the other wrong = a win, else a
+  tie) from the *training half* of MMLU and GSM8K (``routellm_fast.preference.training_split``,
+  50% by a hash of the question). The other half is never trained on: the routers record the
+  prompts they saw, and ``routellm_fast.evals`` leaves those out of every evaluation.
 
-Rebuild with ``python -m routellm_fast.defaults --data-dir ../shared/data``; the same data and
-model give the same file.
+mf trains on all four sources, each weighted to the same total weight; sw_ranking (no per-battle
+weights) on arena-bench and the golden-label battles only: AlpacaEval's judges prefer GPT-4-Turbo
+on open-ended writing where MT Bench scores both models alike, and measured, its battles make the
+routers worse on MT Bench, MMLU and GSM8K unless down-weighted.
+
+5% of the prompts (by a hash of the text, :func:`routellm_fast.training.validation_prompts`) are
+held out: they stop mf's training early, measure both routers' pairwise accuracy, and calibrate the
+shipped thresholds. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.model_aliases`).
+
+Rebuild with ``python -m routellm_fast.defaults --data-dir ../shared/data``: the same data and
+embedder give the same files.
 """
 
 from __future__ import annotations
@@ -24,17 +35,54 @@ from pathlib import Path
 
 import numpy as np
 
-from .arena import ArenaFile, outcome_codes, save_arena
-from .calibration import read_prompts
-from .embedders import OnnxEmbedder
-from .model_aliases import canonical_model_name
-from .routers import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, SWRankingRouter
+from .arena import load_arena, save_arena
+from .checkpoints import METADATA_FILE
+from .embedders import Embedder, OnnxEmbedder, embed_all
+from .evals import load_gsm8k, load_mmlu
+from .preference import PreferenceData, golden_label_battles, load_preference
+from .routers import (
+    DEFAULT_STRONG_MODEL,
+    DEFAULT_WEAK_MODEL,
+    MatrixFactorizationRouter,
+    Router,
+    SWRankingRouter,
+)
+from .training import (
+    MFTrainConfig,
+    train_mf_router,
+    train_sw_router,
+    validation_prompts,
+)
 
-__all__ = ["DEFAULT_SW_ARENA", "build_default_sw_arena", "default_sw_router", "default_threshold"]
+__all__ = [
+    "DEFAULT_MF",
+    "DEFAULT_SW_ARENA",
+    "build_defaults",
+    "default_mf_router",
+    "default_sw_router",
+    "default_threshold",
+    "default_training_data",
+    "mf_training_data",
+    "sw_training_data",
+]
 
-DEFAULT_SW_ARENA = Path(__file__).parent / "data" / "default_sw_arena.npz"
+_DATA = Path(__file__).parent / "data"
+DEFAULT_SW_ARENA = _DATA / "default_sw_arena.npz"
+DEFAULT_MF = _DATA / "default_mf"
 #: Shares of strong-model calls the shipped calibration covers.
 CALIBRATED_PCTS = tuple(round(p, 2) for p in np.arange(0.05, 1.0, 0.05))
+#: Held-out share of prompts (validation, accuracy, calibration).
+VAL_SHARE = 0.05
+#: The shipped mf's training settings: RouteLLM's (dim 128, Adam 3e-4, weight decay 1e-5, noise
+#: 0.1 on prompt embeddings) with early stopping on the held-out prompts.
+MF_CONFIG = MFTrainConfig()
+
+
+def default_mf_router(
+    strong_model: str = DEFAULT_STRONG_MODEL, weak_model: str = DEFAULT_WEAK_MODEL, **kwargs
+) -> MatrixFactorizationRouter:
+    """The shipped matrix-factorisation router (local embeddings; see the module docstring)."""
+    return MatrixFactorizationRouter(DEFAULT_MF, strong_model, weak_model, **kwargs)
 
 
 def default_sw_router(
@@ -44,79 +92,110 @@ def default_sw_router(
     return SWRankingRouter.from_arena(DEFAULT_SW_ARENA, strong_model, weak_model, **kwargs)
 
 
-def default_threshold(strong_model_pct: float = 0.5) -> float:
-    """The shipped router's threshold that sends ``strong_model_pct`` of AlpacaEval prompts to the
-    strong model (default pair), as RouteLLM's calibrate_threshold computes it."""
-    calibration = _shipped_calibration()
+def default_threshold(strong_model_pct: float = 0.5, router: str = "sw_ranking") -> float:
+    """The shipped ``router``'s threshold that sends ``strong_model_pct`` of the held-out prompts to
+    the strong model (default pair), as RouteLLM's calibrate_threshold computes it."""
+    calibration = _shipped_calibration(router)
     key = f"{strong_model_pct:.2f}"
     if key not in calibration["thresholds"]:
         raise ValueError(f"no shipped threshold for strong_model_pct={strong_model_pct}; have {sorted(calibration['thresholds'])}")
     return float(calibration["thresholds"][key])
 
 
-@lru_cache(maxsize=1)
-def _shipped_calibration() -> dict:
-    """The shipped arena's calibration, read once, without decompressing its embeddings."""
-    with np.load(DEFAULT_SW_ARENA, allow_pickle=False) as z:
-        return json.loads(str(z["metadata"]))["calibration"]
+@lru_cache(maxsize=2)
+def _shipped_calibration(router: str) -> dict:
+    """A shipped router's calibration, read once (for sw_ranking without decompressing its arena)."""
+    if router == "sw_ranking":
+        with np.load(DEFAULT_SW_ARENA, allow_pickle=False) as z:
+            return json.loads(str(z["metadata"]))["calibration"]
+    if router == "mf":
+        return json.loads((DEFAULT_MF / METADATA_FILE).read_text())["calibration"]
+    raise ValueError(f"no shipped router {router!r} (shipped: mf, sw_ranking)")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def default_training_data(data_dir: Path) -> dict[str, PreferenceData]:
+    """The battles the shipped routers are trained on, per source (see the module docstring)."""
+    pref = data_dir / "preference"
+    return {
+        "alpaca_eval": load_preference(pref / "alpaca_eval"),
+        "arena_bench_v1": load_preference(pref / "arena_bench_v1"),
+        "mmlu_train": golden_label_battles(load_mmlu(data_dir)),
+        "gsm8k_train": golden_label_battles(load_gsm8k(data_dir)),
+    }
 
 
-def build_default_sw_arena(data_dir: Path, out: Path = DEFAULT_SW_ARENA, embedder: OnnxEmbedder | None = None) -> ArenaFile:
-    """Build the shipped arena from ``data_dir`` (the shared data folder) and write it to ``out``."""
-    import pyarrow.csv as pcsv
+def mf_training_data(sources: dict[str, PreferenceData]) -> PreferenceData:
+    """All sources, each carrying the same total weight (per battle: n(arena_bench_v1) / n(source)),
+    so AlpacaEval's 130,049 style-driven judge battles do not drown the correctness signal."""
+    unit = len(sources["arena_bench_v1"])
+    return PreferenceData.concat([
+        PreferenceData(d.prompts, d.prompt_index, d.model_a, d.model_b, d.outcome, d.weight * (unit / len(d)))
+        for d in sources.values()
+    ])
 
-    embedder = embedder or OnnxEmbedder()
-    source = data_dir / "preference" / "arena_bench_v1"
-    prompts = _read_jsonl(source / "prompts.jsonl")
-    row_of = {p["question_id"]: i for i, p in enumerate(prompts)}
-    battles = pcsv.read_csv(source / "battles.csv").to_pydict()
-    names = [canonical_model_name(m) for m in battles["model_a"] + battles["model_b"]]
-    models = list(dict.fromkeys(names))  # first appearance in model_a, then model_b, as RouteLLM
-    index = {m: i for i, m in enumerate(models)}
-    n = len(battles["winner"])
-    embeddings = embedder.embed([p["prompt"] for p in prompts]).astype(np.float16)
-    arena = ArenaFile(
-        prompt_embeddings=embeddings,
-        battle_prompt=np.array([row_of[q] for q in battles["question_id"]], dtype=np.int64),
-        model_a=np.array([index[m] for m in names[:n]], dtype=np.int32),
-        model_b=np.array([index[m] for m in names[n:]], dtype=np.int32),
-        outcome=outcome_codes(battles["winner"], where=f"{source / 'battles.csv'} row"),
-        models=models,
-        metadata={
-            "embedder": {"name": embedder.name, "dim": embedder.dim},
-            "battles": "preference/arena_bench_v1 (arena-bench-v1, lmarena/arena-hard-auto, Apache-2.0)",
-            "storage": "float16",
-        },
-    )
-    save_arena(out, arena)
 
-    # Calibrate on prompts the arena has never seen.
-    router = SWRankingRouter.from_arena(out, DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, embed=embedder)
-    held_out = read_prompts(data_dir / "preference" / "alpaca_eval" / "prompts.jsonl")
-    win_rates = router.score(held_out)
-    arena.metadata["calibration"] = {
-        "prompts": f"preference/alpaca_eval prompts.jsonl ({len(held_out)} instructions)",
+def sw_training_data(sources: dict[str, PreferenceData]) -> PreferenceData:
+    """arena-bench and the golden-label battles: sw_ranking has no per-battle weights, and with
+    AlpacaEval's battles in its arena it routes worse on all three benchmarks (see README)."""
+    return PreferenceData.concat([sources["arena_bench_v1"], sources["mmlu_train"], sources["gsm8k_train"]])
+
+
+def _calibration(router: Router, held_out: np.ndarray, what: str) -> dict:
+    win_rates = router.score_embeddings(held_out)
+    return {
+        "prompts": what,
         "pair": {"strong": DEFAULT_STRONG_MODEL, "weak": DEFAULT_WEAK_MODEL},
         "thresholds": {f"{p:.2f}": round(float(np.quantile(win_rates, 1 - p)), 5) for p in CALIBRATED_PCTS},
     }
-    save_arena(out, arena)
-    return arena
+
+
+def build_defaults(
+    data_dir: Path, out_dir: Path = _DATA, embedder: Embedder | None = None,
+    embedding_cache: Path | None = None, progress: bool = True,
+) -> dict[str, dict]:
+    """Train both shipped routers from ``data_dir`` (the shared data folder) into ``out_dir``;
+    returns their training reports."""
+    embedder = embedder or OnnxEmbedder()
+    sources = default_training_data(data_dir)
+    mf_data, sw_data = mf_training_data(sources), sw_training_data(sources)
+    pair = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
+    mf_dir, arena_path = out_dir / DEFAULT_MF.name, out_dir / DEFAULT_SW_ARENA.name
+    reports = {
+        "mf": train_mf_router(mf_data, mf_dir, embedder, config=MF_CONFIG, val_share=VAL_SHARE, pair=pair,
+                              embedding_cache=embedding_cache, progress=progress),
+        "sw_ranking": train_sw_router(sw_data, arena_path, embedder, val_share=VAL_SHARE, pair=pair,
+                                      embedding_cache=embedding_cache, progress=progress),
+    }
+    # Calibrate both on the prompts held out of every source (the validation prompts of all data).
+    everything = PreferenceData.concat(list(sources.values()))
+    val = validation_prompts(everything, VAL_SHARE)
+    held_out = embed_all(embedder, [p for p, v in zip(everything.prompts, val) if v], cache_file=embedding_cache,
+                         progress=False)
+    what = f"{int(val.sum())} held-out training prompts ({VAL_SHARE:.0%} by hash)"
+    mf = MatrixFactorizationRouter(mf_dir, *pair, embed=embedder)
+    meta_path = mf_dir / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["calibration"] = _calibration(mf, held_out, what)
+    meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    arena = load_arena(arena_path)
+    sw = SWRankingRouter.from_arena(arena, *pair, embed=embedder)
+    arena.metadata["calibration"] = _calibration(sw, held_out, what)
+    save_arena(arena_path, arena)
+    return reports
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m routellm_fast.defaults", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="the shared data folder")
-    parser.add_argument("--out", type=Path, default=DEFAULT_SW_ARENA)
+    parser.add_argument("--out-dir", type=Path, default=_DATA, help="where to write default_mf/ and default_sw_arena.npz")
+    parser.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
     args = parser.parse_args(argv)
-    arena = build_default_sw_arena(args.data_dir, args.out)
-    print(f"wrote {args.out}: {len(arena.outcome)} battles, {len(arena.prompt_embeddings)} prompts, "
-          f"{len(arena.models)} models; 50% threshold {arena.metadata['calibration']['thresholds']['0.50']}")
+    reports = build_defaults(args.data_dir, args.out_dir, embedding_cache=args.embedding_cache)
+    for name, report in reports.items():
+        val = report["validation"]
+        print(f"{name}: {report['data']}; held-out pairwise accuracy {val['pairwise_accuracy']:.4f} "
+              f"on {val['prompts']} prompts")
     return 0
 
 

@@ -45,6 +45,7 @@ from .model_aliases import canonical_model_name
 
 __all__ = [
     "BENCHMARKS",
+    "MMLU_DOMAINS",
     "Benchmark",
     "EvalResult",
     "MethodMetrics",
@@ -63,6 +64,23 @@ __all__ = [
 #: RouteLLM's evaluation pair, in RouteLLM's router spelling.
 EVAL_STRONG_MODEL = "gpt-4-1106-preview"
 EVAL_WEAK_MODEL = "mixtral-8x7b-instruct-v0.1"
+#: MMLU's 57 domains in the order RouteLLM's evaluation reads them (``ALL_MMLU_DOMAINS``): prompts,
+#: win rates and results follow it.
+MMLU_DOMAINS = (
+    "high_school_european_history", "business_ethics", "clinical_knowledge", "medical_genetics",
+    "high_school_us_history", "high_school_physics", "high_school_world_history", "virology",
+    "high_school_microeconomics", "econometrics", "college_computer_science", "high_school_biology",
+    "abstract_algebra", "professional_accounting", "philosophy", "professional_medicine", "nutrition",
+    "global_facts", "machine_learning", "security_studies", "public_relations", "professional_psychology",
+    "prehistory", "anatomy", "human_sexuality", "college_medicine", "high_school_government_and_politics",
+    "college_chemistry", "logical_fallacies", "high_school_geography", "elementary_mathematics", "human_aging",
+    "college_mathematics", "high_school_psychology", "formal_logic", "high_school_statistics",
+    "international_law", "high_school_mathematics", "high_school_computer_science", "conceptual_physics",
+    "miscellaneous", "high_school_chemistry", "marketing", "professional_law", "management", "college_physics",
+    "jurisprudence", "world_religions", "sociology", "us_foreign_policy", "high_school_macroeconomics",
+    "computer_security", "moral_scenarios", "moral_disputes", "electrical_engineering", "astronomy",
+    "college_biology",
+)
 #: Shares of the quality gap the CPT metrics are taken at.
 CPT_LEVELS = (0.2, 0.5, 0.8)
 
@@ -217,11 +235,12 @@ def _read_csv(path: Path):
 def load_mmlu(
     data_dir: str | os.PathLike[str], strong_model: str = EVAL_STRONG_MODEL, weak_model: str = EVAL_WEAK_MODEL
 ) -> Benchmark:
-    """MMLU's 57 domains in RouteLLM's order (alphabetical), decontaminated as RouteLLM does."""
+    """MMLU's 57 domains in RouteLLM's order (:data:`MMLU_DOMAINS`), decontaminated as RouteLLM does."""
     root = _evals_dir(data_dir) / "mmlu"
-    files = sorted((root / "responses").glob("mmlu_*.csv"))
-    if len(files) != 57:
-        raise FileNotFoundError(f"expected the 57 MMLU domain files in {root / 'responses'}, found {len(files)}")
+    files = [root / "responses" / f"mmlu_{domain}.csv" for domain in MMLU_DOMAINS]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root / 'responses'} lacks {len(missing)} MMLU domain files, e.g. {missing[0]}")
     return _correctness_benchmark("mmlu", [(_read_csv(f), f) for f in files],
                                   _contaminated(root / "contaminated_prompts.jsonl"), strong_model, weak_model)
 

@@ -269,15 +269,16 @@ class SWRankingRouter(EmbeddingRouter):
     """RouteLLM's similarity-weighted Elo router over an arena of battles with prompt embeddings.
 
     ``arena_battle_datasets`` and ``arena_embedding_datasets`` are local files or directories (see
-    :mod:`routellm_fast.arena` for the formats); use :meth:`from_battles` for in-memory arrays.
+    :mod:`routellm_fast.arena` for the formats); ``arena=FILE`` instead loads a compact arena file
+    (``routellm-fast train sw``), e.g. from a YAML config; use :meth:`from_battles` for in-memory arrays.
     ``storage`` keeps the arena's prompt embeddings as ``"float32"`` (exact), ``"float16"`` or
     ``"int8"`` (per-row scaled), trading accuracy for memory and bandwidth (see README).
     """
 
     def __init__(
         self,
-        arena_battle_datasets: Source | Iterable[Source],
-        arena_embedding_datasets: Source | Iterable[Source],
+        arena_battle_datasets: Source | Iterable[Source] | None = None,
+        arena_embedding_datasets: Source | Iterable[Source] | None = None,
         strong_model: str = DEFAULT_STRONG_MODEL,
         weak_model: str = DEFAULT_WEAK_MODEL,
         num_tiers: int = 10,
@@ -285,7 +286,17 @@ class SWRankingRouter(EmbeddingRouter):
         embed: Embedder | EmbedFn | None = None,
         storage: str = "float32",
         embedding_model: str = ROUTELLM_EMBEDDING_MODEL,
+        arena: Source | None = None,
     ) -> None:
+        if arena is not None:  # a compact arena file (routellm-fast train sw), e.g. from a YAML config
+            if arena_battle_datasets is not None or arena_embedding_datasets is not None:
+                raise ValueError("give either arena= (a compact arena file) or the battle and embedding datasets")
+            loaded = load_arena(arena)
+            self._build_arena(loaded, strong_model, weak_model, num_tiers, embed, storage,
+                              _recorded_embedder(loaded, arena))
+            return
+        if arena_battle_datasets is None or arena_embedding_datasets is None:
+            raise ValueError("sw_ranking needs arena_battle_datasets and arena_embedding_datasets, or arena=FILE")
         battles = load_battles(arena_battle_datasets)
         embeddings = load_embeddings(arena_embedding_datasets)
         self._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
@@ -327,11 +338,8 @@ class SWRankingRouter(EmbeddingRouter):
         :class:`~routellm_fast.arena.ArenaFile` in memory; the embedder it was built with is recorded
         in it and is the default ``embed``."""
         arena = path if isinstance(path, ArenaFile) else load_arena(path)
-        embedding_model = arena.metadata.get("embedder", {}).get("name")
-        if not embedding_model:
-            raise ValueError(f"{path}: the arena's metadata does not name its embedder")
         router = cls.__new__(cls)
-        router._build_arena(arena, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
+        router._build_arena(arena, strong_model, weak_model, num_tiers, embed, storage, _recorded_embedder(arena, path))
         return router
 
     def _build(
@@ -445,6 +453,13 @@ class SWRankingRouter(EmbeddingRouter):
         index = {m: i for i, m in enumerate(self.models)}
         a, b = lookup_model(model_a, index, "model_a"), lookup_model(model_b, index, "model_b")
         return self._arena.score(as_embeddings(embeddings, self.embedding_dim), a, b)
+
+
+def _recorded_embedder(arena: ArenaFile, where: object) -> str:
+    name = arena.metadata.get("embedder", {}).get("name")
+    if not name:
+        raise ValueError(f"{where}: the arena's metadata does not name its embedder")
+    return name
 
 
 ROUTER_CLS: dict[str, type[Router]] = {
