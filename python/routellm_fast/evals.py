@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -180,10 +179,11 @@ def _model_column(columns: Sequence[str], model: str, where: str) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    from .preference import _read_jsonl as read
+
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (pass --data-dir, the folder holding routellm-evals/)")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read(path)
 
 
 def _contaminated(path: Path) -> set[str]:
