@@ -214,12 +214,15 @@ def test_score_embeddings_releases_the_gil():
     thread.start()
     try:
         before = ticks
-        router.score_embeddings(queries)  # a single call of many milliseconds
+        for _ in range(3):
+            router.score_embeddings(queries)  # calls of milliseconds each
         during = ticks - before
     finally:
         done.set()
         thread.join()
-    assert during > 100  # the other thread kept running while the core worked
+    # The other thread kept running while the core worked; holding the GIL, it could not tick at
+    # all (a C++ call does not give it up at Python's switch interval), so any clear count shows it.
+    assert during > 10
 
 
 def test_concurrent_callers_get_the_same_answers():
