@@ -194,6 +194,10 @@ def test_cli_train_and_golden_labels(tmp_path, monkeypatch):
     write_battles(_battles(600), battles)
     assert cli_main(["train", "sw", "--battles", str(battles), "--out", str(tmp_path / "sw.npz"), "--quiet"]) == 0
     assert load_arena(tmp_path / "sw.npz").metadata["embedder"] == {"name": "hash-16", "dim": 16}
+    assert cli_main(["train", "sw", "--battles", str(battles), "--out", str(tmp_path / "sw_dir"), "--quiet"]) == 0
+    assert (tmp_path / "sw_dir" / "arena.npz").is_file()
+    router = rf.SWRankingRouter(arena=tmp_path / "sw_dir", embed=_HashEmbedder())  # a folder, as in a YAML config
+    assert router.num_battles == 600
     assert cli_main(["train", "mf", "--battles", str(battles), "--out", str(tmp_path / "mf"), "--quiet",
                      "--epochs", "2", "--dim", "8"]) == 0
     assert json.loads((tmp_path / "mf" / "routellm_fast.json").read_text())["training"]["best_epoch"] in (0, 1)

@@ -209,6 +209,8 @@ def load_embeddings(sources: Source | Iterable[Source]) -> np.ndarray:
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+#: The file name of an arena written into a folder (``routellm-fast train sw --out DIR``).
+ARENA_FILE_NAME = "arena.npz"
 #: Format tag of compact arena files written by :func:`save_arena`.
 ARENA_FORMAT = "routellm_fast.arena/1"
 
@@ -245,8 +247,11 @@ def save_arena(path: Source, arena: ArenaFile) -> None:
 
 
 def load_arena(path: Source) -> ArenaFile:
-    """Read a file written by :func:`save_arena`, checking its format and consistency."""
+    """Read a file written by :func:`save_arena` (or the ``arena.npz`` in a folder), checking its
+    format and consistency."""
     path = Path(path)
+    if path.is_dir():
+        path = path / ARENA_FILE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"arena file {str(path)!r} does not exist")
     try:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .arena import ArenaFile, save_arena
+from .arena import ARENA_FILE_NAME, ArenaFile, save_arena
 from .checkpoints import save_mf_checkpoint
 from .embedders import (
     DEFAULT_EMBEDDER_NAME,
@@ -355,7 +356,8 @@ def train_sw_router(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write the compact arena file of ``data`` (one embedding per distinct prompt, ``storage``
-    float16 or float32, and the battles) that :meth:`SWRankingRouter.from_arena` loads.
+    float16 or float32, and the battles) that :meth:`SWRankingRouter.from_arena` loads: ``out``
+    itself when it ends in ``.npz``, else ``out/arena.npz``.
 
     sw_ranking has no per-battle weights, so weighted battles are refused. The held-out pairwise
     accuracy is measured with an arena of the training prompts only; the file holds them all.
@@ -375,6 +377,10 @@ def train_sw_router(
                                 "pairwise_accuracy": _sw_heldout_accuracy(data, embeddings, val, storage, num_tiers, embedder)}
     arena = _arena_of(data, embeddings, storage, embedder)
     arena.metadata["training"] = report
+    out = Path(out)
+    if out.suffix != ".npz":  # a folder
+        out.mkdir(parents=True, exist_ok=True)
+        out = out / ARENA_FILE_NAME
     save_arena(out, arena)
     return report
 
