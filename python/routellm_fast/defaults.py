@@ -12,7 +12,7 @@ that ``pip install`` + one command routes a prompt with no key and no network:
   50% by a hash of the question). The other half is never trained on: the routers record the
   prompts they saw, and ``routellm_fast.evals`` leaves those out of every evaluation.
 
-mf trains on all four sources, each weighted to the same total weight; sw_ranking (no per-battle
+mf trains on all four sources, each weighted to the same total weight, ties as half a win; sw_ranking (no per-battle
 weights) on arena-bench and the golden-label battles only: AlpacaEval's judges prefer GPT-4-Turbo
 on open-ended writing where MT Bench scores both models alike, and measured, its battles make the
 routers worse on MT Bench, MMLU and GSM8K unless down-weighted.
@@ -76,6 +76,9 @@ VAL_SHARE = 0.05
 #: The shipped mf's training settings: RouteLLM's (dim 128, Adam 3e-4, weight decay 1e-5, noise
 #: 0.1 on prompt embeddings) with early stopping on the held-out prompts.
 MF_CONFIG = MFTrainConfig()
+#: Ties train as half a win each (RouteLLM drops them): a golden-label tie says the strong model
+#: gains nothing on that question, which is what routing needs to know.
+MF_TIES = "half"
 
 
 def default_mf_router(
@@ -161,8 +164,8 @@ def build_defaults(
     pair = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
     mf_dir, arena_path = out_dir / DEFAULT_MF.name, out_dir / DEFAULT_SW_ARENA.name
     reports = {
-        "mf": train_mf_router(mf_data, mf_dir, embedder, config=MF_CONFIG, val_share=VAL_SHARE, pair=pair,
-                              embedding_cache=embedding_cache, progress=progress),
+        "mf": train_mf_router(mf_data, mf_dir, embedder, config=MF_CONFIG, ties=MF_TIES, val_share=VAL_SHARE,
+                              pair=pair, embedding_cache=embedding_cache, progress=progress),
         "sw_ranking": train_sw_router(sw_data, arena_path, embedder, val_share=VAL_SHARE, pair=pair,
                                       embedding_cache=embedding_cache, progress=progress),
     }
