@@ -474,8 +474,8 @@ def router_win_rates(
     """Win rates of each router on the benchmark's prompts, reusing cached ones.
 
     Routers on the same embedder share one embedding pass (and, with ``cache_dir``, a file of
-    prompt embeddings). A router without a ``fingerprint`` (the random one) is never cached; one
-    whose ``NO_PARALLEL``-style randomness matters is scored ``random_iters`` times.
+    prompt embeddings). The random router is scored ``random_iters`` times and never cached; other
+    routers without a ``fingerprint`` are scored afresh each time.
     """
     from .routers import EmbeddingRouter, RandomRouter
 
