@@ -15,7 +15,7 @@ import pytest
 from upstream import Upstream
 
 import routellm_fast as rf
-from routellm_fast.calibration import read_prompts
+from routellm_fast.tables import read_prompts
 from routellm_fast.server import create_app
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -155,8 +155,8 @@ def test_metrics(server):
     text = httpx.get(server.url + "/metrics").text
     assert 'routellm_fast_decisions_total{model="gpt-4-1106-preview",router="sw_ranking"}' in text
     assert "routellm_fast_routing_seconds_bucket" in text
-    assert 'routellm_fast_embedding_cache_hits{router="sw_ranking"}' in text
-    hits = float(text.split('routellm_fast_embedding_cache_hits{router="sw_ranking"} ')[1].split()[0])
+    assert 'routellm_fast_embedding_cache_hits_total{router="sw_ranking"}' in text
+    hits = float(text.split('routellm_fast_embedding_cache_hits_total{router="sw_ranking"} ')[1].split()[0])
     assert hits > 0  # the same prompts came back
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+import reference as ref
 import routellm_fast as rf
 from routellm_fast.arena import load_arena
 from routellm_fast.cli import main as cli_main
@@ -17,7 +17,6 @@ from routellm_fast.training import (
     MFTrainConfig,
     _Adam,
     _loss_and_grads,
-    mf_win_rate,
     train_mf,
     train_mf_router,
     train_sw_router,
@@ -78,7 +77,7 @@ def test_it_learns_a_prompt_dependent_preference():
     emb, index, a, b, outcome, val = _synthetic()
     result = train_mf(emb, index, a, b, outcome, 3, val_prompts=val, config=FAST, progress=False)
     assert result.val_accuracy > 0.9
-    rates = mf_win_rate(result.model_embeddings, result.text_projection, result.classifier, emb, 0, 1)
+    rates = ref.mf_win_rate(emb, result.model_embeddings, result.text_projection, result.classifier[0], 0, 1)
     assert np.mean((rates > 0.5) == (emb[:, 0] > 0)) > 0.9
     assert result.model_embeddings.dtype == np.float32 and result.text_projection.shape == (8, 16)
 
@@ -189,7 +188,7 @@ def test_train_sw_router_writes_an_arena(tmp_path):
 
 
 def test_cli_train_and_golden_labels(tmp_path, monkeypatch):
-    monkeypatch.setattr("routellm_fast.training.embedder_named", lambda name: _HashEmbedder())
+    monkeypatch.setattr("routellm_fast.embedders.embedder_for", lambda name, dim=None: _HashEmbedder())
     battles = tmp_path / "battles.jsonl"
     write_battles(_battles(600), battles)
     assert cli_main(["train", "sw", "--battles", str(battles), "--out", str(tmp_path / "sw.npz"), "--quiet"]) == 0

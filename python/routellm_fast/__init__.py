@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from . import _core
 from .arena import Battles, load_battles, load_embeddings
 from .checkpoints import load_mf_checkpoint
 from .compat import patch_routellm
-from .controller import Controller, ModelPair, RoutingError
-from .embedders import CachedEmbedder, Embedder, EmbeddingError, OnnxEmbedder, OpenAIEmbedder
-from .model_ids import MODEL_IDS
+from .controller import Controller
+from .embedders import (
+    CachedEmbedder,
+    Embedder,
+    EmbeddingError,
+    OnnxEmbedder,
+    OpenAIEmbedder,
+    embed_all,
+    embedder_for,
+)
+from .models import MODEL_IDS
+from .policy import Decision, ModelPair, RoutingError, calibrate_threshold
 from .routers import (
     NAME_TO_CLS,
     ROUTER_CLS,
@@ -19,7 +30,10 @@ from .routers import (
     SWRankingRouter,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("routellm_fast")  # written once, in pyproject.toml
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def backend_info() -> dict:
@@ -43,6 +57,7 @@ __all__ = [
     "Battles",
     "CachedEmbedder",
     "Controller",
+    "Decision",
     "ModelPair",
     "RoutingError",
     "patch_routellm",
@@ -59,6 +74,9 @@ __all__ = [
     "Router",
     "SWRankingRouter",
     "backend_info",
+    "calibrate_threshold",
+    "embed_all",
+    "embedder_for",
     "load_battles",
     "load_embeddings",
     "load_mf_checkpoint",

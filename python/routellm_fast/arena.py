@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tables import TABLE_SUFFIXES, column, read_table
+
 __all__ = ["ArenaFile", "Battles", "load_arena", "load_battles", "load_embeddings", "save_arena", "OUTCOME_CODES"]
 
 #: winner label -> outcome code used by the compiled core.
@@ -30,8 +32,6 @@ OUTCOME_CODES: dict[str, int] = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bot
 
 #: RouteLLM's ``preprocess_battles`` drops battles whose first turn is shorter than this.
 MIN_FIRST_TURN_CHARS = 16
-
-_TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 
 
 @dataclass(frozen=True)
@@ -72,34 +72,6 @@ def _files(source: Source, suffixes: tuple[str, ...]) -> list[Path]:
     return files
 
 
-def _read_table(path: Path):
-    import pyarrow as pa
-
-    try:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        if path.suffix == ".csv":
-            import pyarrow.csv as pcsv
-
-            # quoted prompts may span lines
-            return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(newlines_in_values=True))
-        if path.suffix in (".jsonl", ".json"):
-            import pyarrow.json as pjson
-
-            return pjson.read_json(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
-    raise ValueError(f"unsupported file type {path.suffix!r} for {path} (use {', '.join(_TABLE_SUFFIXES)})")
-
-
-def _column(table, name: str, path: Path) -> list:
-    if name not in table.column_names:
-        raise ValueError(f"{path} has no column {name!r} (columns: {', '.join(table.column_names)})")
-    return table.column(name).to_pylist()
-
-
 def outcome_codes(winners: Iterable[object], where: str = "battle") -> np.ndarray:
     """Outcome codes (int8) of winner labels; an unknown label is an error naming its position."""
     winners = list(winners)
@@ -114,12 +86,12 @@ def outcome_codes(winners: Iterable[object], where: str = "battle") -> np.ndarra
 
 def _battles_from_table(table, path: Path) -> Battles:
     cols = set(table.column_names)
-    model_a = _column(table, "model_a", path)
-    model_b = _column(table, "model_b", path)
+    model_a = column(table, "model_a", path)
+    model_b = column(table, "model_b", path)
     if {"winner_model_a", "winner_model_b", "winner_tie", "prompt"} <= cols:
-        prompts = _column(table, "prompt", path)
-        win_a = _column(table, "winner_model_a", path)
-        win_b = _column(table, "winner_model_b", path)
+        prompts = column(table, "prompt", path)
+        win_a = column(table, "winner_model_a", path)
+        win_b = column(table, "winner_model_b", path)
         keep, outcome = [], []
         for i, prompt in enumerate(prompts):
             try:
@@ -136,7 +108,7 @@ def _battles_from_table(table, path: Path) -> Battles:
         model_a = [model_a[i] for i in keep]
         model_b = [model_b[i] for i in keep]
     elif "winner" in cols:
-        outcome = outcome_codes(_column(table, "winner", path), where=f"{path} row")
+        outcome = outcome_codes(column(table, "winner", path), where=f"{path} row")
     else:
         raise ValueError(
             f"{path}: expected battles with columns (model_a, model_b, winner) or the Chatbot Arena format "
@@ -152,9 +124,9 @@ def _battles_from_table(table, path: Path) -> Battles:
 def load_battles(sources: Source | Iterable[Source]) -> Battles:
     """Battles from one or more files or directories, concatenated in order."""
     parts = [
-        _battles_from_table(_read_table(f), f)
+        _battles_from_table(read_table(f), f)
         for source in _as_list(sources)
-        for f in _files(source, _TABLE_SUFFIXES)
+        for f in _files(source, TABLE_SUFFIXES)
     ]
     if not parts:
         raise ValueError("no battle datasets given")
@@ -175,7 +147,7 @@ def _embeddings_from_file(path: Path) -> np.ndarray:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        table = _read_table(path)
+        table = read_table(path)
         if "embeddings" not in table.column_names:
             raise ValueError(f"{path} has no 'embeddings' column (columns: {', '.join(table.column_names)})")
         col = table.column("embeddings").combine_chunks()
@@ -199,7 +171,7 @@ def load_embeddings(sources: Source | Iterable[Source]) -> np.ndarray:
     parts = [
         _embeddings_from_file(f)
         for source in _as_list(sources)
-        for f in _files(source, (".npy",) + _TABLE_SUFFIXES)
+        for f in _files(source, (".npy",) + TABLE_SUFFIXES)
     ]
     if not parts:
         raise ValueError("no embedding datasets given")

@@ -14,9 +14,9 @@ import numpy as np
 
 import routellm_fast as rf
 
-from .controller import RoutingError
-from .routers import DEFAULT_STRONG_MODEL as STRONG
-from .routers import DEFAULT_WEAK_MODEL as WEAK
+from .models import DEFAULT_STRONG_MODEL as STRONG
+from .models import DEFAULT_WEAK_MODEL as WEAK
+from .policy import RoutingError
 from .routers import ROUTER_CLS
 
 
@@ -40,12 +40,13 @@ def _controller(args: argparse.Namespace, routers: list[str] | None = None, prog
 def _threshold(args: argparse.Namespace, router) -> float:
     """--threshold, else the threshold for --strong-model-pct: shipped for the shipped router,
     calibrated on the bundled sample prompts for any other."""
-    from .calibration import calibrate_threshold, read_prompts
-    from .defaults import default_threshold
+    from .policy import calibrate_threshold
+    from .shipped import CALIBRATED_ROUTERS, default_threshold
+    from .tables import read_prompts
 
     if args.threshold is not None:
         return args.threshold
-    if args.router in ("mf", "sw_ranking") and args.config is None:  # shipped routers ship their calibration
+    if args.router in CALIBRATED_ROUTERS and args.config is None:  # shipped routers ship their calibration
         return default_threshold(args.strong_model_pct, args.router)
     print(f"calibrating {args.router} on {len(read_prompts())} sample prompts ...", file=sys.stderr)
     return calibrate_threshold(router, read_prompts(), args.strong_model_pct)
@@ -66,43 +67,27 @@ def _score(args: argparse.Namespace) -> int:
     """Win rates for every prompt of a file, written next to the file's own columns."""
     import pyarrow as pa
 
-    from .arena import _read_table
+    from .tables import check_table_suffix, read_table, write_table
 
-    source, out = Path(args.input), Path(args.output)
+    source, out = Path(args.input), check_table_suffix(args.output)
     if not source.is_file():
         raise FileNotFoundError(f"input file {args.input!r} does not exist")
-    table = _read_table(source)
+    table = read_table(source)
     if "prompt" not in table.column_names:
         raise ValueError(f"{source} has no 'prompt' column (columns: {', '.join(table.column_names)})")
     prompts = table.column("prompt").to_pylist()
     controller = _controller(args, progress_bar=not args.quiet)
     scores = controller.batch_calculate_win_rate(prompts, args.router)
     table = table.append_column(f"win_rate_{args.router}", pa.array(scores, pa.float64()))
-    _write_table(table, out)
+    write_table(table, out)
     print(f"scored {len(prompts)} prompts with {args.router} -> {out}", file=sys.stderr)
     return 0
 
 
-def _write_table(table, out: Path) -> None:
-    if out.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, out)
-    elif out.suffix == ".csv":
-        import pyarrow.csv as pcsv
-
-        pcsv.write_csv(table, out)
-    elif out.suffix in (".jsonl", ".json"):
-        with open(out, "w", encoding="utf-8") as f:
-            for row in table.to_pylist():
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    else:
-        raise ValueError(f"unsupported output type {out.suffix!r}: use .jsonl, .csv or .parquet")
-
-
 def _calibrate(args: argparse.Namespace) -> int:
     """RouteLLM's calibrate_threshold: the win-rate quantile that gives --strong-model-pct strong calls."""
-    from .calibration import calibrate_threshold, read_prompts
+    from .policy import calibrate_threshold
+    from .tables import read_prompts
 
     prompts = read_prompts(args.prompts)
     controller = _controller(args)
@@ -138,10 +123,10 @@ def _score_embeddings(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     """RouteLLM's evaluation of routers on a benchmark: metrics table, curves and plot in --output."""
-    from .controller import Controller, _load_config
+    from .controller import Controller, load_config
     from .evals import load_benchmark, markdown_table, run_eval, write_report
 
-    config = _load_config(args.config)
+    config = load_config(args.config)
     config.setdefault("random", {"seed": 0})  # reproducible random baseline, as RouteLLM's random.seed(0)
     controller = Controller(args.routers, args.strong_model, args.weak_model, config=config)
     benchmarks = [load_benchmark(b, args.data_dir, args.strong_model, args.weak_model) for b in args.benchmark]
@@ -162,9 +147,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """Train an mf checkpoint or an sw_ranking arena from battle files (and golden-label battles)."""
+    from .embedders import embedder_for
     from .evals import BENCHMARKS
     from .preference import PreferenceData, golden_label_battles, load_preference
-    from .training import MFTrainConfig, embedder_named, train_mf_router, train_sw_router
+    from .training import MFTrainConfig, train_mf_router, train_sw_router
 
     parts = [load_preference(args.battles)] if args.battles else []
     for name in args.golden or ():
@@ -173,7 +159,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError("nothing to train on: give --battles FILE... and/or --golden mmlu gsm8k")
     data = PreferenceData.concat(parts)
     print(f"training {args.kind} on {data.summary()}", file=sys.stderr)
-    embedder = embedder_named(args.embedder)
+    embedder = embedder_for(args.embedder)
     pair = (args.strong_model, args.weak_model)
     common = {"val_share": args.val_share, "embedding_cache": args.embedding_cache, "pair": pair,
               "progress": not args.quiet}

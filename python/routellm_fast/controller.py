@@ -4,55 +4,41 @@ Same constructor, same methods, same ``RoutingError`` messages as ``routellm.con
 ``route``, ``batch_calculate_win_rate`` (one batched, GIL-free ``score`` call instead of a
 per-prompt apply), and ``chat.completions.create`` / ``acreate`` that read ``model="router-mf-0.116"``,
 route on the last message and forward the request to the chosen model through any
-OpenAI-compatible endpoint with the official ``openai`` client.
+OpenAI-compatible endpoint with the official ``openai`` client. :meth:`Controller.decide` is the
+one routing decision that these and the server make.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from .routers import ROUTER_CLS, RandomRouter, Router
+from .policy import (
+    AUTO,
+    Decision,
+    ModelPair,
+    OnlineThreshold,
+    RoutingError,
+    check_route,
+    is_strong,
+    message_text,
+    parse_model_name,
+)
+from .routers import ROUTER_CLS, Router
+from .shipped import SHIPPED_ROUTERS
 
-__all__ = ["Controller", "ModelPair", "RoutingError", "SHIPPED_ROUTERS"]
-
-
-class RoutingError(Exception):
-    """A bad router name, threshold or ``router-<name>-<threshold>`` model string."""
-
-
-@dataclass
-class ModelPair:
-    strong: str
-    weak: str
-
-
-def _shipped_sw_ranking() -> Router:
-    from .defaults import default_sw_router
-
-    return default_sw_router()
+__all__ = ["Controller", "ModelPair", "RoutingError"]
 
 
-def _shipped_mf() -> Router:
-    from .defaults import default_mf_router
-
-    return default_mf_router()
-
-
-#: Routers available with no config: the ones this package ships.
-SHIPPED_ROUTERS: dict[str, Callable[[], Router]] = {
-    "random": RandomRouter, "mf": _shipped_mf, "sw_ranking": _shipped_sw_ranking,
-}
-
-
-def _load_config(config: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | None) -> dict:
+def load_config(config: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | None) -> dict:
+    """Router settings: a dict, or a YAML file as RouteLLM's ``config.example.yaml``."""
     if config is None:
         return {}
     if isinstance(config, (str, os.PathLike)):
@@ -89,7 +75,9 @@ class Controller:
         self.model_pair = ModelPair(strong=strong_model, weak=weak_model)
         self.api_base, self.api_key, self.progress_bar = api_base, api_key, progress_bar
         self.model_counts: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
-        settings = _load_config(config)
+        self._counts_lock = threading.Lock()
+        self.online_thresholds: dict[str, OnlineThreshold] = {}
+        settings = load_config(config)
         self.routers: dict[str, Router] = {}
         for name in routers:
             if name not in ROUTER_CLS:
@@ -107,51 +95,41 @@ class Controller:
         # The OpenAI SDK's shape: controller.chat.completions.create(...)
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.completion, acreate=self.acompletion))
 
-    # -- RouteLLM's checks, with its messages
+    # -- the routing decision
 
-    def _validate_router_threshold(self, router: str | None, threshold: float | None) -> None:
-        if router is None or threshold is None:
-            raise RoutingError("Router or threshold unspecified.")
-        if router not in self.routers:
-            raise RoutingError(f"Invalid router {router}. Available routers are {list(self.routers.keys())}.")
-        if not 0 <= threshold <= 1:
-            raise RoutingError(f"Invalid threshold {threshold}. Threshold must be a float between 0.0 and 1.0.")
+    def use_online_threshold(self, target_strong_pct: float, window: int = 1000) -> None:
+        """Let ``threshold="auto"`` (``model="router-<name>-auto"``) keep ``target_strong_pct`` of
+        each router's decisions on the strong model over a sliding window of ``window`` decisions."""
+        self.online_thresholds = {name: OnlineThreshold(target_strong_pct, window) for name in self.routers}
 
-    def _parse_model_name(self, model: str) -> tuple[str, float]:
-        if not isinstance(model, str) or model.count("-") < 2:
-            raise RoutingError(
-                f"Invalid model {model}. Model name must be of the format 'router-[router name]-[threshold]."
-            )
-        _, router, threshold_text = model.split("-", 2)
-        try:
-            threshold = float(threshold_text)
-        except ValueError as exc:
-            raise RoutingError(f"Threshold {threshold_text} must be a float.") from exc
-        if not model.startswith("router"):
-            raise RoutingError(
-                f"Invalid model {model}. Model name must be of the format 'router-[router name]-[threshold]."
-            )
-        return router, threshold
-
-    def _routed_model(self, messages: list, router: str, threshold: float) -> str:
-        # Route on the last turn, as RouteLLM does (its routers were trained on first turns).
-        if not messages or not isinstance(messages[-1], Mapping) or not isinstance(messages[-1].get("content"), str):
-            raise RoutingError("messages must end with a message whose content is a string.")
-        model = self.routers[router].route(messages[-1]["content"], threshold, self.model_pair)
-        self.model_counts[router][model] += 1
-        return model
-
-    # -- the public interface
+    def decide(self, prompt: str, router: str, threshold: float | str, *, count: bool = True) -> Decision:
+        """The model ``router`` picks for ``prompt`` at ``threshold`` (a number in [0, 1], or ``"auto"``
+        for the online threshold), with the win rate and threshold it was picked by. ``count`` adds
+        it to ``model_counts``."""
+        check_route(self.routers, router, threshold)
+        if threshold == AUTO and router not in self.online_thresholds:
+            raise RoutingError(f"Threshold {AUTO} needs an online threshold (use_online_threshold, or "
+                               "the server's --target-strong-pct).")
+        win_rate = self.routers[router].calculate_strong_win_rate(prompt)
+        if threshold == AUTO:
+            strong, used = self.online_thresholds[router].decide(win_rate)
+        else:
+            used = float(threshold)
+            strong = is_strong(win_rate, used)
+        model = self.model_pair.strong if strong else self.model_pair.weak
+        if count:
+            with self._counts_lock:
+                self.model_counts[router][model] += 1
+        return Decision(model, router, used, win_rate, strong)
 
     def route(self, prompt: str, router: str, threshold: float) -> str:
         """The model ``router`` picks for ``prompt`` at ``threshold``."""
-        self._validate_router_threshold(router, threshold)
-        return self.routers[router].route(prompt, threshold, self.model_pair)
+        return self.decide(prompt, router, threshold, count=False).model
 
     def batch_calculate_win_rate(self, prompts: Any, router: str) -> Any:
         """Strong-model win rates for many prompts: a pandas Series in gives a Series (same index)
         out, a list gives a list. One batched call to the router (chunked for the progress bar)."""
-        self._validate_router_threshold(router, 0)
+        check_route(self.routers, router, 0)
         is_series = hasattr(prompts, "index") and hasattr(prompts, "tolist")
         texts = prompts.tolist() if is_series else list(prompts)
         instance = self.routers[router]
@@ -173,21 +151,26 @@ class Controller:
             return pd.Series(scores, index=prompts.index, name=getattr(prompts, "name", None))
         return scores.tolist()
 
-    def _client_args(self) -> dict:
+    # -- forwarding to the chosen model
+
+    def upstream_client_args(self) -> dict:
+        """``base_url`` and ``api_key`` of the upstream endpoint: ``api_key``, else
+        ``$OPENAI_API_KEY``, else ``"EMPTY"`` (local OpenAI-compatible servers take any key)."""
         return {"base_url": self.api_base, "api_key": self.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"}
 
     def _sync_client(self) -> Any:
         if self._client is None:
             import openai
 
-            self._client = openai.OpenAI(**self._client_args())
+            self._client = openai.OpenAI(**self.upstream_client_args())
         return self._client
 
     def _prepare(self, router: str | None, threshold: float | None, kwargs: dict) -> dict:
         if "model" in kwargs:
-            router, threshold = self._parse_model_name(kwargs["model"])
-        self._validate_router_threshold(router, threshold)
-        kwargs["model"] = self._routed_model(kwargs.get("messages") or [], router, threshold)
+            router, threshold = parse_model_name(kwargs["model"])
+        check_route(self.routers, router, threshold)
+        prompt = message_text(kwargs.get("messages") or [])
+        kwargs["model"] = self.decide(prompt, router, threshold).model  # type: ignore[arg-type]
         return kwargs
 
     def completion(self, *, router: str | None = None, threshold: float | None = None, **kwargs: Any) -> Any:
@@ -201,5 +184,5 @@ class Controller:
         import openai
 
         request = self._prepare(router, threshold, kwargs)
-        async with openai.AsyncOpenAI(**self._client_args()) as client:
+        async with openai.AsyncOpenAI(**self.upstream_client_args()) as client:
             return await client.chat.completions.create(**request)

@@ -18,7 +18,6 @@ is never evaluated on a question it has seen.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .arena import _read_table, outcome_codes
-from .embedders import prompt_key
-from .model_aliases import canonical_model_name
+from .arena import outcome_codes
+from .embedders.base import prompt_key
+from .models import canonical_model_name
+from .tables import check_table_suffix, column, read_jsonl, read_table, write_table
 
 __all__ = [
     "PreferenceData",
@@ -118,10 +118,10 @@ def _from_rows(
             raise ValueError(f"{where} row {i}: prompt must be a string, got {p!r}")
         index[i] = row.setdefault(p, len(row))
     names = []
-    for column, values in (("model_a", model_a), ("model_b", model_b)):
+    for role, values in (("model_a", model_a), ("model_b", model_b)):
         for i, m in enumerate(values):
             if not isinstance(m, str) or not m:
-                raise ValueError(f"{where} row {i}: {column} must be a non-empty model name, got {m!r}")
+                raise ValueError(f"{where} row {i}: {role} must be a non-empty model name, got {m!r}")
         names.append([canonical_model_name(m, aliases) for m in values])  # type: ignore[arg-type]
     weight = np.ones(len(prompts)) if weights is None else np.array(
         [np.nan if w is None else w for w in weights], dtype=np.float64)
@@ -131,37 +131,23 @@ def _from_rows(
     return PreferenceData(list(row), index, names[0], names[1], outcome_codes(winners, where=f"{where} row"), weight)
 
 
-def _column(table, name: str, path: Path) -> list:
-    if name not in table.column_names:
-        raise ValueError(f"{path} has no column {name!r} (columns: {', '.join(table.column_names)})")
-    return table.column(name).to_pylist()
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        try:
-            return [json.loads(line) for line in f if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON lines: {exc}") from None
-
-
 def _load_folder(folder: Path, aliases: Mapping[str, str] | None) -> PreferenceData:
     battles_path, prompts_path = folder / "battles.csv", folder / "prompts.jsonl"
     if not battles_path.is_file() or not prompts_path.is_file():
         raise FileNotFoundError(f"{folder}: a battle folder needs battles.csv and prompts.jsonl")
-    table = _read_table(battles_path)
-    prompt_rows = _read_jsonl(prompts_path)
+    table = read_table(battles_path)
+    prompt_rows = read_jsonl(prompts_path)
     id_column = next((c for c in ("prompt_id", "question_id") if c in table.column_names), None)
     if id_column is None or not all(id_column in r and "prompt" in r for r in prompt_rows):
         raise ValueError(f"{folder}: battles.csv and prompts.jsonl must share a prompt_id or question_id column")
     text = {str(r[id_column]): r["prompt"] for r in prompt_rows}
-    ids = [str(i) for i in _column(table, id_column, battles_path)]
+    ids = [str(i) for i in column(table, id_column, battles_path)]
     missing = next((i for i in ids if i not in text), None)
     if missing is not None:
         raise ValueError(f"{battles_path}: {id_column} {missing!r} is not in {prompts_path}")
-    weights = _column(table, "weight", battles_path) if "weight" in table.column_names else None
-    return _from_rows([text[i] for i in ids], _column(table, "model_a", battles_path),
-                      _column(table, "model_b", battles_path), _column(table, "winner", battles_path), weights,
+    weights = column(table, "weight", battles_path) if "weight" in table.column_names else None
+    return _from_rows([text[i] for i in ids], column(table, "model_a", battles_path),
+                      column(table, "model_b", battles_path), column(table, "winner", battles_path), weights,
                       str(battles_path), aliases)
 
 
@@ -180,10 +166,10 @@ def load_preference(
         if path.is_dir():
             parts.append(_load_folder(path, aliases))
         elif path.is_file():
-            table = _read_table(path)
-            weights = _column(table, "weight", path) if "weight" in table.column_names else None
-            parts.append(_from_rows(_column(table, "prompt", path), _column(table, "model_a", path),
-                                    _column(table, "model_b", path), _column(table, "winner", path), weights,
+            table = read_table(path)
+            weights = column(table, "weight", path) if "weight" in table.column_names else None
+            parts.append(_from_rows(column(table, "prompt", path), column(table, "model_a", path),
+                                    column(table, "model_b", path), column(table, "winner", path), weights,
                                     str(path), aliases))
         else:
             raise FileNotFoundError(f"battle file or folder {str(path)!r} does not exist")
@@ -194,25 +180,13 @@ def write_battles(data: PreferenceData, path: str | os.PathLike[str]) -> None:
     """Write battles in the battle format (``.jsonl``, ``.csv`` or ``.parquet``, by suffix)."""
     import pyarrow as pa
 
+    check_table_suffix(path)
     labels = np.array(_WINNER_LABELS, dtype=object)[data.outcome]
     table = pa.table({
         "prompt": [data.prompts[i] for i in data.prompt_index],
         "model_a": data.model_a, "model_b": data.model_b, "winner": labels.tolist(), "weight": data.weight,
     })
-    out = Path(path)
-    if out.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, out)
-    elif out.suffix == ".csv":
-        import pyarrow.csv as pcsv
-
-        pcsv.write_csv(table, out)
-    elif out.suffix == ".jsonl":
-        with open(out, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in table.to_pylist())
-    else:
-        raise ValueError(f"unsupported battle file type {out.suffix!r}: use .jsonl, .csv or .parquet")
+    write_table(table, path)
 
 
 def training_split(prompts: Sequence[str], share: float = 0.5, salt: str = "") -> np.ndarray:

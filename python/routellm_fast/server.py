@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,17 +26,21 @@ from typing import Any
 import openai
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .calibration import OnlineThreshold
-from .controller import Controller, RoutingError
+from .controller import Controller
 from .embedders import CachedEmbedder, EmbeddingError
+from .policy import AUTO, Decision, RoutingError, message_text, parse_model_name
 from .routers import EmbeddingRouter
 
 __all__ = ["create_app", "serve"]
-
-AUTO = "auto"
-
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"object": "error", "message": message}, status_code=status)
@@ -61,18 +66,14 @@ def create_app(
     latency = Histogram("routellm_fast_routing_seconds", "Time to score and decide one request", ["router"],
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=registry)
     upstream_errors = Counter("routellm_fast_upstream_errors", "Failed upstream requests", ["kind"], registry=registry)
-    cache_hits = Gauge("routellm_fast_embedding_cache_hits", "Embedding cache hits", ["router"], registry=registry)
-    cache_misses = Gauge("routellm_fast_embedding_cache_misses", "Embedding cache misses", ["router"], registry=registry)
-    online_threshold = Gauge("routellm_fast_online_threshold", "Current online threshold", ["router"], registry=registry)
-    strong_share = Gauge("routellm_fast_online_strong_share", "Strong-model share over the window", ["router"], registry=registry)
 
     caches: dict[str, CachedEmbedder] = {}
     for name, router in controller.routers.items():
         if isinstance(router, EmbeddingRouter):  # the server embeds repeated prompts once
             caches[name] = router.use_embedding_cache(cache_entries)
-    online: dict[str, OnlineThreshold] = {}
     if target_strong_pct is not None:
-        online = {name: OnlineThreshold(target_strong_pct, window) for name in controller.routers}
+        controller.use_online_threshold(target_strong_pct, window)
+    registry.register(_LiveMetrics(caches, controller))
 
     state: dict[str, Any] = {}
     # Fields the openai client takes by name; any other field of a request (vLLM's
@@ -80,18 +81,18 @@ def create_app(
     known_fields = set(inspect.signature(openai.resources.chat.completions.AsyncCompletions.create).parameters) - {"self"}
 
     async def lifespan(app):
-        key = controller.api_key or "EMPTY"
-        state["client"] = openai.AsyncOpenAI(base_url=controller.api_base, api_key=key, timeout=upstream_timeout,
+        state["client"] = openai.AsyncOpenAI(**controller.upstream_client_args(), timeout=upstream_timeout,
                                              max_retries=0)
         yield
         await state["client"].close()
 
     app = FastAPI(title="routellm_fast", lifespan=lifespan)
+    expected_auth = f"Bearer {api_key}".encode()
 
     @app.middleware("http")
     async def auth_and_size(request: Request, call_next):
         if api_key is not None and request.url.path.startswith("/v1/"):
-            if request.headers.get("authorization") != f"Bearer {api_key}":
+            if not secrets.compare_digest(request.headers.get("authorization", "").encode(), expected_auth):
                 return _error(401, "missing or wrong bearer token")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
@@ -100,42 +101,16 @@ def create_app(
 
     def parse_target(body: dict) -> tuple[str, str | float]:
         if "model" in body:
-            model = body["model"]
-            if isinstance(model, str) and model.startswith("router-") and model.endswith(f"-{AUTO}"):
-                router = model[len("router-") : -len(AUTO) - 1]
-                if router not in online:
-                    raise RoutingError(f"Threshold {AUTO} needs the server started with --target-strong-pct.")
-                return router, AUTO
-            return controller._parse_model_name(model)
+            return parse_model_name(body["model"])
         return body.get("router"), body.get("threshold")
 
-    def decide(router: str, threshold: str | float, prompt: str) -> tuple[str, float, float]:
-        """(model, threshold used, win rate); runs in a worker thread."""
+    def decide(router: str, threshold: str | float, prompt: str) -> Decision:
+        """The controller's decision, timed and counted; runs in a worker thread."""
         start = time.perf_counter()
-        if threshold == AUTO:
-            controller._validate_router_threshold(router, 0.0)
-        else:
-            controller._validate_router_threshold(router, threshold)
-        win_rate = controller.routers[router].calculate_strong_win_rate(prompt)
-        if threshold == AUTO:
-            strong, used = online[router].decide(win_rate)
-        else:
-            strong, used = win_rate >= threshold, float(threshold)
-        model = controller.model_pair.strong if strong else controller.model_pair.weak
-        controller.model_counts[router][model] += 1
-        decisions.labels(router, model).inc()
+        decision = controller.decide(prompt, router, threshold)
+        decisions.labels(router, decision.model).inc()
         latency.labels(router).observe(time.perf_counter() - start)
-        return model, used, win_rate
-
-    def last_content(messages: Any) -> str:
-        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
-            raise RoutingError("messages must be a non-empty list of message objects.")
-        content = messages[-1].get("content")
-        if isinstance(content, list):  # OpenAI's content parts: route on the text parts
-            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if not isinstance(content, str):
-            raise RoutingError("the last message has no text content to route on.")
-        return content
+        return decision
 
     async def read_json(request: Request) -> dict:
         raw = bytearray()
@@ -175,7 +150,7 @@ def create_app(
     @app.get("/v1/models")
     async def models():
         now = int(time.time())
-        data = [{"id": f"router-{name}-{AUTO if name in online else '0.5'}", "object": "model", "created": now,
+        data = [{"id": f"router-{name}-{AUTO if name in controller.online_thresholds else '0.5'}", "object": "model", "created": now,
                  "owned_by": "routellm_fast"} for name in controller.routers]
         data += [{"id": m, "object": "model", "created": now, "owned_by": "upstream"}
                  for m in (controller.model_pair.strong, controller.model_pair.weak)]
@@ -185,16 +160,16 @@ def create_app(
     async def route(request: Request):
         body = await read_json(request)
         router, threshold = parse_target(body)
-        prompt = body["prompt"] if isinstance(body.get("prompt"), str) else last_content(body.get("messages"))
-        model, used, win_rate = await asyncio.to_thread(decide, router, threshold, prompt)
-        return {"model": model, "router": router, "threshold": used, "win_rate": win_rate}
+        prompt = body["prompt"] if isinstance(body.get("prompt"), str) else message_text(body.get("messages"))
+        decision = await asyncio.to_thread(decide, router, threshold, prompt)
+        return {"model": decision.model, "router": router, "threshold": decision.threshold, "win_rate": decision.win_rate}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = await read_json(request)
         router, threshold = parse_target(body)
-        prompt = last_content(body.get("messages"))
-        model, _, _ = await asyncio.to_thread(decide, router, threshold, prompt)
+        prompt = message_text(body.get("messages"))
+        model = (await asyncio.to_thread(decide, router, threshold, prompt)).model
         forward = {k: v for k, v in body.items() if k in known_fields}
         extra = {k: v for k, v in body.items() if k not in known_fields}
         forward["model"] = model
@@ -226,15 +201,31 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics():
-        for name, cache in caches.items():
-            cache_hits.labels(name).set(cache.hits)
-            cache_misses.labels(name).set(cache.misses)
-        for name, controller_ in online.items():
-            online_threshold.labels(name).set(controller_.threshold)
-            strong_share.labels(name).set(controller_.strong_share)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class _LiveMetrics:
+    """Metrics read at scrape time: embedding-cache hits and misses (counters) and the online
+    thresholds (gauges)."""
+
+    def __init__(self, caches: dict[str, CachedEmbedder], controller: Controller) -> None:
+        self.caches, self.controller = caches, controller
+
+    def collect(self):
+        hits = CounterMetricFamily("routellm_fast_embedding_cache_hits", "Embedding cache hits", labels=["router"])
+        misses = CounterMetricFamily("routellm_fast_embedding_cache_misses", "Embedding cache misses", labels=["router"])
+        for name, cache in self.caches.items():
+            hits.add_metric([name], cache.hits)
+            misses.add_metric([name], cache.misses)
+        threshold = GaugeMetricFamily("routellm_fast_online_threshold", "Current online threshold", labels=["router"])
+        share = GaugeMetricFamily("routellm_fast_online_strong_share", "Strong-model share over the window",
+                                  labels=["router"])
+        for name, online in self.controller.online_thresholds.items():
+            threshold.add_metric([name], online.threshold)
+            share.add_metric([name], online.strong_share)
+        yield from (hits, misses, threshold, share)
 
 
 def serve(controller: Controller, host: str = "127.0.0.1", port: int = 6060, **kwargs: Any) -> None:

@@ -24,23 +24,14 @@ import numpy as np
 
 from .arena import ARENA_FILE_NAME, ArenaFile, save_arena
 from .checkpoints import save_mf_checkpoint
-from .embedders import (
-    DEFAULT_EMBEDDER_NAME,
-    OPENAI_EMBEDDING_DIMS,
-    Embedder,
-    OnnxEmbedder,
-    default_embedder_for,
-    embed_all,
-)
-from .model_aliases import canonical_model_name
+from .embedders import Embedder, embed_all
+from .models import canonical_model_name
 from .preference import PreferenceData, training_split
 from .routers import SWRankingRouter
 
 __all__ = [
     "MFTrainConfig",
     "MFTrainResult",
-    "embedder_named",
-    "mf_win_rate",
     "train_mf",
     "train_mf_router",
     "train_sw_router",
@@ -157,14 +148,6 @@ def _pair_logits(P: np.ndarray, W: np.ndarray, c: np.ndarray, x: np.ndarray, a: 
     return ((Pn[a] - Pn[b]) * h) @ c[0].astype(np.float64)
 
 
-def mf_win_rate(P: np.ndarray, W: np.ndarray, c: np.ndarray, embeddings: np.ndarray, model_a: Any, model_b: Any) -> np.ndarray:
-    """RouteLLM's inference: sigmoid(logit_a − logit_b) per prompt embedding, float64."""
-    n = len(embeddings)
-    a = np.broadcast_to(np.asarray(model_a), (n,))
-    b = np.broadcast_to(np.asarray(model_b), (n,))
-    return 1 / (1 + np.exp(-_pair_logits(P, W, c, embeddings, a, b)))
-
-
 def train_mf(
     prompt_embeddings: np.ndarray,
     prompt_index: np.ndarray,
@@ -274,15 +257,6 @@ def train_mf(
 
 
 # --------------------------------------------------------------------------- routers from preference data
-
-
-def embedder_named(name: str) -> Embedder:
-    """``default`` (the local ONNX all-MiniLM-L6-v2) or an OpenAI embedding model's name."""
-    if name in ("default", DEFAULT_EMBEDDER_NAME):
-        return OnnxEmbedder()
-    if name in OPENAI_EMBEDDING_DIMS:
-        return default_embedder_for(name, OPENAI_EMBEDDING_DIMS[name])
-    raise ValueError(f"unknown embedder {name!r}: use 'default' or one of {', '.join(OPENAI_EMBEDDING_DIMS)}")
 
 
 def validation_prompts(data: PreferenceData, share: float) -> np.ndarray:

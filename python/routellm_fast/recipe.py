@@ -1,4 +1,4 @@
-"""Routers that ship inside the package, and the recipe that trains them.
+"""The recipe that trains the routers shipped in the package (:mod:`routellm_fast.shipped` loads them).
 
 Both shipped routers (mf and sw_ranking, pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``)
 are trained on battles from the shared data, embedded with the local default embedder (all-MiniLM-L6-v2), so
@@ -21,7 +21,7 @@ routers worse on MT Bench, MMLU and GSM8K unless down-weighted.
 held out: they stop mf's training early, measure both routers' pairwise accuracy, and calibrate the
 shipped thresholds. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.model_aliases`).
 
-Rebuild with ``python -m routellm_fast.defaults --data-dir ../shared/data``: the same data and
+Rebuild with ``python -m routellm_fast.recipe --data-dir ../shared/data``: the same data and
 embedder give the same files.
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +38,10 @@ from .arena import load_arena, save_arena
 from .checkpoints import METADATA_FILE
 from .embedders import Embedder, OnnxEmbedder, embed_all
 from .evals import load_gsm8k, load_mmlu
+from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 from .preference import PreferenceData, golden_label_battles, load_preference
-from .routers import (
-    DEFAULT_STRONG_MODEL,
-    DEFAULT_WEAK_MODEL,
-    MatrixFactorizationRouter,
-    Router,
-    SWRankingRouter,
-)
+from .routers import MatrixFactorizationRouter, Router, SWRankingRouter
+from .shipped import DATA_DIR, DEFAULT_MF, DEFAULT_SW_ARENA
 from .training import (
     MFTrainConfig,
     train_mf_router,
@@ -55,20 +50,12 @@ from .training import (
 )
 
 __all__ = [
-    "DEFAULT_MF",
-    "DEFAULT_SW_ARENA",
     "build_defaults",
-    "default_mf_router",
-    "default_sw_router",
-    "default_threshold",
     "default_training_data",
     "mf_training_data",
     "sw_training_data",
 ]
 
-_DATA = Path(__file__).parent / "data"
-DEFAULT_SW_ARENA = _DATA / "default_sw_arena.npz"
-DEFAULT_MF = _DATA / "default_mf"
 #: Shares of strong-model calls the shipped calibration covers.
 CALIBRATED_PCTS = tuple(round(p, 2) for p in np.arange(0.05, 1.0, 0.05))
 #: Held-out share of prompts (validation, accuracy, calibration).
@@ -79,41 +66,6 @@ MF_CONFIG = MFTrainConfig()
 #: Ties train as half a win each (RouteLLM drops them): a golden-label tie says the strong model
 #: gains nothing on that question, which is what routing needs to know.
 MF_TIES = "half"
-
-
-def default_mf_router(
-    strong_model: str = DEFAULT_STRONG_MODEL, weak_model: str = DEFAULT_WEAK_MODEL, **kwargs
-) -> MatrixFactorizationRouter:
-    """The shipped matrix-factorisation router (local embeddings; see the module docstring)."""
-    return MatrixFactorizationRouter(DEFAULT_MF, strong_model, weak_model, **kwargs)
-
-
-def default_sw_router(
-    strong_model: str = DEFAULT_STRONG_MODEL, weak_model: str = DEFAULT_WEAK_MODEL, **kwargs
-) -> SWRankingRouter:
-    """The shipped sw_ranking router (local embeddings; see the module docstring)."""
-    return SWRankingRouter.from_arena(DEFAULT_SW_ARENA, strong_model, weak_model, **kwargs)
-
-
-def default_threshold(strong_model_pct: float = 0.5, router: str = "sw_ranking") -> float:
-    """The shipped ``router``'s threshold that sends ``strong_model_pct`` of the held-out prompts to
-    the strong model (default pair), as RouteLLM's calibrate_threshold computes it."""
-    calibration = _shipped_calibration(router)
-    key = f"{strong_model_pct:.2f}"
-    if key not in calibration["thresholds"]:
-        raise ValueError(f"no shipped threshold for strong_model_pct={strong_model_pct}; have {sorted(calibration['thresholds'])}")
-    return float(calibration["thresholds"][key])
-
-
-@lru_cache(maxsize=2)
-def _shipped_calibration(router: str) -> dict:
-    """A shipped router's calibration, read once (for sw_ranking without decompressing its arena)."""
-    if router == "sw_ranking":
-        with np.load(DEFAULT_SW_ARENA, allow_pickle=False) as z:
-            return json.loads(str(z["metadata"]))["calibration"]
-    if router == "mf":
-        return json.loads((DEFAULT_MF / METADATA_FILE).read_text())["calibration"]
-    raise ValueError(f"no shipped router {router!r} (shipped: mf, sw_ranking)")
 
 
 def default_training_data(data_dir: Path) -> dict[str, PreferenceData]:
@@ -153,7 +105,7 @@ def _calibration(router: Router, held_out: np.ndarray, what: str) -> dict:
 
 
 def build_defaults(
-    data_dir: Path, out_dir: Path = _DATA, embedder: Embedder | None = None,
+    data_dir: Path, out_dir: Path = DATA_DIR, embedder: Embedder | None = None,
     embedding_cache: Path | None = None, progress: bool = True,
 ) -> dict[str, dict]:
     """Train both shipped routers from ``data_dir`` (the shared data folder) into ``out_dir``;
@@ -188,10 +140,10 @@ def build_defaults(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m routellm_fast.defaults", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m routellm_fast.recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="the shared data folder")
-    parser.add_argument("--out-dir", type=Path, default=_DATA, help="where to write default_mf/ and default_sw_arena.npz")
+    parser.add_argument("--out-dir", type=Path, default=DATA_DIR, help="where to write default_mf/ and default_sw_arena.npz")
     parser.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
     args = parser.parse_args(argv)
     reports = build_defaults(args.data_dir, args.out_dir, embedding_cache=args.embedding_cache)

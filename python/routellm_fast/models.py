@@ -1,8 +1,30 @@
-"""RouteLLM's table of the 64 model names its published mf checkpoints were trained with.
+"""Model names: RouteLLM's table of the 64 models its mf checkpoints index, the alias table that maps
+other spellings to one canonical name, and the default strong/weak pair.
 
-Data, not code: the names index rows of the checkpoint's model-embedding matrix ``P.weight``.
+Data, not code: the names index rows of an mf checkpoint's model-embedding matrix ``P.weight``, and
+the aliases live in ``data/model_aliases.json`` (AlpacaEval writes ``gpt4_1106_preview`` and
+arena-bench ``mistralai/Mixtral-8x7B-Instruct-v0.1`` where RouteLLM writes ``gpt-4-1106-preview``
+and ``mixtral-8x7b-instruct-v0.1``). Names not in the alias table are kept as they are.
 """
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_STRONG_MODEL",
+    "DEFAULT_WEAK_MODEL",
+    "MODEL_ALIASES",
+    "MODEL_IDS",
+    "ROUTELLM_MODEL_NAMES",
+    "canonical_model_name",
+]
+
+#: RouteLLM's default pair (its README, its evaluation, and the pair the shipped routers are trained for).
+DEFAULT_STRONG_MODEL = "gpt-4-1106-preview"
+DEFAULT_WEAK_MODEL = "mixtral-8x7b-instruct-v0.1"
 
 ROUTELLM_MODEL_NAMES: tuple[str, ...] = (
     "RWKV-4-Raven-14B",
@@ -73,3 +95,23 @@ ROUTELLM_MODEL_NAMES: tuple[str, ...] = (
 
 #: name -> row of ``P.weight``, as RouteLLM's ``MODEL_IDS``.
 MODEL_IDS: dict[str, int] = {name: i for i, name in enumerate(ROUTELLM_MODEL_NAMES)}
+
+
+_ALIAS_TABLE = Path(__file__).parent / "data" / "model_aliases.json"
+
+
+@lru_cache(maxsize=1)
+def _load_aliases() -> dict[str, str]:
+    table = json.loads(_ALIAS_TABLE.read_text())
+    table.pop("_doc", None)
+    return table
+
+
+MODEL_ALIASES: Mapping[str, str] = _load_aliases()
+
+
+def canonical_model_name(name: str, extra: Mapping[str, str] | None = None) -> str:
+    """The canonical spelling of ``name``; ``extra`` aliases take precedence over the built-in table."""
+    if extra and name in extra:
+        return extra[name]
+    return MODEL_ALIASES.get(name, name)

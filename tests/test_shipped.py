@@ -12,8 +12,8 @@ from conftest import make_arena
 
 import routellm_fast as rf
 from routellm_fast.arena import ArenaFile, load_arena, save_arena
-from routellm_fast.defaults import DEFAULT_MF, DEFAULT_SW_ARENA, default_mf_router, default_sw_router, default_threshold
-from routellm_fast.model_aliases import canonical_model_name
+from routellm_fast.models import canonical_model_name
+from routellm_fast.shipped import DEFAULT_MF, DEFAULT_SW_ARENA, default_mf_router, default_sw_router, default_threshold
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -87,7 +87,7 @@ def test_shipped_routers_are_real_and_small():
 def test_shipped_routers_follow_the_recipe():
     """The shipped files hold what the recipe's data give (retraining mf takes minutes; its
     determinism is tested on small data in test_training.py)."""
-    from routellm_fast.defaults import default_training_data, mf_training_data, sw_training_data
+    from routellm_fast.recipe import default_training_data, mf_training_data, sw_training_data
     from routellm_fast.embedders import OnnxEmbedder
 
     sources = default_training_data(SHARED)

@@ -1,0 +1,56 @@
+"""What every embedder is: ``name`` (recorded with the routers trained on it), ``dim`` and
+``embed(prompts) -> float32 [n, dim]``; the key that identifies a prompt's text; the error an
+embedding backend raises."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .._validation import as_embeddings
+
+__all__ = ["CallableEmbedder", "EmbedFn", "Embedder", "EmbeddingError", "prompt_key"]
+
+EmbedFn = Callable[[list[str]], Any]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What routers need from an embedder."""
+
+    name: str
+    dim: int
+
+    def embed(self, prompts: Sequence[str]) -> np.ndarray: ...
+
+
+class EmbeddingError(RuntimeError):
+    """An embedding backend failed (HTTP error, timeout, malformed answer)."""
+
+
+def prompt_key(text: str) -> bytes:
+    """A 16-byte hash of a prompt's exact text: the key of embedding caches and of the training
+    prompts a router records (so an evaluation can leave them out)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class CallableEmbedder:
+    """A plain ``list[str] -> array`` callable given the name and dimension an embedder has; its
+    output is checked to be ``[n, dim]`` floats. Pickles when the callable does."""
+
+    def __init__(self, fn: EmbedFn, name: str, dim: int) -> None:
+        if not callable(fn):
+            raise TypeError(f"embed must be a callable list[str] -> array or an object with .embed(), got {type(fn).__name__}")
+        self.fn, self.name, self.dim = fn, name, int(dim)
+
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        return as_embeddings(self.fn(list(prompts)), self.dim, name="embed() output")
+
+    def __call__(self, prompts: Sequence[str]) -> np.ndarray:
+        return self.embed(prompts)
+
+    def __repr__(self) -> str:
+        return f"CallableEmbedder({self.fn!r}, name={self.name!r}, dim={self.dim})"

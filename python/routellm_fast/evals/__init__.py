@@ -1,0 +1,79 @@
+"""RouteLLM's evaluation: how much of the strong model's quality a router keeps per strong call.
+
+Benchmarks (``../shared/data/routellm-evals``, RouteLLM's golden-label data; or any file of your
+own with :func:`load_golden_file`):
+
+* **MMLU**: 57 domains, 14,042 questions; score = % answered correctly by the routed model;
+* **GSM8K**: 1,319 grade-school maths questions; the same score;
+* **MT Bench**: 80 two-turn questions, routed on the first turn; score = mean GPT-4 judgement
+  (1-10) of the routed model's answers to both turns.
+
+Prompts that RouteLLM's ``contaminated_prompts.jsonl`` lists (they also occur in its training
+data) are dropped exactly as RouteLLM drops them, and so are prompts a router was trained on
+(routers record their training prompts; :meth:`Benchmark.excluding`).
+
+The procedure is RouteLLM's (``routellm/evals/evaluate.py``, ``benchmarks.py``): win rates for
+every prompt; ``num_results`` quantile thresholds of them (``pd.qcut(..., retbins=True)``); at each
+threshold the share of strong-model calls and the score, the last threshold strict (``>``) so
+that it calls the strong model for no prompt; the random router averaged over ``random_iters``
+runs; then CPT(20/50/80%): the strong-call percentage reaching that share of the strong-weak
+quality gap, by linear interpolation; AUC by the trapezoid rule; APGR, the area between the curve
+and the weak model's line over the area between the two models' lines.
+
+Two deliberate differences, each where RouteLLM has no answer or a wrong one: duplicate quantile
+edges are dropped (``pd.qcut`` raises on them), and MT Bench's optimal-router curve is computed over
+the decontaminated questions (RouteLLM's mixes all 80 questions' judgements with the decontaminated
+count). Win rates are cached per router *configuration* (a fingerprint of its weights or arena,
+model pair and embedder), never served stale after a router changes.
+"""
+
+from .benchmarks import (
+    BENCHMARKS,
+    EVAL_STRONG_MODEL,
+    EVAL_WEAK_MODEL,
+    MMLU_DOMAINS,
+    Benchmark,
+    load_benchmark,
+    load_golden_file,
+    load_gsm8k,
+    load_mmlu,
+    load_mt_bench,
+)
+from .metrics import (
+    CPT_LEVELS,
+    EvalResult,
+    MethodMetrics,
+    RoutingCurve,
+    curve_metrics,
+    evaluate_win_rates,
+    quantile_thresholds,
+    routing_curve,
+)
+from .report import markdown_table, metrics_table, write_report
+from .scoring import router_win_rates, run_eval
+
+__all__ = [
+    "BENCHMARKS",
+    "CPT_LEVELS",
+    "EVAL_STRONG_MODEL",
+    "EVAL_WEAK_MODEL",
+    "MMLU_DOMAINS",
+    "Benchmark",
+    "EvalResult",
+    "MethodMetrics",
+    "RoutingCurve",
+    "curve_metrics",
+    "evaluate_win_rates",
+    "load_benchmark",
+    "load_golden_file",
+    "load_gsm8k",
+    "load_mmlu",
+    "load_mt_bench",
+    "markdown_table",
+    "metrics_table",
+    "quantile_thresholds",
+    "router_win_rates",
+    "routing_curve",
+    "run_eval",
+    "write_report",
+]

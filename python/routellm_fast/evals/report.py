@@ -1,0 +1,82 @@
+"""Evaluation reports: the metrics as CSV and Markdown, the curves as CSV, and RouteLLM's plot."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+from .metrics import CPT_LEVELS, EvalResult
+
+__all__ = ["markdown_table", "metrics_table", "write_report"]
+
+
+def metrics_table(result: EvalResult) -> list[dict[str, Any]]:
+    """One row per method: CPT(20/50/80%), AUC, APGR; the rows a CSV or Markdown table shows."""
+    return [
+        {"method": method, **{f"cpt{int(level * 100)}": m.cpt[level] for level in CPT_LEVELS}, "auc": m.auc, "apgr": m.apgr}
+        for method, m in result.metrics.items()
+    ]
+
+
+def markdown_table(result: EvalResult) -> str:
+    lines = [
+        (f"**{result.benchmark}** ({result.description}); {result.strong_model}: {result.strong_score:.3f}, "
+         f"{result.weak_model}: {result.weak_score:.3f}"),
+        "",
+        "| router | CPT(20%) | CPT(50%) | CPT(80%) | AUC | APGR |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in metrics_table(result):
+        lines.append(f"| {row['method']} | {row['cpt20']:.2f}% | {row['cpt50']:.2f}% | {row['cpt80']:.2f}% | "
+                     f"{row['auc']:.3f} | {row['apgr']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(result: EvalResult, output: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``<benchmark>.png`` (RouteLLM's plot), ``<benchmark>-metrics.csv``,
+    ``<benchmark>-curves.csv`` and ``<benchmark>.md`` into ``output``; returns the paths."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = result.benchmark
+    paths = {"metrics": out / f"{stem}-metrics.csv", "curves": out / f"{stem}-curves.csv",
+             "markdown": out / f"{stem}.md", "plot": out / f"{stem}.png"}
+    rows = metrics_table(result)
+    with open(paths["metrics"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(paths["curves"], "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "threshold", "strong_percentage", "score"])
+        for method, curve in result.curves.items():
+            writer.writerows([method, float(t), float(p), float(s)]
+                             for t, p, s in zip(curve.thresholds, curve.strong_percentage, curve.score))
+    paths["markdown"].write_text(markdown_table(result))
+    _plot(result, paths["plot"])
+    return paths
+
+
+def _plot(result: EvalResult, path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("the evaluation plot needs matplotlib: pip install 'routellm-fast[eval]'") from None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for method, curve in result.curves.items():
+        ax.plot(curve.strong_percentage, curve.score, label=method, marker=".", linestyle="-")
+    ax.axhline(result.weak_score, color="grey", linestyle="--", label=result.weak_model)
+    ax.axhline(result.strong_score, color="red", linestyle="--", label=result.strong_model)
+    pct, score = zip(*result.optimal)
+    ax.plot(pct, score, label="Optimal", marker="x", linestyle="-")
+    ax.set_xlabel("Strong Model Calls (%)")
+    ax.set_ylabel("Performance")
+    ax.set_title(f"Router Performance ({result.benchmark})")
+    ax.legend()
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)

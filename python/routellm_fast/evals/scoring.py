@@ -1,0 +1,100 @@
+"""Routers' win rates on a benchmark, cached per router configuration, and the evaluation run.
+
+Win rates are cached per router *configuration* (its ``fingerprint``: a digest of its weights or
+arena, model pair and embedder), so a retrained router is never served stale results; routers on one
+embedder share one embedding pass and an on-disk embedding cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..embedders import embed_all, prompt_key
+from ..routers import EmbeddingRouter, RandomRouter
+from .benchmarks import Benchmark
+from .metrics import EvalResult, evaluate_win_rates
+
+__all__ = ["router_win_rates", "run_eval"]
+
+
+def _cache_path(cache_dir: Path, benchmark: Benchmark, router: Any, method: str) -> Path | None:
+    fingerprint = getattr(router, "fingerprint", None)
+    if not fingerprint:
+        return None
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(fingerprint.encode())
+    for p in benchmark.prompts:
+        digest.update(prompt_key(p))
+    return cache_dir / "win_rates" / f"{benchmark.name}-{method}-{digest.hexdigest()}.npy"
+
+
+def router_win_rates(
+    routers: Mapping[str, Any],
+    benchmark: Benchmark,
+    *,
+    random_iters: int = 10,
+    cache_dir: str | os.PathLike[str] | None = None,
+    overwrite_cache: bool = False,
+    progress: bool = True,
+) -> dict[str, np.ndarray | list[np.ndarray]]:
+    """Win rates of each router on the benchmark's prompts, reusing cached ones.
+
+    Routers on the same embedder share one embedding pass (and, with ``cache_dir``, a file of
+    prompt embeddings). The random router is scored ``random_iters`` times and never cached; other
+    routers without a ``fingerprint`` are scored afresh each time.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else None
+    out: dict[str, np.ndarray | list[np.ndarray]] = {}
+    embedded: dict[tuple[str, int], np.ndarray] = {}
+    for method, router in routers.items():
+        if isinstance(router, RandomRouter):
+            out[method] = [router.score(benchmark.prompts) for _ in range(random_iters)]
+            continue
+        path = _cache_path(cache, benchmark, router, method) if cache is not None else None
+        if path is not None and path.is_file() and not overwrite_cache:
+            out[method] = np.load(path)
+            continue
+        if isinstance(router, EmbeddingRouter):
+            key = (router.embedding_model, router.embedding_dim)
+            if key not in embedded:
+                cache_file = cache / f"embeddings-{key[0].replace('/', '_')}-{key[1]}.npz" if cache else None
+                embedded[key] = embed_all(router.embedder, benchmark.prompts, cache_file=cache_file, progress=progress,
+                                          desc=f"embedding {benchmark.name}")
+            rates = router.score_embeddings(embedded[key])
+        else:
+            rates = np.asarray(router.score(benchmark.prompts), dtype=np.float64)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, rates)
+        out[method] = rates
+    return out
+
+
+def run_eval(
+    routers: Mapping[str, Any],
+    benchmark: Benchmark,
+    *,
+    num_results: int = 10,
+    random_iters: int = 10,
+    exclude_training_prompts: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    overwrite_cache: bool = False,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate routers on a benchmark, RouteLLM's way. Prompts any of the routers was trained on
+    are dropped first (``exclude_training_prompts``), so every router is measured on unseen items."""
+    if exclude_training_prompts:
+        seen: set[bytes] = set()
+        for router in routers.values():
+            seen.update(getattr(router, "training_prompt_keys", ()) or ())
+        if seen:
+            benchmark = benchmark.excluding(seen, "seen in training")
+    rates = router_win_rates(routers, benchmark, random_iters=random_iters, cache_dir=cache_dir,
+                             overwrite_cache=overwrite_cache, progress=progress)
+    return evaluate_win_rates(benchmark, rates, num_results)

@@ -1,0 +1,204 @@
+"""From a win rate to a model: the routing rule, its thresholds and the names that carry them.
+
+* :func:`is_strong` / :func:`choose` is the rule every router, the controller and the server apply:
+  the strong model when its win rate is at least the threshold (RouteLLM's ``route``).
+* ``model="router-<router>-<threshold>"`` names (:func:`parse_model_name`) and the checks on them
+  (:func:`check_route`), with RouteLLM's ``RoutingError`` messages; ``router-<router>-auto`` asks for
+  the online threshold.
+* :func:`message_text`: the text a chat request is routed on (its last message; OpenAI content-part
+  lists included).
+* Thresholds: :func:`calibrate_threshold` (RouteLLM's offline calibration) and
+  :class:`OnlineThreshold`, which keeps the share of strong-model calls near a target over a sliding
+  window (what RouteLLM's issue #36 asks for).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .routers import Router
+
+__all__ = [
+    "AUTO",
+    "Decision",
+    "ModelPair",
+    "OnlineThreshold",
+    "RoutingError",
+    "calibrate_threshold",
+    "check_route",
+    "choose",
+    "is_strong",
+    "message_text",
+    "parse_model_name",
+]
+
+#: The threshold of ``router-<router>-auto``: the online threshold.
+AUTO = "auto"
+
+
+class RoutingError(Exception):
+    """A bad router name, threshold, ``router-<name>-<threshold>`` model string or message list."""
+
+
+class RoutedPair(Protocol):
+    strong: str
+    weak: str
+
+
+@dataclass
+class ModelPair:
+    """The two models routed between (RouteLLM's ``ModelPair``)."""
+
+    strong: str
+    weak: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One routing decision: the model chosen, by which router, at which threshold, from which win rate."""
+
+    model: str
+    router: str
+    threshold: float
+    win_rate: float
+    strong: bool
+
+
+def is_strong(win_rate: float, threshold: float) -> bool:
+    """The routing rule: the strong model when its win rate is at least ``threshold``."""
+    return win_rate >= threshold
+
+
+def choose(win_rate: float, threshold: float, pair: RoutedPair) -> str:
+    """The model :func:`is_strong` picks from ``pair``."""
+    return pair.strong if is_strong(win_rate, threshold) else pair.weak
+
+
+_MODEL_FORMAT = "Model name must be of the format 'router-[router name]-[threshold]."
+
+
+def parse_model_name(model: Any) -> tuple[str, float | str]:
+    """``"router-mf-0.116"`` -> ``("mf", 0.116)``; ``"router-mf-auto"`` -> ``("mf", AUTO)``.
+    RouteLLM's parsing and messages (the threshold is checked by :func:`check_route`)."""
+    if not isinstance(model, str) or model.count("-") < 2:
+        raise RoutingError(f"Invalid model {model}. {_MODEL_FORMAT}")
+    prefix, router, threshold_text = model.split("-", 2)
+    if prefix != "router":
+        raise RoutingError(f"Invalid model {model}. {_MODEL_FORMAT}")
+    if threshold_text == AUTO:
+        return router, AUTO
+    try:
+        return router, float(threshold_text)
+    except ValueError as exc:
+        raise RoutingError(f"Threshold {threshold_text} must be a float.") from exc
+
+
+def check_route(routers: Collection[str], router: Any, threshold: Any) -> None:
+    """RouteLLM's checks of a routing request, with its messages: a known router and a threshold in
+    [0, 1] (or :data:`AUTO`)."""
+    if router is None or threshold is None:
+        raise RoutingError("Router or threshold unspecified.")
+    if router not in routers:
+        raise RoutingError(f"Invalid router {router}. Available routers are {list(routers)}.")
+    if threshold == AUTO:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) or not (
+        math.isfinite(threshold) and 0 <= threshold <= 1
+    ):
+        raise RoutingError(f"Invalid threshold {threshold}. Threshold must be a float between 0.0 and 1.0.")
+
+
+def message_text(messages: Any) -> str:
+    """The text a chat request is routed on: its last message's content, a string or OpenAI
+    content parts (``[{"type": "text", "text": ...}, ...]``, the text parts joined by newlines).
+    RouteLLM routes on the last turn too (its routers were trained on first turns)."""
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
+        raise RoutingError("messages must be a non-empty list of message objects.")
+    last = messages[-1]
+    if not isinstance(last, Mapping):
+        raise RoutingError("messages must be a non-empty list of message objects.")
+    content = last.get("content")
+    if isinstance(content, list):
+        content = "\n".join(
+            part["text"] for part in content
+            if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
+        )
+    if not isinstance(content, str):
+        raise RoutingError("the last message has no text content to route on.")
+    return content
+
+
+def _check_pct(strong_model_pct: float) -> float:
+    pct = float(strong_model_pct)
+    if not 0.0 <= pct <= 1.0:
+        raise ValueError(f"strong_model_pct must be in [0, 1], got {strong_model_pct!r}")
+    return pct
+
+
+def calibrate_threshold(router: Router, prompts: Sequence[str], strong_model_pct: float) -> float:
+    """The threshold that sends ``strong_model_pct`` of ``prompts`` to the strong model: the
+    ``1 - strong_model_pct`` quantile of their win rates (linear interpolation, as RouteLLM's
+    ``calibrate_threshold`` takes it with pandas)."""
+    pct = _check_pct(strong_model_pct)
+    win_rates = np.asarray(router.score(list(prompts)), dtype=np.float64)
+    if win_rates.size == 0:
+        raise ValueError("no prompts to calibrate on")
+    return float(np.quantile(win_rates, 1.0 - pct))
+
+
+class OnlineThreshold:
+    """Keeps the share of strong-model calls near ``target_strong_pct`` over a sliding window.
+
+    The threshold is the ``1 - target`` quantile of the last ``window`` win rates seen, so a
+    shift in traffic (harder or easier prompts) moves it. Until ``min_samples`` win rates have been
+    seen, ``initial`` is used. Thread-safe.
+    """
+
+    def __init__(self, target_strong_pct: float, window: int = 1000, initial: float = 0.5, min_samples: int = 20) -> None:
+        self.target = _check_pct(target_strong_pct)
+        if window < 1 or min_samples < 1:
+            raise ValueError("window and min_samples must be >= 1")
+        self.initial, self.min_samples = float(initial), min_samples
+        self._win_rates: deque[float] = deque(maxlen=window)
+        self._strong: deque[bool] = deque(maxlen=window)
+        self._lock = threading.Lock()
+
+    @property
+    def threshold(self) -> float:
+        with self._lock:
+            return self._threshold_locked()
+
+    def _threshold_locked(self) -> float:
+        if len(self._win_rates) < self.min_samples:
+            return self.initial
+        return float(np.quantile(np.fromiter(self._win_rates, dtype=np.float64), 1.0 - self.target))
+
+    def decide(self, win_rate: float) -> tuple[bool, float]:
+        """(route to the strong model?, the threshold used) for one decision, then record it."""
+        with self._lock:
+            threshold = self._threshold_locked()
+            strong = is_strong(win_rate, threshold)
+            self._win_rates.append(float(win_rate))
+            self._strong.append(strong)
+            return strong, threshold
+
+    @property
+    def strong_share(self) -> float:
+        """The share of strong-model calls over the window (0 before any decision)."""
+        with self._lock:
+            return sum(self._strong) / len(self._strong) if self._strong else 0.0
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()

@@ -1,0 +1,21 @@
+"""Routers with RouteLLM's interface, scored by the compiled core; ``ROUTER_CLS`` maps RouteLLM's
+names to them."""
+
+from __future__ import annotations
+
+from .base import NAME_TO_CLS, ROUTER_CLS, EmbeddingRouter, Router, register
+from .mf import ROUTELLM_EMBEDDING_MODEL, MatrixFactorizationRouter
+from .random import RandomRouter
+from .sw_ranking import SWRankingRouter
+
+__all__ = [
+    "NAME_TO_CLS",
+    "ROUTELLM_EMBEDDING_MODEL",
+    "ROUTER_CLS",
+    "EmbeddingRouter",
+    "MatrixFactorizationRouter",
+    "RandomRouter",
+    "Router",
+    "SWRankingRouter",
+    "register",
+]

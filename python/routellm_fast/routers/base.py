@@ -1,0 +1,186 @@
+"""The router interface and the registry of routers by RouteLLM name.
+
+Every router answers ``calculate_strong_win_rate(prompt)`` and ``route(prompt, threshold,
+routed_pair)`` exactly as RouteLLM's do, plus ``score(prompts)`` for whole batches. Routers that
+work on prompt embeddings (:class:`EmbeddingRouter`: mf, sw_ranking) also take embeddings directly
+via ``score_embeddings(emb)``; they turn text into vectors with the embedder they were given.
+
+Routers pickle by what they were built from (their arrays and settings), so they work in
+``multiprocessing`` pools (fork and spawn), after ``os.fork`` and on remote workers.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from .._validation import as_embeddings, check_prompts, check_threshold
+from ..embedders import (
+    CachedEmbedder,
+    CallableEmbedder,
+    Embedder,
+    EmbedFn,
+    embedder_for,
+)
+from ..policy import RoutedPair, choose
+
+__all__ = ["NAME_TO_CLS", "ROUTER_CLS", "EmbeddingRouter", "Router", "register"]
+
+#: RouteLLM name -> router class (RouteLLM's ``ROUTER_CLS``); filled by :func:`register`.
+ROUTER_CLS: dict[str, type[Router]] = {}
+#: router class -> RouteLLM name.
+NAME_TO_CLS: dict[type[Router], str] = {}
+
+R = TypeVar("R", bound="type[Router]")
+
+
+def register(name: str) -> Callable[[R], R]:
+    """Class decorator: make a router available under ``name`` (in ``Controller``, the CLI, the
+    server, ``eval`` and ``patch_routellm()``)."""
+
+    def add(cls: R) -> R:
+        ROUTER_CLS[name] = cls
+        NAME_TO_CLS[cls] = name
+        return cls
+
+    return add
+
+
+class Router(abc.ABC):
+    """The interface of every router: a strong-model win rate per prompt, and a routing decision."""
+
+    #: RouteLLM's flag: callers should not score this router's prompts in parallel processes.
+    NO_PARALLEL: ClassVar[bool] = False
+    #: Where scoring runs.
+    device: str = "cpu"
+    #: A digest of everything the router's answers depend on (weights or arena, model pair,
+    #: embedder), for caching its win rates; None for routers whose answers are not repeatable.
+    fingerprint: str | None = None
+    #: Keys (:func:`~routellm_fast.embedders.prompt_key`) of the prompts the router was trained
+    #: on, so that an evaluation can leave them out; empty when unknown.
+    training_prompt_keys: frozenset[bytes] = frozenset()
+
+    @abc.abstractmethod
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        """Strong-model win rates for a batch of prompts, as float64 ``[len(prompts)]``."""
+
+    def calculate_strong_win_rate(self, prompt: str) -> float:
+        """The strong model's estimated win rate on ``prompt``, in [0, 1]."""
+        return float(self.score([prompt])[0])
+
+    def route(self, prompt: str, threshold: float, routed_pair: RoutedPair) -> str:
+        """``routed_pair.strong`` when the win rate is at least ``threshold`` (in [0, 1]), else weak."""
+        threshold = check_threshold(threshold)
+        return choose(self.calculate_strong_win_rate(prompt), threshold, routed_pair)
+
+    def __str__(self) -> str:
+        return NAME_TO_CLS.get(type(self), type(self).__name__)
+
+
+def fingerprint(kind: str, *parts: Any) -> str:
+    """A digest of arrays and values: the identity of a router's configuration."""
+    digest = hashlib.blake2b(kind.encode(), digest_size=16)
+    for part in parts:
+        digest.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return f"{kind}-{digest.hexdigest()}"
+
+
+def prompt_keys(rows: np.ndarray | None) -> frozenset[bytes]:
+    """Prompt keys stored as uint8 rows of 16 bytes."""
+    if rows is None:
+        return frozenset()
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[1] != 16 or rows.dtype != np.uint8:
+        raise ValueError(f"training prompt keys must be uint8 rows of 16 bytes, got {rows.dtype} {rows.shape}")
+    return frozenset(r.tobytes() for r in rows)
+
+
+class EmbeddingRouter(Router):
+    """A router that scores prompt embeddings of a fixed dimension.
+
+    ``embedding_model`` names the embedder the router's vectors come from. An ``embed`` object with
+    ``name``/``dim`` attributes (an :class:`~routellm_fast.embedders.Embedder`) must match both; a
+    plain callable is only checked for the dimension of what it returns. With no ``embed``, the
+    router uses the embedder it was built with (:func:`~routellm_fast.embedders.embedder_for`, shared
+    by every router on the same embeddings): the local ONNX model for routers built on it, OpenAI's
+    API (``OPENAI_API_KEY``) for RouteLLM's published ``text-embedding-3-small`` routers.
+    """
+
+    def _init_embedder(self, embed: Embedder | EmbedFn | None, embedding_model: str) -> None:
+        self.embedding_model = embedding_model
+        self._embedder_lock = threading.Lock()
+        self._embedder: Embedder | None = None  # None: made on first use, from embedding_model
+        if embed is None:
+            return
+        name, dim = getattr(embed, "name", None), getattr(embed, "dim", None)
+        if dim is not None and int(dim) != self.embedding_dim:
+            raise ValueError(
+                f"embedder {name or embed!r} makes {dim}-d vectors but this router scores {self.embedding_dim}-d "
+                f"{embedding_model} embeddings"
+            )
+        if isinstance(name, str) and name != embedding_model:
+            raise ValueError(
+                f"this router was built on {embedding_model!r} embeddings, but the embedder is {name!r}; "
+                f"pass embedding_model={name!r} if the two are the same model"
+            )
+        if callable(getattr(embed, "embed", None)) and isinstance(name, str) and dim is not None:
+            self._embedder = embed  # type: ignore[assignment]
+        elif callable(getattr(embed, "embed", None)):
+            self._embedder = CallableEmbedder(embed.embed, embedding_model, self.embedding_dim)  # type: ignore[union-attr]
+        else:
+            self._embedder = CallableEmbedder(embed, embedding_model, self.embedding_dim)  # type: ignore[arg-type]
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder ``score(prompts)`` uses (created on first use when none was given)."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = embedder_for(self.embedding_model, self.embedding_dim)
+            return self._embedder
+
+    def use_embedding_cache(self, max_entries: int = 10_000) -> CachedEmbedder:
+        """Put a thread-safe LRU cache in front of this router's embedder (a server sees the same
+        prompts again); returns the cache, whose ``hits``/``misses`` count prompts."""
+        embedder = self.embedder
+        if not isinstance(embedder, CachedEmbedder):
+            embedder = CachedEmbedder(embedder, max_entries)
+            with self._embedder_lock:
+                self._embedder = embedder
+        return embedder
+
+    @property
+    @abc.abstractmethod
+    def embedding_dim(self) -> int:
+        """The dimension of the prompt embeddings this router scores."""
+
+    @abc.abstractmethod
+    def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray: ...
+
+    def score_embeddings(self, embeddings: Any) -> np.ndarray:
+        """Win rates for prompt embeddings ``[n, dim]``, float64 ``[n]``; releases the GIL.
+
+        float32 rows are read in place; other float dtypes cost one conversion copy.
+        """
+        return self._score_matrix(as_embeddings(embeddings, self.embedding_dim))
+
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        prompts = check_prompts(prompts)
+        if not prompts:
+            return np.empty(0, dtype=np.float64)
+        vectors = as_embeddings((self._embedder or self.embedder).embed(prompts), self.embedding_dim,
+                                name="embed() output")
+        if vectors.shape[0] != len(prompts):
+            raise ValueError(f"embed() returned {vectors.shape[0]} vectors for {len(prompts)} prompts")
+        return self._score_matrix(vectors)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_embedder_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._embedder_lock = threading.Lock()

@@ -1,0 +1,76 @@
+"""RouteLLM's matrix-factorisation router, scored by the compiled core; checkpoints in RouteLLM's
+layout (:mod:`routellm_fast.checkpoints`) loaded without torch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from .. import _core
+from .._validation import lookup_model
+from ..checkpoints import load_mf_checkpoint
+from ..embedders import Embedder, EmbedFn
+from ..models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, MODEL_IDS
+from .base import EmbeddingRouter, fingerprint, prompt_keys, register
+
+__all__ = ["ROUTELLM_EMBEDDING_MODEL", "MatrixFactorizationRouter"]
+
+#: The embedding model of RouteLLM's published checkpoints and arena embedding datasets.
+ROUTELLM_EMBEDDING_MODEL = "text-embedding-3-small"
+
+
+@register("mf")
+class MatrixFactorizationRouter(EmbeddingRouter):
+    """RouteLLM's matrix-factorisation router, loaded from a ``MFModel.save_pretrained`` directory.
+
+    ``model_ids`` maps model names to rows of the checkpoint's ``P.weight``; it defaults to the
+    table the checkpoint records (``routellm_fast.json``), else RouteLLM's 64 names. Shapes left as
+    None come from the checkpoint's ``config.json``, else RouteLLM's defaults (128, 64, 1536).
+    """
+
+    NO_PARALLEL = True
+
+    def __init__(
+        self,
+        checkpoint_path: str | os.PathLike[str],
+        strong_model: str = DEFAULT_STRONG_MODEL,
+        weak_model: str = DEFAULT_WEAK_MODEL,
+        hidden_size: int | None = None,
+        num_models: int | None = None,
+        text_dim: int | None = None,
+        num_classes: int = 1,
+        use_proj: bool = True,
+        *,
+        embed: Embedder | EmbedFn | None = None,
+        model_ids: Mapping[str, int] | None = None,
+        embedding_model: str | None = None,
+    ) -> None:
+        ckpt = load_mf_checkpoint(checkpoint_path, hidden_size, num_models, text_dim, num_classes, use_proj)
+        if model_ids is None:
+            model_ids = ckpt.metadata.get("model_ids", MODEL_IDS)
+        self.model_ids = dict(model_ids)
+        self.strong_model, self.weak_model = strong_model, weak_model
+        strong = lookup_model(strong_model, self.model_ids, "strong_model")
+        weak = lookup_model(weak_model, self.model_ids, "weak_model")
+        for role, idx in (("strong_model", strong), ("weak_model", weak)):
+            if not 0 <= idx < len(ckpt.model_embeddings):
+                raise ValueError(f"{role} maps to row {idx}, outside the checkpoint's {len(ckpt.model_embeddings)} models")
+        self._scorer = _core.MfPairScorer(
+            ckpt.model_embeddings, ckpt.text_projection, ckpt.classifier[0], strong, weak
+        )
+        self.checkpoint = ckpt
+        recorded = ckpt.metadata.get("embedder", {}).get("name", ROUTELLM_EMBEDDING_MODEL)
+        self._init_embedder(embed, embedding_model or recorded)
+        self.fingerprint = fingerprint(
+            "mf", ckpt.model_embeddings, ckpt.text_projection, ckpt.classifier, strong, weak, self.embedding_model
+        )
+        self.training_prompt_keys = prompt_keys(ckpt.training_prompt_keys)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._scorer.text_dim
+
+    def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray:
+        return self._scorer.score(embeddings)

@@ -1,0 +1,71 @@
+"""Where work runs: the CPUs this process may use, and onnxruntime sessions on a chosen execution
+provider (shared by the ONNX embedder and the ONNX-executed router classifiers)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["EXECUTION_PROVIDERS", "available_cpus", "onnx_session"]
+
+#: Device names accepted by :func:`onnx_session` and the execution providers they ask for, in order.
+EXECUTION_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: a container's or ``taskset``'s limit), not
+    the machine's core count, so that worker processes do not oversubscribe."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def onnx_session(
+    model_path: str | os.PathLike[str],
+    *,
+    device: str = "cpu",
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` on ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``: CUDA
+    where onnxruntime has it, else the CPU).
+
+    onnxruntime silently falls back to the CPU when a requested provider cannot start; this checks
+    that the session really runs on the requested one and raises otherwise. A model file that cannot
+    be loaded raises ValueError naming it.
+    """
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    if device == "auto":
+        device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+    if device not in EXECUTION_PROVIDERS:
+        raise ValueError(f"unknown device {device!r}: use one of {', '.join(EXECUTION_PROVIDERS)} or 'auto'")
+    providers: Sequence[str] = EXECUTION_PROVIDERS[device]
+    if providers[0] not in available:
+        raise RuntimeError(
+            f"device={device!r} needs onnxruntime's {providers[0]}, but this onnxruntime has only "
+            f"{', '.join(sorted(available))} (install onnxruntime-gpu for CUDA)"
+        )
+    for name, value in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(str(model_path), options, providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own exception types for corrupt models
+        raise ValueError(f"cannot load ONNX model {model_path}: {exc}") from None
+    if session.get_providers()[0] != providers[0]:
+        raise RuntimeError(
+            f"onnxruntime could not run {model_path} on {providers[0]} (it fell back to "
+            f"{session.get_providers()[0]}); check the CUDA/cuDNN installation"
+        )
+    return session
