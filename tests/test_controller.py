@@ -115,3 +115,18 @@ def test_patch_routellm_makes_its_controller_use_our_routers(monkeypatch):
     emb = np.load(FIXTURES / "parity" / "mf" / "prompts.npy")[:3]
     ours = rf.MatrixFactorizationRouter(MF_CONFIG["mf"]["checkpoint_path"], STRONG, WEAK)
     np.testing.assert_array_equal(ctl.routers["mf"].score_embeddings(emb), ours.score_embeddings(emb))
+
+
+def test_decide_is_route_with_its_reasons(controller):
+    prompt = "Prove that there are infinitely many primes."
+    decision = controller.decide(prompt, "sw_ranking", 0.5, count=False)
+    assert controller.route(prompt, "sw_ranking", 0.5) == decision.model
+    assert decision.win_rate == controller.routers["sw_ranking"].calculate_strong_win_rate(prompt)
+    assert decision.strong == (decision.model == STRONG) == (decision.win_rate >= 0.5)
+    with pytest.raises(RoutingError, match="online threshold"):
+        controller.decide("hi", "sw_ranking", "auto")
+
+
+def test_routers_share_one_embedder_per_name():
+    ctl = rf.Controller(["mf", "sw_ranking"], "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1")
+    assert ctl.routers["mf"].embedder is ctl.routers["sw_ranking"].embedder

@@ -187,3 +187,31 @@ def test_online_threshold_keeps_the_strong_share(upstream):
     assert abs(share - 0.3) < 0.12
     assert 'routellm_fast_online_threshold{router="sw_ranking"}' in text
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("content", [
+    "Prove that the square root of 2 is irrational.",
+    [{"type": "text", "text": "Prove that the square root of 2"}, {"type": "text", "text": "is irrational."}],
+    [{"type": "image_url", "image_url": {"url": "data:,"}}, {"type": "text", "text": "What is 2 + 2?"}],
+])
+def test_server_and_controller_choose_the_same_model_for_the_same_messages(server, controller, content):
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "an earlier turn"},
+                {"role": "assistant", "content": "ok"}, {"role": "user", "content": content}]
+    threshold = float(np.median(controller.routers["sw_ranking"].score(PROMPTS)))
+    model = f"router-sw_ranking-{threshold}"
+    through_controller = controller.chat.completions.create(model=model, messages=messages).model
+    with client(server) as c:
+        through_server = c.chat.completions.create(model=model, messages=messages).model
+    decision = httpx.post(server.url + "/v1/route", headers={"Authorization": "Bearer sk-router"},
+                          json={"model": model, "messages": messages}).json()
+    assert through_controller == through_server == decision["model"]
+    text = content if isinstance(content, str) else "\n".join(p["text"] for p in content if p["type"] == "text")
+    assert decision["win_rate"] == controller.routers["sw_ranking"].calculate_strong_win_rate(text)
+
+
+def test_upstream_key_defaults_to_the_environment(upstream, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    ctl = rf.Controller(["random"], STRONG, WEAK, api_base=upstream.url)
+    with Running(create_app(ctl)) as running, client(running, key="unused") as c:
+        c.chat.completions.create(model="router-random-0.5", messages=[{"role": "user", "content": "hi"}])
+    assert upstream.requests[-1]["auth"] == "Bearer sk-from-env"

@@ -7,7 +7,7 @@ The battle format (JSON lines, CSV or parquet), one row per battle::
 :func:`load_preference` also reads a dataset folder holding ``battles.csv`` plus ``prompts.jsonl``
 joined on a shared id column (``prompt_id`` or ``question_id``), which is how the data in
 ``../shared/data/preference/`` (AlpacaEval, arena-bench) comes. Model names are mapped to one
-canonical spelling (:mod:`routellm_fast.model_aliases`), so ``gpt4_1106_preview`` and
+canonical spelling (:mod:`routellm_fast.models`), so ``gpt4_1106_preview`` and
 ``gpt-4-1106-preview`` are one model.
 
 :func:`golden_label_battles` turns a golden-label benchmark (MMLU, GSM8K: which model answered

@@ -19,7 +19,7 @@ routers worse on MT Bench, MMLU and GSM8K unless down-weighted.
 
 5% of the prompts (by a hash of the text, :func:`routellm_fast.training.validation_prompts`) are
 held out: they stop mf's training early, measure both routers' pairwise accuracy, and calibrate the
-shipped thresholds. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.model_aliases`).
+shipped thresholds. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.models`).
 
 Rebuild with ``python -m routellm_fast.recipe --data-dir ../shared/data``: the same data and
 embedder give the same files.
