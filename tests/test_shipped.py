@@ -166,3 +166,15 @@ def test_cli_score_and_calibrate(tmp_path):
     assert result.stdout.strip() == f"For 25.0% strong model calls for sw_ranking, threshold = {want}"
     bad = run_cli("calibrate", "--strong-model-pct", "1.5", "--prompts", str(tmp_path / "p.jsonl"))
     assert bad.returncode == 2 and "strong_model_pct must be in [0, 1]" in bad.stderr
+
+
+def test_loading_a_shipped_router_imports_no_training_or_evaluation_code():
+    script = (
+        "import sys; from routellm_fast.shipped import default_mf_router, default_sw_router, default_threshold\n"
+        "default_mf_router(); default_sw_router(); default_threshold(0.5, 'mf')\n"
+        "loaded = [m for m in ('routellm_fast.training', 'routellm_fast.recipe', 'routellm_fast.evals',\n"
+        "                      'routellm_fast.preference', 'torch', 'matplotlib') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -67,15 +67,13 @@ def _score(args: argparse.Namespace) -> int:
     """Win rates for every prompt of a file, written next to the file's own columns."""
     import pyarrow as pa
 
-    from .tables import check_table_suffix, read_table, write_table
+    from .tables import check_table_suffix, column, read_table, write_table
 
     source, out = Path(args.input), check_table_suffix(args.output)
     if not source.is_file():
         raise FileNotFoundError(f"input file {args.input!r} does not exist")
     table = read_table(source)
-    if "prompt" not in table.column_names:
-        raise ValueError(f"{source} has no 'prompt' column (columns: {', '.join(table.column_names)})")
-    prompts = table.column("prompt").to_pylist()
+    prompts = column(table, "prompt", source)
     controller = _controller(args, progress_bar=not args.quiet)
     scores = controller.batch_calculate_win_rate(prompts, args.router)
     table = table.append_column(f"win_rate_{args.router}", pa.array(scores, pa.float64()))

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..embedders.base import prompt_key
 from ..models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, canonical_model_name
-from ..tables import read_jsonl, read_table
+from ..tables import column, read_jsonl, read_table
 
 __all__ = [
     "BENCHMARKS",
@@ -265,9 +265,7 @@ def load_golden_file(
     if not source.is_file():
         raise FileNotFoundError(f"benchmark file {str(path)!r} does not exist")
     table = read_table(source)
-    if "prompt" not in table.column_names:
-        raise ValueError(f"{source} has no 'prompt' column (columns: {', '.join(table.column_names)})")
-    prompts = table.column("prompt").to_pylist()
+    prompts = column(table, "prompt", source)
     if any(not isinstance(p, str) for p in prompts):
         raise ValueError(f"{source}: every 'prompt' must be a string")
     columns = [table.column(_model_column(table.column_names, m, str(source))).to_pylist() for m in (strong_model, weak_model)]
