@@ -29,6 +29,7 @@ from .routers import (
     Router,
     SWRankingRouter,
 )
+from .tables import BadFileError
 
 try:
     __version__ = version("routellm_fast")  # written once, in pyproject.toml
@@ -54,6 +55,7 @@ def set_simd(name: str) -> None:
 
 
 __all__ = [
+    "BadFileError",
     "Battles",
     "CachedEmbedder",
     "Controller",

@@ -119,8 +119,6 @@ class SWRankingRouter(EmbeddingRouter):
         emb = np.asarray(embeddings)
         if emb.ndim != 2 or emb.dtype.kind != "f":
             raise ValueError(f"arena embeddings must be a 2-D float matrix, got shape {emb.shape} dtype {emb.dtype}")
-        if len(battles.model_a) != len(battles.model_b) or len(battles.model_a) != len(battles):
-            raise ValueError("model_a, model_b and winner must have the same length")
         if emb.shape[0] != len(battles):
             raise ValueError(
                 f"number of battle embeddings ({emb.shape[0]}) does not match the number of battles "
@@ -154,6 +152,8 @@ class SWRankingRouter(EmbeddingRouter):
         storage: str | None,
         embedding_model: str,
     ) -> None:
+        if isinstance(num_tiers, bool) or not isinstance(num_tiers, (int, np.integer)) or num_tiers < 1:
+            raise ValueError(f"num_tiers must be >= 1 (a positive integer), got {num_tiers!r}")
         if storage is None:  # the arena's own precision: a float16 arena file stays float16 in memory
             storage = "float16" if arena.prompt_embeddings.dtype == np.float16 else "float32"
         self.models: list[str] = list(arena.models)
