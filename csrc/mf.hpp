@@ -5,13 +5,14 @@
 // a decision is one dot product (RouteLLM issues #9 and #26). v is computed once, in double.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "backend.hpp"
-#include "sw.hpp"
+#include "row_storage.hpp"
 #include "thread_pool.hpp"
 
 namespace rlf {
