@@ -6,6 +6,10 @@
 // RouteLLM refits a logistic regression over every battle per prompt. The weighted likelihood only
 // depends on the weighted counts per (tier row, outcome), so a prompt costs one pass of dot products
 // over the distinct prompts, one multiply-add per battle and a ~10-player Newton solve.
+//
+// RouteLLM weighs battles, so only embedding rows that some battle points at are part of the arena:
+// a row no battle uses is dropped when the arena is built (it would otherwise still set max_i sim_i
+// and so move every weight). n_prompts() counts the rows kept.
 #pragma once
 
 #include <algorithm>
@@ -59,7 +63,7 @@ inline std::pair<std::vector<int64_t>, std::vector<int64_t>> dedup_rows(const fl
 }
 
 struct SwArenaSpec {
-  const float* prompt_embeddings = nullptr;  // [n_prompts, dim], C order
+  const float* prompt_embeddings = nullptr;  // [n_prompts, dim], C order; rows no battle uses are dropped
   size_t n_prompts = 0, dim = 0;
   const int64_t* battle_prompt = nullptr;  // [n_battles] index into prompts
   const int32_t* model_a = nullptr;        // [n_battles] model index < n_models
@@ -82,13 +86,13 @@ class SwArena {
     n_battles_ = spec.n_battles;
     fit_global_ratings(spec);
     assign_tiers(spec.num_tiers);
-    build_rows(spec);
-    prompts_ = encode_rows(spec.prompt_embeddings, spec.n_prompts, spec.dim, spec.storage, "arena embedding");
+    const std::vector<size_t> used = build_rows(spec);
+    prompts_ = encode_rows(spec.prompt_embeddings, spec.dim, used, spec.storage, "arena embedding");
     check_tier_fit();
   }
 
   size_t dim() const { return prompts_.view.dim; }
-  size_t n_prompts() const { return prompts_.view.rows; }
+  size_t n_prompts() const { return prompts_.view.rows; }  // rows some battle points at
   size_t n_battles() const { return n_battles_; }
   Storage storage() const { return prompts_.view.storage; }
   size_t storage_bytes() const { return prompts_.bytes(); }
@@ -264,7 +268,8 @@ class SwArena {
       if (std::find(model_tier_.begin(), model_tier_.end(), t) != model_tier_.end()) compact_tier_[t] = n_players_++;
   }
 
-  void build_rows(const SwArenaSpec& s) {
+  // Returns the embedding rows that battles point at, in order: only those are stored.
+  std::vector<size_t> build_rows(const SwArenaSpec& s) {
     // Rows over tier players, then each prompt's contribution per (row, outcome) slot, summed over
     // the prompt's battles: a prompt's weight multiplies these counts.
     std::map<std::pair<int, int>, size_t> index;
@@ -285,9 +290,12 @@ class SwArena {
     // Second pass: per prompt, a dense slot vector folded into sparse (slot, count) entries.
     std::vector<std::vector<size_t>> battles_of_prompt(s.n_prompts);
     for (size_t b = 0; b < s.n_battles; ++b) battles_of_prompt[s.battle_prompt[b]].push_back(b);
+    std::vector<size_t> used;
     std::vector<double> dense(2 * rows_.size(), 0.0);
     entry_begin_.assign(1, 0);
     for (size_t p = 0; p < s.n_prompts; ++p) {
+      if (battles_of_prompt[p].empty()) continue;
+      used.push_back(p);
       for (size_t b : battles_of_prompt[p])
         add_battle(ta[b], tb[b], static_cast<Outcome>(s.outcome[b]), 1.0, row_of, dense);
       for (size_t slot = 0; slot < dense.size(); ++slot) {
@@ -298,6 +306,7 @@ class SwArena {
       }
       entry_begin_.push_back(entry_slot_.size());
     }
+    return used;
   }
 
   // The unweighted tier-level fit must exist, otherwise no prompt's weighted fit does either.
