@@ -78,6 +78,19 @@ struct SwArenaSpec {
   std::vector<std::string> model_names;  // for error messages; indices are used when empty
 };
 
+// Everything a built arena consists of, to restore it exactly (unpickling) without its battles or
+// float32 embeddings: SwArena's accessors give each part, SwArena(SwArenaParts) checks and takes them.
+struct SwArenaParts {
+  size_t n_battles = 0;
+  std::vector<double> ratings;      // per model, Elo scale
+  std::vector<int> model_tier;      // per model, RouteLLM's tier number
+  std::vector<PairRow> pair_rows;   // rows of the per-prompt fit over tier players
+  std::vector<size_t> entry_begin;  // [n_prompts + 1]: CSR over prompts of (slot, count) entries
+  std::vector<uint32_t> entry_slot;  // 2 * pair row + outcome (0: i wins, 1: j wins)
+  std::vector<double> entry_count;
+  EncodedRows prompts;  // as encode_rows made them
+};
+
 class SwArena {
  public:
   explicit SwArena(const SwArenaSpec& spec) {
@@ -91,6 +104,49 @@ class SwArena {
     check_tier_fit();
   }
 
+  // Restores an arena from its parts, checking everything scoring relies on ("arena state: ..."
+  // errors for parts no arena could have). The result scores exactly like the arena they came from.
+  explicit SwArena(SwArenaParts parts) {
+    auto fail = [](const std::string& what) { throw std::invalid_argument("arena state: " + what); };
+    const size_t M = parts.ratings.size(), P = parts.prompts.view.rows;
+    if (parts.n_battles == 0) fail("the arena has no battles");
+    if (M == 0 || M > static_cast<size_t>(std::numeric_limits<int>::max())) fail("no models");
+    if (parts.model_tier.size() != M)
+      fail(std::to_string(M) + " model ratings but " + std::to_string(parts.model_tier.size()) + " model tiers");
+    for (size_t m = 0; m < M; ++m) {
+      if (!std::isfinite(parts.ratings[m])) fail("model " + std::to_string(m) + " has a non-finite rating");
+      if (parts.model_tier[m] < 0) fail("model " + std::to_string(m) + " has a negative tier");
+    }
+    n_models_ = static_cast<int>(M);
+    n_battles_ = parts.n_battles;
+    ratings_ = std::move(parts.ratings);
+    model_tier_ = std::move(parts.model_tier);
+    index_players();
+    if (parts.pair_rows.empty()) fail("no pair rows");
+    for (const PairRow& r : parts.pair_rows)
+      if (r.i < 0 || r.i >= n_players_ || (r.j != -1 && (r.j <= r.i || r.j >= n_players_)))
+        fail("pair row (" + std::to_string(r.i) + ", " + std::to_string(r.j) + ") is not a row over the " +
+             std::to_string(n_players_) + " tier players");
+    rows_ = std::move(parts.pair_rows);
+    if (P == 0 || parts.prompts.view.dim == 0) fail("no prompt embeddings");
+    const size_t E = parts.entry_slot.size();
+    if (parts.entry_begin.size() != P + 1 || parts.entry_begin.front() != 0 || parts.entry_begin.back() != E ||
+        parts.entry_count.size() != E || !std::is_sorted(parts.entry_begin.begin(), parts.entry_begin.end()))
+      fail("entry_begin must run from 0 to the number of entries without decreasing, one step per prompt");
+    for (size_t e = 0; e < E; ++e) {
+      if (parts.entry_slot[e] >= 2 * rows_.size())
+        fail("entry " + std::to_string(e) + " points at slot " + std::to_string(parts.entry_slot[e]) + " of " +
+             std::to_string(2 * rows_.size()));
+      if (!std::isfinite(parts.entry_count[e]) || parts.entry_count[e] < 0.0)
+        fail("entry " + std::to_string(e) + " has a count that is negative or not finite");
+    }
+    entry_begin_ = std::move(parts.entry_begin);
+    entry_slot_ = std::move(parts.entry_slot);
+    entry_count_ = std::move(parts.entry_count);
+    prompts_ = std::move(parts.prompts);
+    check_tier_fit();
+  }
+
   size_t dim() const { return prompts_.view.dim; }
   size_t n_prompts() const { return prompts_.view.rows; }  // rows some battle points at
   size_t n_battles() const { return n_battles_; }
@@ -98,13 +154,19 @@ class SwArena {
   size_t storage_bytes() const { return prompts_.bytes(); }
   const std::vector<double>& model_ratings() const { return ratings_; }
   const std::vector<int>& model_tier() const { return model_tier_; }
+  // The remaining parts of SwArenaParts.
+  const std::vector<PairRow>& pair_rows() const { return rows_; }
+  const std::vector<size_t>& entry_begin() const { return entry_begin_; }
+  const std::vector<uint32_t>& entry_slot() const { return entry_slot_; }
+  const std::vector<double>& entry_count() const { return entry_count_; }
+  const EncodedRows& prompt_rows() const { return prompts_; }
 
   // Strong-model win rates for n queries (rows ld_q floats apart) into out[n].
   void score(const float* queries, size_t n, size_t ld_q, int strong_model, int weak_model, double* out) const {
     check_model(strong_model, "strong_model");
     check_model(weak_model, "weak_model");
-    const int strong = compact_tier_[model_tier_[strong_model]];
-    const int weak = compact_tier_[model_tier_[weak_model]];
+    const int strong = model_player_[strong_model];
+    const int weak = model_player_[weak_model];
     std::vector<double> query_factor(n);
     for (size_t q = 0; q < n; ++q) query_factor[q] = query_inv_norm(queries + q * ld_q, q);
     if (strong == weak) {  // one tier, one rating: RouteLLM's formula gives exactly 1/2
@@ -260,12 +322,18 @@ class SwArena {
     const std::vector<int> tier_of_position = compute_tiers(sorted, num_tiers);
     model_tier_.assign(n_models_, -1);
     for (int p = 0; p < n_models_; ++p) model_tier_[order[p]] = tier_of_position[p];
-    // Players of the per-prompt fit: the non-empty tiers, in tier order.
-    const int max_tier = *std::max_element(model_tier_.begin(), model_tier_.end());
-    compact_tier_.assign(max_tier + 1, -1);
-    n_players_ = 0;
-    for (int t = 0; t <= max_tier; ++t)
-      if (std::find(model_tier_.begin(), model_tier_.end(), t) != model_tier_.end()) compact_tier_[t] = n_players_++;
+    index_players();
+  }
+
+  // Players of the per-prompt fit: the non-empty tiers, in tier order.
+  void index_players() {
+    std::vector<int> tiers = model_tier_;
+    std::sort(tiers.begin(), tiers.end());
+    tiers.erase(std::unique(tiers.begin(), tiers.end()), tiers.end());
+    n_players_ = static_cast<int>(tiers.size());
+    model_player_.resize(model_tier_.size());
+    for (size_t m = 0; m < model_tier_.size(); ++m)
+      model_player_[m] = static_cast<int>(std::lower_bound(tiers.begin(), tiers.end(), model_tier_[m]) - tiers.begin());
   }
 
   // Returns the embedding rows that battles point at, in order: only those are stored.
@@ -281,8 +349,8 @@ class SwArena {
     // First pass: fix the row set so slot numbers are final.
     std::vector<int> ta(s.n_battles), tb(s.n_battles);
     for (size_t b = 0; b < s.n_battles; ++b) {
-      ta[b] = compact_tier_[model_tier_[s.model_a[b]]];
-      tb[b] = compact_tier_[model_tier_[s.model_b[b]]];
+      ta[b] = model_player_[s.model_a[b]];
+      tb[b] = model_player_[s.model_b[b]];
       const int lo = ta[b] == tb[b] ? ta[b] : std::min(ta[b], tb[b]);
       const int hi = ta[b] == tb[b] ? -1 : std::max(ta[b], tb[b]);
       row_of(lo, hi);
@@ -365,7 +433,7 @@ class SwArena {
   size_t n_battles_ = 0;
   std::vector<double> ratings_;      // per model, Elo scale
   std::vector<int> model_tier_;      // per model, RouteLLM's tier number
-  std::vector<int> compact_tier_;    // tier number -> player of the per-prompt fit
+  std::vector<int> model_player_;    // per model, its tier's player in the per-prompt fit
   int n_players_ = 0;
   std::vector<PairRow> rows_;        // tier-level rows
   std::vector<size_t> entry_begin_;  // CSR over prompts of (slot, count) entries

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import make_arena
-from core_arena import arena_arrays, core_arena
+from core_helpers import arena_arrays, core_arena
 
 STORAGES = ["float32", "float16", "int8"]
 
