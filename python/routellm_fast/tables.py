@@ -52,14 +52,23 @@ def _bad(path: PathLike, problem: object) -> BadFileError:
 
 
 def read_table(path: PathLike) -> Any:
-    """A ``pyarrow.Table`` from a parquet, CSV or JSON-lines file."""
-    import pyarrow as pa
-
+    """A ``pyarrow.Table`` from a parquet, CSV or JSON-lines file, its columns distinctly named."""
     path = Path(path)
     if path.suffix not in TABLE_SUFFIXES:
         raise ValueError(f"unsupported file type {path.suffix!r} for {path} (use {', '.join(TABLE_SUFFIXES)})")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
+    table = _read_rows(path)
+    names = table.column_names
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise _bad(path, f"columns must have distinct names; repeated: {', '.join(twice)}")
+    return table
+
+
+def _read_rows(path: Path) -> Any:
+    import pyarrow as pa
+
     if path.suffix in (".jsonl", ".json"):
         # Python's decoder, not pyarrow's: a deeply nested value must be an error, not a crash
         rows = read_jsonl(path)
