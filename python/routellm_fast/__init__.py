@@ -21,6 +21,7 @@ from .embedders import (
 from .models import MODEL_IDS
 from .policy import Decision, ModelPair, RoutingError, calibrate_threshold
 from .routers import (
+    BERTRouter,
     NAME_TO_CLS,
     ROUTER_CLS,
     EmbeddingRouter,
@@ -55,6 +56,7 @@ def set_simd(name: str) -> None:
 
 
 __all__ = [
+    "BERTRouter",
     "BadFileError",
     "Battles",
     "CachedEmbedder",

@@ -4,11 +4,13 @@ names to them."""
 from __future__ import annotations
 
 from .base import NAME_TO_CLS, ROUTER_CLS, EmbeddingRouter, Router, register
+from .bert import BERTRouter
 from .mf import ROUTELLM_EMBEDDING_MODEL, MatrixFactorizationRouter
 from .random import RandomRouter
 from .sw_ranking import SWRankingRouter
 
 __all__ = [
+    "BERTRouter",
     "NAME_TO_CLS",
     "ROUTELLM_EMBEDDING_MODEL",
     "ROUTER_CLS",
