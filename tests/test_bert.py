@@ -184,3 +184,20 @@ def test_export_round_trip_with_torch(tmp_path):
     np.testing.assert_allclose(direct.score(PROMPTS), exported.score(PROMPTS), atol=1e-6)
     with pytest.raises(ValueError, match="labels"):
         export_bert(hf, tmp_path / "x", num_labels=2)
+
+
+def test_shipped_default_bert_router_works_offline_with_no_config():
+    from routellm_fast.cli import main
+    from routellm_fast.shipped import DEFAULT_BERT, default_threshold
+
+    ctl = rf.Controller(["bert"], "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1")
+    router = ctl.routers["bert"]
+    assert isinstance(router, rf.BERTRouter) and router.path == DEFAULT_BERT.absolute()
+    assert router.max_length == 256 and router.training_prompt_keys  # evaluations drop its training prompts
+    rates = router.score(PROMPTS[:20])
+    assert np.all((rates >= 0) & (rates <= 1)) and rates.std() > 0
+    np.testing.assert_allclose([router.calculate_strong_win_rate(p) for p in PROMPTS[:5]], rates[:5], atol=1e-5)
+    assert 0 < default_threshold(0.5, "bert") < 1
+    assert main(["route", "Prove that there are infinitely many primes.", "--router", "bert"]) == 0
+    copy = pickle.loads(pickle.dumps(router))
+    np.testing.assert_array_equal(copy.score(PROMPTS[:5]), rates[:5])

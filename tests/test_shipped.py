@@ -90,8 +90,8 @@ def test_shipped_routers_are_real_and_small():
         assert thresholds == sorted(thresholds, reverse=True)  # more strong calls need a lower threshold
     with pytest.raises(ValueError, match="no shipped threshold"):
         default_threshold(0.33)
-    with pytest.raises(ValueError, match="no shipped router 'bert'"):
-        default_threshold(0.5, "bert")
+    with pytest.raises(ValueError, match="no shipped router 'random'"):
+        default_threshold(0.5, "random")
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data beside the checkout")
@@ -148,8 +148,8 @@ def test_cli_route_and_info():
     # --strong-model/--weak-model name the models to call, as the Controller's pair in RouteLLM.
     labelled = run_cli("route", "hi", "--threshold", "1", "--weak-model", "my-cheap-model")
     assert labelled.stdout.startswith("my-cheap-model\t")
-    bad = run_cli("route", "hi", "--router", "bert")
-    assert bad.returncode == 2 and "invalid choice: 'bert'" in bad.stderr
+    bad = run_cli("route", "hi", "--router", "causal_llm")
+    assert bad.returncode == 2 and "invalid choice: 'causal_llm'" in bad.stderr
 
     info = run_cli("info")
     assert info.returncode == 0 and "simd=" in info.stdout
