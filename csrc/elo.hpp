@@ -9,17 +9,36 @@
 // feature over model_a's when both are the same player, which happens for battles inside one tier).
 // theta is in natural-log units: Elo = 400 * theta / ln(10) + 1000.
 //
-// Newton's method with a backtracking line search converges to the exact optimum in a handful of
-// steps. Without self rows the likelihood is flat along "add a constant to every player of a
-// connected component"; sklearn's L-BFGS starts at zero and only moves along gradients, which sum to
-// zero over each component, so it ends on the solution whose component sums are zero. We pin the
-// same gauge by adding the component's all-ones outer product to the Newton matrix: the step then
-// equals the pseudo-inverse Newton step and never leaves that subspace.
+// Existence is decided combinatorially, not by watching an iteration fail. Draw an edge u -> v when
+// u beats v with positive weight (a tie draws both edges); a self row is a game against an "anchor"
+// node whose rating is fixed at 0. The maximum is finite exactly when every weakly connected
+// component is strongly connected (Zermelo's condition). Otherwise the likelihood's supremum is
+// approached only as every edge between two strongly connected groups gets an infinite margin,
+// while the differences inside each group converge to the maximum of that group's own rows; that is
+// what sklearn's nearly unregularised fit drifts towards, and rating_difference() reports those
+// limits (and refuses the pairs whose difference no maximising sequence pins down).
+//
+// The solver is Newton's method on the rows inside strongly connected groups, which is strictly
+// concave once each unanchored group's constant is removed. Scale-free by construction, so that
+// weights spanning many orders of magnitude converge as well as unit weights:
+//  - the gauge is pinned by fixing one reference player per unanchored group (not by adding a
+//    constant to the Hessian, which swamps players whose battles carry tiny weights);
+//  - the Newton system is solved after symmetric diagonal (Jacobi) scaling;
+//  - steps are judged in rating units: convergence when every parameter moves less than 1e-9, and
+//    damping from the largest change of any row's logit R. The log-likelihood of a row has
+//    |l'''| <= l'', so for R <= 1 the full step provably decreases it; for larger R a line search
+//    on the sign of the directional derivative (never on differences of large sums, which rounding
+//    swamps near the optimum) finds the step.
+// sklearn's L-BFGS starts at zero and only moves along gradients, which sum to zero over each
+// component without self rows, so it ends on the solution whose component sums are zero; we
+// re-centre to the same gauge.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <functional>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -33,14 +52,20 @@ struct PairRow {
 };
 
 struct EloFit {
+  // The maximum when it is finite; otherwise each strongly connected group's own maximum (zero
+  // sum per unanchored group, absolute for the anchor's group, 0 for singletons).
   std::vector<double> theta;
-  bool converged = false;
+  bool converged = false;  // the maximum is finite and theta is it
+  bool solved = false;     // Newton converged on the rows inside strongly connected groups
   int iterations = 0;
+  // Structure over nodes 0..n-1 (players) and n (the anchor of self rows), for rating_difference().
+  std::vector<int> group;                     // per node: strongly connected group, -1 if in no weighted row
+  std::vector<int> component;                 // per group: weakly connected component
+  std::vector<std::vector<int>> group_beats;  // per group: groups it beats in every battle between them
+  int anchor_group = -1;                      // group of the anchor, -1 without weighted self rows
 };
 
 namespace detail {
-
-inline double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }
 
 inline double sigmoid(double x) {
   if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
@@ -48,8 +73,9 @@ inline double sigmoid(double x) {
   return e / (1.0 + e);
 }
 
-inline double row_z(const PairRow& row, const std::vector<double>& theta) {
-  return row.j >= 0 ? theta[row.i] - theta[row.j] : -theta[row.i];
+inline int find_root(std::vector<int>& parent, int x) {
+  while (parent[x] != x) x = parent[x] = parent[parent[x]];
+  return x;
 }
 
 // In-place Cholesky solve of the symmetric positive definite system a x = b (a is n x n, row-major).
@@ -57,7 +83,7 @@ inline bool cholesky_solve(std::vector<double>& a, std::vector<double>& b, int n
   for (int c = 0; c < n; ++c) {
     double d = a[c * n + c];
     for (int k = 0; k < c; ++k) d -= a[c * n + k] * a[c * n + k];
-    if (!(d > 0.0)) return false;
+    if (!(d > 0.0) || !std::isfinite(d)) return false;
     d = std::sqrt(d);
     a[c * n + c] = d;
     for (int r = c + 1; r < n; ++r) {
@@ -79,173 +105,348 @@ inline bool cholesky_solve(std::vector<double>& a, std::vector<double>& b, int n
   return true;
 }
 
-inline int find_root(std::vector<int>& parent, int x) {
-  while (parent[x] != x) x = parent[x] = parent[parent[x]];
-  return x;
+// Strongly connected components (Kosaraju, iterative). Returns the component of each node;
+// components are numbered in a topological order of the condensation (sources first).
+inline std::vector<int> strong_components(const std::vector<std::vector<int>>& out) {
+  const int n = static_cast<int>(out.size());
+  std::vector<std::vector<int>> in(n);
+  for (int v = 0; v < n; ++v)
+    for (int w : out[v]) in[w].push_back(v);
+  std::vector<int> order, comp(n, -1);
+  std::vector<char> seen(n, 0);
+  std::vector<std::pair<int, size_t>> stack;
+  for (int s = 0; s < n; ++s) {
+    if (seen[s]) continue;
+    seen[s] = 1;
+    stack.push_back({s, 0});
+    while (!stack.empty()) {
+      auto& [v, k] = stack.back();
+      if (k < out[v].size()) {
+        const int w = out[v][k++];
+        if (!seen[w]) seen[w] = 1, stack.push_back({w, 0});
+      } else {
+        order.push_back(v);
+        stack.pop_back();
+      }
+    }
+  }
+  int count = 0;
+  std::vector<int> todo;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    if (comp[*it] >= 0) continue;
+    comp[*it] = count;
+    todo.assign(1, *it);
+    while (!todo.empty()) {
+      const int v = todo.back();
+      todo.pop_back();
+      for (int w : in[v])
+        if (comp[w] < 0) comp[w] = count, todo.push_back(w);
+    }
+    ++count;
+  }
+  return comp;
+}
+
+// Row r's logit z and the change of z for a change `d` of the ratings.
+inline double row_z(const PairRow& row, const double* theta) {
+  return row.j >= 0 ? theta[row.i] - theta[row.j] : -theta[row.i];
+}
+
+// d/dz of the row's negative log-likelihood, c * sigmoid(z) - y1, written as y0 - c * sigmoid(-z)
+// when sigmoid(z) > 1/2 so that lopsided rows keep their relative precision.
+inline double row_slope(double z, double y1, double y0) {
+  const double c = y1 + y0;
+  return z <= 0 ? c * sigmoid(z) - y1 : y0 - c * sigmoid(-z);
+}
+
+inline double row_curvature(double z, double c) { return c * sigmoid(z) * sigmoid(-z); }
+
+// Maximises the likelihood of rows `use` over the players with var_of[p] >= 0 (the others stay at
+// their value in theta). Returns whether Newton converged.
+inline bool newton_solve(const std::vector<PairRow>& rows, const double* y1, const double* y0,
+                         const std::vector<int>& use, const std::vector<int>& var_of, int n_var,
+                         std::vector<double>& theta, int max_iterations, int& iterations) {
+  if (n_var == 0) return true;
+  const int n = static_cast<int>(theta.size());
+  std::vector<double> grad(n_var), hess(static_cast<size_t>(n_var) * n_var), scale(n_var), step(n_var);
+  std::vector<double> delta(n, 0.0), z(use.size()), dz(use.size());
+  double previous_step = std::numeric_limits<double>::infinity();
+  for (int it = 1; it <= max_iterations; ++it) {
+    iterations = it;
+    std::fill(grad.begin(), grad.end(), 0.0);
+    std::fill(hess.begin(), hess.end(), 0.0);
+    for (size_t k = 0; k < use.size(); ++k) {
+      const size_t r = use[k];
+      const double zr = row_z(rows[r], theta.data());
+      const double g = row_slope(zr, y1[r], y0[r]), h = row_curvature(zr, y1[r] + y0[r]);
+      const int vi = var_of[rows[r].i], vj = rows[r].j >= 0 ? var_of[rows[r].j] : -1;
+      if (rows[r].j < 0) {  // z = -theta_i
+        if (vi >= 0) grad[vi] -= g, hess[static_cast<size_t>(vi) * n_var + vi] += h;
+        continue;
+      }
+      if (vi >= 0) grad[vi] += g, hess[static_cast<size_t>(vi) * n_var + vi] += h;
+      if (vj >= 0) grad[vj] -= g, hess[static_cast<size_t>(vj) * n_var + vj] += h;
+      if (vi >= 0 && vj >= 0) {
+        hess[static_cast<size_t>(vi) * n_var + vj] -= h;
+        hess[static_cast<size_t>(vj) * n_var + vi] -= h;
+      }
+    }
+    // Jacobi scaling: the solve sees a unit diagonal whatever the weights' magnitudes.
+    for (int v = 0; v < n_var; ++v) {
+      const double d = hess[static_cast<size_t>(v) * n_var + v];
+      if (!(d > 0.0) || !std::isfinite(d)) return false;  // curvature underflowed
+      scale[v] = 1.0 / std::sqrt(d);
+    }
+    for (int v = 0; v < n_var; ++v) {
+      for (int w = 0; w < n_var; ++w) hess[static_cast<size_t>(v) * n_var + w] *= scale[v] * scale[w];
+      step[v] = -grad[v] * scale[v];
+    }
+    if (!cholesky_solve(hess, step, n_var)) return false;
+    double step_max = 0.0, slope0 = 0.0;
+    for (int p = 0; p < n; ++p) {
+      const int v = var_of[p];
+      delta[p] = v >= 0 ? step[v] * scale[v] : 0.0;
+      if (v >= 0) step_max = std::max(step_max, std::fabs(delta[p])), slope0 += grad[v] * delta[p];
+    }
+    if (!std::isfinite(step_max)) return false;
+    if (step_max == 0.0) return true;
+    double row_change = 0.0;  // R: the largest change of any row's logit
+    for (size_t k = 0; k < use.size(); ++k) {
+      z[k] = row_z(rows[use[k]], theta.data());
+      dz[k] = row_z(rows[use[k]], delta.data());
+      row_change = std::max(row_change, std::fabs(dz[k]));
+    }
+    double t = 1.0;
+    if (row_change > 1.0) {
+      // phi(t) = nll(theta + t delta) is convex with phi'(0) = slope0 < 0. Find t <= argmin with
+      // phi'(t) <= 0 (so phi(t) < phi(0)) and |phi'(t)| <= |phi'(0)| / 10: expand by doubling while
+      // still descending, then safeguarded Newton/bisection inside the bracket.
+      if (!(slope0 < 0.0)) return false;
+      auto phi = [&](double tt, double& curvature) {
+        double d1 = 0.0, d2 = 0.0;
+        for (size_t k = 0; k < use.size(); ++k) {
+          const size_t r = use[k];
+          const double zt = z[k] + tt * dz[k];
+          d1 += row_slope(zt, y1[r], y0[r]) * dz[k];
+          d2 += row_curvature(zt, y1[r] + y0[r]) * dz[k] * dz[k];
+        }
+        curvature = d2;
+        return d1;
+      };
+      double lo = 0.0, d_lo = slope0, c_lo = -slope0, hi = std::numeric_limits<double>::infinity();
+      double trial = 1.0;
+      for (int k = 0; k < 60; ++k) {
+        double c = 0.0;
+        const double d = phi(trial, c);
+        if (d <= 0.0) {
+          lo = trial, d_lo = d, c_lo = c;
+          if (d >= 0.1 * slope0) break;
+        } else {
+          hi = trial;
+        }
+        if (std::isinf(hi)) {
+          if (trial >= 1e6) break;
+          trial *= 2.0;
+        } else {
+          double next = c_lo > 0.0 ? lo - d_lo / c_lo : 0.5 * (lo + hi);
+          if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+          if (!(next > lo && next < hi)) break;
+          trial = next;
+        }
+      }
+      if (!(lo > 0.0)) return false;
+      t = lo;
+    }
+    for (int p = 0; p < n; ++p) theta[p] += t * delta[p];
+    // Converged when a full step moves no rating by more than 1e-9 (the error left is of the order
+    // of its square), or when steps this small stop shrinking (the rounding floor).
+    if (t == 1.0 && (step_max <= 1e-9 || (step_max <= 1e-6 && step_max > 0.5 * previous_step))) return true;
+    previous_step = t == 1.0 ? step_max : std::numeric_limits<double>::infinity();
+  }
+  return false;
 }
 
 }  // namespace detail
 
-// Whether the ratings have a finite maximum: every connected group of players must be strongly
-// connected by wins (Zermelo's condition), or some subset that never loses to the rest would
-// drift to +infinity. A self row acts as a game against a fixed-rating anchor player.
-inline bool ratings_are_finite(int n_players, const std::vector<PairRow>& rows, const double* y1, const double* y0) {
-  const int anchor = n_players, n = n_players + 1;
-  std::vector<std::vector<int>> beats(n), beaten_by(n);
-  auto win = [&](int winner, int loser) {
-    beats[winner].push_back(loser);
-    beaten_by[loser].push_back(winner);
-  };
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const int i = rows[r].i, j = rows[r].j >= 0 ? rows[r].j : anchor;
-    // pair row: y1 is "i beats j"; self row: z = -theta_i, so y1 is "the anchor beats i"
-    if (y1[r] > 0) rows[r].j >= 0 ? win(i, j) : win(j, i);
-    if (y0[r] > 0) rows[r].j >= 0 ? win(j, i) : win(i, j);
-  }
-  auto reach = [&](int start, const std::vector<std::vector<int>>& edges, std::vector<char>& seen) {
-    std::vector<int> stack{start};
-    seen[start] = 1;
-    while (!stack.empty()) {
-      const int v = stack.back();
-      stack.pop_back();
-      for (int w : edges[v])
-        if (!seen[w]) seen[w] = 1, stack.push_back(w);
-    }
-  };
-  std::vector<char> done(n, 0);
-  for (int v = 0; v < n; ++v) {
-    if (done[v] || (beats[v].empty() && beaten_by[v].empty())) continue;
-    std::vector<char> fwd(n, 0), bwd(n, 0);
-    reach(v, beats, fwd);
-    reach(v, beaten_by, bwd);
-    // v's weakly connected component must equal its strongly connected one.
-    std::vector<char> comp(n, 0);
-    std::vector<int> stack{v};
-    comp[v] = 1;
-    while (!stack.empty()) {
-      const int u = stack.back();
-      stack.pop_back();
-      if (!fwd[u] || !bwd[u]) return false;
-      done[u] = 1;
-      for (const auto* edges : {&beats[u], &beaten_by[u]})
-        for (int w : *edges)
-          if (!comp[w]) comp[w] = 1, stack.push_back(w);
-    }
-  }
-  return true;
-}
-
 // Maximum-likelihood ratings for `n_players` from weighted outcome counts: y1[r] and y0[r] are the
 // total weights of row r's "z wins" and "z loses" events. Players in no row with weight keep 0.
+// Without a finite maximum, converged is false and theta holds each strongly connected group's
+// own fit: ask rating_difference() for the limits.
 inline EloFit fit_elo(int n_players, const std::vector<PairRow>& rows, const double* y1, const double* y0,
-                      int max_iterations = 100) {
-  using detail::row_z;
-  const int n = n_players;
+                      int max_iterations = 200) {
+  const int n = n_players, anchor = n_players, nodes = n_players + 1;
   EloFit fit;
   fit.theta.assign(n, 0.0);
-  if (!ratings_are_finite(n_players, rows, y1, y0)) return fit;  // converged stays false
-
-  // Gauge: connected components of the weighted comparison graph, and whether each has a self row.
-  std::vector<int> parent(n);
+  std::vector<size_t> active;
+  std::vector<std::vector<int>> beats(nodes);
+  std::vector<int> parent(nodes);
   std::iota(parent.begin(), parent.end(), 0);
-  std::vector<char> active(n, 0), has_self(n, 0);
-  double total_weight = 0.0;
+  std::vector<char> present(nodes, 0);
   for (size_t r = 0; r < rows.size(); ++r) {
     if (!(y1[r] + y0[r] > 0.0)) continue;
-    total_weight += y1[r] + y0[r];
-    active[rows[r].i] = 1;
-    if (rows[r].j >= 0) {
-      active[rows[r].j] = 1;
-      parent[detail::find_root(parent, rows[r].i)] = detail::find_root(parent, rows[r].j);
-    }
+    active.push_back(r);
+    const int i = rows[r].i, j = rows[r].j >= 0 ? rows[r].j : anchor;
+    // pair row: y1 is "i beats j"; self row: z = -theta_i, so y1 is "the anchor beats i"
+    const int w1 = rows[r].j >= 0 ? i : anchor, l1 = rows[r].j >= 0 ? j : i;
+    if (y1[r] > 0.0) beats[w1].push_back(l1);
+    if (y0[r] > 0.0) beats[l1].push_back(w1);
+    present[i] = present[j] = 1;
+    parent[detail::find_root(parent, i)] = detail::find_root(parent, j);
   }
-  for (size_t r = 0; r < rows.size(); ++r)
-    if (rows[r].j < 0 && y1[r] + y0[r] > 0.0) has_self[detail::find_root(parent, rows[r].i)] = 1;
-  std::vector<int> root(n);
-  for (int p = 0; p < n; ++p) root[p] = detail::find_root(parent, p);
-  if (total_weight <= 0.0) {
-    fit.converged = true;
-    return fit;
+  // Groups: strongly connected components of the nodes in some weighted row, numbered compactly.
+  const std::vector<int> scc = detail::strong_components(beats);
+  fit.group.assign(nodes, -1);
+  std::vector<int> compact(nodes, -1);
+  int n_groups = 0;
+  for (int v = 0; v < nodes; ++v) {
+    if (!present[v]) continue;
+    if (compact[scc[v]] < 0) compact[scc[v]] = n_groups++;
+    fit.group[v] = compact[scc[v]];
   }
-
-  auto nll = [&](const std::vector<double>& theta) {
-    double s = 0.0;
-    for (size_t r = 0; r < rows.size(); ++r) {
-      if (!(y1[r] + y0[r] > 0.0)) continue;
-      const double z = row_z(rows[r], theta);
-      s += y1[r] * detail::softplus(-z) + y0[r] * detail::softplus(z);
-    }
-    return s;
-  };
-
-  std::vector<double> grad(n), hess(static_cast<size_t>(n) * n), step(n), trial(n);
-  double current = nll(fit.theta);
-  for (int it = 1; it <= max_iterations; ++it) {
-    fit.iterations = it;
-    std::fill(grad.begin(), grad.end(), 0.0);
-    std::fill(hess.begin(), hess.end(), 0.0);
-    for (size_t r = 0; r < rows.size(); ++r) {
-      const double c = y1[r] + y0[r];
-      if (!(c > 0.0)) continue;
-      const double z = row_z(rows[r], fit.theta);
-      const double p = detail::sigmoid(z);
-      const double dz = c * p - y1[r];  // d nll / d z
-      const double h = c * p * (1.0 - p);
-      const int i = rows[r].i, j = rows[r].j;
-      if (j >= 0) {
-        grad[i] += dz;
-        grad[j] -= dz;
-        hess[i * n + i] += h;
-        hess[j * n + j] += h;
-        hess[i * n + j] -= h;
-        hess[j * n + i] -= h;
-      } else {
-        grad[i] -= dz;
-        hess[i * n + i] += h;
-      }
-    }
-    double grad_norm = 0.0;
-    for (int p = 0; p < n; ++p) grad_norm = std::max(grad_norm, std::fabs(grad[p]));
-    if (grad_norm <= 1e-13 * total_weight) {
-      fit.converged = true;
-      break;
-    }
-    // Pin each gauge-free component (see the file comment); players with no data stay at zero.
-    for (int p = 0; p < n; ++p) {
-      if (!active[p]) {
-        hess[p * n + p] = 1.0;
-        continue;
-      }
-      if (has_self[root[p]]) continue;
-      for (int q = 0; q < n; ++q)
-        if (active[q] && root[q] == root[p]) hess[p * n + q] += 1.0 / n;
-    }
-    for (int p = 0; p < n; ++p) step[p] = -grad[p];
-    if (!detail::cholesky_solve(hess, step, n)) break;  // curvature vanished: ratings diverge
-
-    double slope = 0.0, step_size = 0.0;
-    for (int p = 0; p < n; ++p) slope += grad[p] * step[p];
-    double t = 1.0, next = current;
-    for (int halvings = 0; halvings < 60; ++halvings, t *= 0.5) {
-      for (int p = 0; p < n; ++p) trial[p] = fit.theta[p] + t * step[p];
-      next = nll(trial);
-      if (next <= current + 1e-4 * t * slope) break;
-    }
-    for (int p = 0; p < n; ++p) step_size = std::max(step_size, std::fabs(t * step[p]));
-    fit.theta.swap(trial);
-    current = next;
-    if (step_size <= 1e-12 * std::max(1.0, *std::max_element(fit.theta.begin(), fit.theta.end(),
-                                                             [](double a, double b) { return std::fabs(a) < std::fabs(b); }))) {
-      fit.converged = true;
-      break;
-    }
+  fit.component.assign(n_groups, -1);
+  fit.group_beats.assign(n_groups, {});
+  for (int v = 0; v < nodes; ++v) {
+    if (!present[v]) continue;
+    fit.component[fit.group[v]] = detail::find_root(parent, v);
+    for (int w : beats[v])
+      if (fit.group[w] != fit.group[v]) fit.group_beats[fit.group[v]].push_back(fit.group[w]);
   }
-  // Divergent fits drift to ever larger ratings; a converged one has modest ones.
+  for (auto& e : fit.group_beats) {
+    std::sort(e.begin(), e.end());
+    e.erase(std::unique(e.begin(), e.end()), e.end());
+  }
+  fit.anchor_group = fit.group[anchor];
+
+  // The identifiable problem: rows inside one group. Every row qualifies exactly when the maximum is finite.
+  std::vector<int> use;
+  for (size_t r : active) {
+    const int j = rows[r].j >= 0 ? rows[r].j : anchor;
+    if (fit.group[rows[r].i] == fit.group[j]) use.push_back(static_cast<int>(r));
+  }
+  const bool finite = use.size() == active.size();
+  // Players in a row of `use` are variables, except one reference per unanchored group (the one
+  // with the most weight, for conditioning), which stays at 0 until the groups are re-centred.
+  std::vector<double> weight(n, 0.0);
+  for (int r : use) {
+    const double c = y1[r] + y0[r];
+    weight[rows[r].i] += c;
+    if (rows[r].j >= 0) weight[rows[r].j] += c;
+  }
+  std::vector<int> reference(n_groups, -1), var_of(n, -1);
+  for (int p = 0; p < n; ++p) {
+    if (!(weight[p] > 0.0)) continue;
+    const int g = fit.group[p];
+    if (g != fit.anchor_group && (reference[g] < 0 || weight[p] > weight[reference[g]])) reference[g] = p;
+  }
+  int n_var = 0;
+  for (int p = 0; p < n; ++p)
+    if (weight[p] > 0.0 && reference[fit.group[p]] != p) var_of[p] = n_var++;
+  fit.solved = detail::newton_solve(rows, y1, y0, use, var_of, n_var, fit.theta, max_iterations, fit.iterations);
   for (double v : fit.theta)
-    if (!std::isfinite(v) || std::fabs(v) > 700.0) fit.converged = false;
+    if (!std::isfinite(v)) fit.solved = false;
+  // sklearn's gauge: zero sum over each unanchored group.
+  std::vector<double> sum(n_groups, 0.0);
+  std::vector<int> count(n_groups, 0);
+  for (int p = 0; p < n; ++p)
+    if (weight[p] > 0.0 && fit.group[p] != fit.anchor_group) sum[fit.group[p]] += fit.theta[p], ++count[fit.group[p]];
+  for (int p = 0; p < n; ++p)
+    if (weight[p] > 0.0 && fit.group[p] != fit.anchor_group) fit.theta[p] -= sum[fit.group[p]] / count[fit.group[p]];
+  fit.converged = finite && fit.solved;
   return fit;
 }
 
+namespace detail {
+
+inline bool group_reaches(const EloFit& fit, int from, int to) {
+  std::vector<char> seen(fit.group_beats.size(), 0);
+  std::vector<int> todo{from};
+  seen[from] = 1;
+  while (!todo.empty()) {
+    const int g = todo.back();
+    todo.pop_back();
+    if (g == to) return true;
+    for (int h : fit.group_beats[g])
+      if (!seen[h]) seen[h] = 1, todo.push_back(h);
+  }
+  return false;
+}
+
+// Limit of theta_a - theta_b for two nodes of one weakly connected component: finite inside a
+// group, +-inf when one group beats the other through a chain of one-sided results, NaN otherwise.
+inline double linked_difference(const EloFit& fit, int a, int b) {
+  const int ga = fit.group[a], gb = fit.group[b];
+  if (ga == gb) {
+    const int n = static_cast<int>(fit.theta.size());
+    return (a < n ? fit.theta[a] : 0.0) - (b < n ? fit.theta[b] : 0.0);
+  }
+  if (group_reaches(fit, ga, gb)) return std::numeric_limits<double>::infinity();
+  if (group_reaches(fit, gb, ga)) return -std::numeric_limits<double>::infinity();
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// Limit of player p's rating in sklearn's gauge: relative to the anchor (fixed at 0) when its
+// component has self rows, else relative to the component's mean; 0 for a player in no row.
+inline double gauged_rating(const EloFit& fit, int p) {
+  const int g = fit.group[p];
+  if (g < 0) return 0.0;
+  const int anchor = static_cast<int>(fit.theta.size());
+  if (fit.anchor_group >= 0 && fit.component[g] == fit.component[fit.anchor_group])
+    return linked_difference(fit, p, anchor);
+  double finite_sum = 0.0;
+  int members = 0;
+  bool up = false, down = false;
+  for (int q = 0; q < anchor; ++q) {
+    if (fit.group[q] < 0 || fit.component[fit.group[q]] != fit.component[g]) continue;
+    const double d = linked_difference(fit, p, q);
+    ++members;
+    if (std::isnan(d)) return d;
+    if (std::isinf(d)) (d > 0 ? up : down) = true;
+    else finite_sum += d;
+  }
+  if (up && down) return std::numeric_limits<double>::quiet_NaN();  // the mean moves at free rates
+  if (up || down) return up ? std::numeric_limits<double>::infinity() : -std::numeric_limits<double>::infinity();
+  return finite_sum / members;
+}
+
+}  // namespace detail
+
+// The limit of theta_a - theta_b along every sequence of ratings whose likelihood approaches the
+// supremum (in sklearn's gauge): the fit's difference when the maximum is finite; +inf / -inf when
+// a's group beats b's group (or the reverse) through a chain of one-sided results; NaN when the
+// likelihood leaves the difference free. `why`, when given, then explains, naming players by `label`.
+inline double rating_difference(const EloFit& fit, int a, int b, std::string* why = nullptr,
+                                const std::function<std::string(int)>& label = nullptr) {
+  if (fit.converged || a == b) return fit.theta[a] - fit.theta[b];
+  const int ga = fit.group[a], gb = fit.group[b];
+  double d;
+  if (ga >= 0 && gb >= 0 && fit.component[ga] == fit.component[gb])
+    d = detail::linked_difference(fit, a, b);
+  else
+    d = detail::gauged_rating(fit, a) - detail::gauged_rating(fit, b);
+  if (std::isnan(d) && why) {
+    const int anchor = static_cast<int>(fit.theta.size());
+    auto name = [&](int v) {
+      if (v == anchor) return std::string("the zero reference of same-tier battles");
+      return label ? label(v) : "player " + std::to_string(v);
+    };
+    auto members = [&](int g) {
+      std::string s;
+      for (int v = 0; v <= anchor; ++v)
+        if (fit.group[v] == g) s += (s.empty() ? "" : " + ") + name(v);
+      return "{" + s + "}";
+    };
+    std::string order;
+    for (size_t g = 0; g < fit.group_beats.size(); ++g)
+      for (int h : fit.group_beats[g])
+        order += (order.empty() ? "" : "; ") + members(static_cast<int>(g)) + " > " + members(h);
+    *why = "the weighted battles have no finite maximum-likelihood ratings: some groups win every battle "
+           "(no losses, no ties) against others (" + order + "), so the likelihood only approaches its "
+           "supremum as those rating gaps grow without bound, and " + name(a) + " and " + name(b) +
+           " are not ordered by that chain of one-sided results: their rating difference, and the win rate, "
+           "can approach any value";
+  }
+  return d;
+}
 // RouteLLM's compute_tiers: split ratings sorted in descending order into at most `num_tiers`
 // contiguous groups minimising the summed within-group (population) variance, with its exact
 // dynamic program, its 1e9 initial bound and its first-minimum tie-breaking. Returns the tier of

@@ -171,7 +171,7 @@ class SwArena {
     assign_tiers(spec.num_tiers);
     build_rows(spec);
     prompts_ = encode_rows(spec.prompt_embeddings, spec.n_prompts, spec.dim, spec.storage, "arena embedding");
-    check_tier_fit();
+    model_names_ = spec.model_names;
   }
 
   size_t dim() const { return prompts_.view.dim; }
@@ -391,20 +391,6 @@ class SwArena {
     }
   }
 
-  // The unweighted tier-level fit must exist, otherwise no prompt's weighted fit does either.
-  void check_tier_fit() const {
-    std::vector<double> y(2 * rows_.size(), 0.0);
-    for (size_t p = 0; p < n_prompts(); ++p)
-      for (size_t e = entry_begin_[p]; e < entry_begin_[p + 1]; ++e) y[entry_slot_[e]] += entry_count_[e];
-    std::vector<double> y1(rows_.size()), y0(rows_.size());
-    for (size_t r = 0; r < rows_.size(); ++r) {
-      y1[r] = y[2 * r];
-      y0[r] = y[2 * r + 1];
-    }
-    if (!fit_elo(n_players_, rows_, y1.data(), y0.data()).converged)
-      throw std::invalid_argument(divergence_message(n_players_, rows_, y1, y0, "tier"));
-  }
-
   double win_rate(double* sims, double query_factor, size_t query_row, int strong, int weak) const {
     const size_t P = n_prompts();
     double max_sim = -std::numeric_limits<double>::infinity();
@@ -436,11 +422,30 @@ class SwArena {
       y0[r] = y[2 * r + 1];
     }
     const EloFit fit = fit_elo(n_players_, rows_, y1.data(), y0.data());
-    if (!fit.converged)
+    if (!fit.solved)
       throw std::runtime_error("query embedding row " + std::to_string(query_row) +
                                ": the similarity-weighted Elo fit did not converge (weights underflowed)");
-    const double diff_elo = 400.0 * (fit.theta[strong] - fit.theta[weak]) / ln10;
+    // Without a finite maximum the win rate is its limit (0 or 1 across one-sided groups of tiers);
+    // refuse only when the likelihood leaves it free.
+    std::string why;
+    const double diff = rating_difference(fit, strong, weak, &why, [&](int p) { return tier_label(p); });
+    if (std::isnan(diff))
+      throw std::invalid_argument("query embedding row " + std::to_string(query_row) + ": no win rate of " +
+                                  tier_label(strong) + " over " + tier_label(weak) + ": " + why);
+    const double diff_elo = 400.0 * diff / ln10;
     return 1.0 - 1.0 / (1.0 + std::pow(10.0, diff_elo / 400.0));
+  }
+
+  // "tier T (model, ...)" for a player of the per-prompt fit.
+  std::string tier_label(int player) const {
+    int tier = 0;
+    while (compact_tier_[tier] != player) ++tier;
+    std::string models;
+    for (int m = 0; m < n_models_; ++m)
+      if (model_tier_[m] == tier)
+        models += (models.empty() ? "" : ", ") +
+                  (m < static_cast<int>(model_names_.size()) ? model_names_[m] : "model " + std::to_string(m));
+    return "tier " + std::to_string(tier) + " (" + models + ")";
   }
 
   int n_models_ = 0;
@@ -454,6 +459,7 @@ class SwArena {
   std::vector<uint32_t> entry_slot_;
   std::vector<double> entry_count_;
   EncodedRows prompts_;
+  std::vector<std::string> model_names_;  // for error messages
 };
 
 }  // namespace rlf
