@@ -147,12 +147,7 @@ inline std::vector<int> strong_components(const std::vector<std::vector<int>>& o
   return comp;
 }
 
-// Row r's logit z and the change of z for a change `d` of the ratings.
-inline double row_z(const PairRow& row, const double* theta) {
-  return row.j >= 0 ? theta[row.i] - theta[row.j] : -theta[row.i];
-}
-
-// d/dz of the row's negative log-likelihood, c * sigmoid(z) - y1, written as y0 - c * sigmoid(-z)
+// d/dz of a row's negative log-likelihood, c * sigmoid(z) - y1, written as y0 - c * sigmoid(-z)
 // when sigmoid(z) > 1/2 so that lopsided rows keep their relative precision.
 inline double row_slope(double z, double y1, double y0) {
   const double c = y1 + y0;
@@ -161,107 +156,176 @@ inline double row_slope(double z, double y1, double y0) {
 
 inline double row_curvature(double z, double c) { return c * sigmoid(z) * sigmoid(-z); }
 
-// Maximises the likelihood of rows `use` over the players with var_of[p] >= 0 (the others stay at
-// their value in theta). Returns whether Newton converged.
-inline bool newton_solve(const std::vector<PairRow>& rows, const double* y1, const double* y0,
-                         const std::vector<int>& use, const std::vector<int>& var_of, int n_var,
-                         std::vector<double>& theta, int max_iterations, int& iterations) {
-  if (n_var == 0) return true;
-  const int n = static_cast<int>(theta.size());
-  std::vector<double> grad(n_var), hess(static_cast<size_t>(n_var) * n_var), scale(n_var), step(n_var);
-  std::vector<double> delta(n, 0.0), z(use.size()), dz(use.size());
-  double previous_step = std::numeric_limits<double>::infinity();
+// A row between two nodes: z = theta[u] - theta[v]; y1 is "u beats v".
+struct NodeRow {
+  int u, v;
+  double y1, y0;
+};
+
+// Maximises the likelihood of `rows` (theta has one entry per node) up to one additive constant
+// per connected group of nodes. Returns whether it converged.
+//
+// Newton steps are taken in a spanning-tree basis rebuilt at every iteration: Kruskal's algorithm
+// joins nodes by decreasing curvature of the rows between them, and each join adds one variable,
+// "shift the joined cluster B against the rest". The gradient of such a variable sums only the rows
+// leaving B, none more curved than the join, so it is computed without cancelling large terms, and
+// so is its matrix row. A cluster of tiers tied to the rest only by battles of weight 1e-30 then
+// converges as precisely as the rest, which per-player coordinates cannot do (the cluster's
+// gradient would be the tiny sum of large, noisy terms).
+//
+// Far from the optimum, a step length that suits the heaviest rows can wreck light ones, or stall
+// on them. There the variables are split into "levels" of curvatures within a factor 1000, which
+// take their own Newton step and step length, heaviest first (block Gauss-Seidel: every level's
+// step decreases the likelihood, judged on rows of its own scale). Once every level takes full,
+// small steps, one coupled Newton step over all variables per iteration finishes quadratically.
+// Ordinary problems have a single level, and then this is plain damped Newton throughout.
+inline bool newton_solve(const std::vector<NodeRow>& rows, int nodes, std::vector<double>& theta, int max_iterations,
+                         int& iterations) {
+  const size_t K = rows.size();
+  if (K == 0) return true;
+  std::vector<double> z(K), slope(K), curv(K), dz(K);
+  std::vector<std::vector<int>> members(nodes);
+  std::vector<int> parent(nodes), level_vars, touched;
+  std::vector<std::pair<double, size_t>> order;
+  std::vector<std::vector<char>> in_b;  // per variable: which nodes its cluster B holds
+  std::vector<signed char> a;           // K x V: d z_r / d phi_e, in {-1, 0, 1}
+  std::vector<double> diag, grad, hess, scale, step;
+  auto refresh = [&](size_t r) {
+    z[r] = theta[rows[r].u] - theta[rows[r].v];
+    slope[r] = row_slope(z[r], rows[r].y1, rows[r].y0);
+    curv[r] = row_curvature(z[r], rows[r].y1 + rows[r].y0);
+  };
+  double previous = std::numeric_limits<double>::infinity();
+  bool coupled = false;
   for (int it = 1; it <= max_iterations; ++it) {
     iterations = it;
-    std::fill(grad.begin(), grad.end(), 0.0);
-    std::fill(hess.begin(), hess.end(), 0.0);
-    for (size_t k = 0; k < use.size(); ++k) {
-      const size_t r = use[k];
-      const double zr = row_z(rows[r], theta.data());
-      const double g = row_slope(zr, y1[r], y0[r]), h = row_curvature(zr, y1[r] + y0[r]);
-      const int vi = var_of[rows[r].i], vj = rows[r].j >= 0 ? var_of[rows[r].j] : -1;
-      if (rows[r].j < 0) {  // z = -theta_i
-        if (vi >= 0) grad[vi] -= g, hess[static_cast<size_t>(vi) * n_var + vi] += h;
-        continue;
+    for (size_t r = 0; r < K; ++r) refresh(r);
+    // Kruskal over rows by decreasing curvature.
+    order.clear();
+    for (size_t r = 0; r < K; ++r) order.push_back({curv[r], r});
+    std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+    std::iota(parent.begin(), parent.end(), 0);
+    for (int v = 0; v < nodes; ++v) members[v].assign(1, v);
+    in_b.clear();
+    for (const auto& [c, r] : order) {
+      const int ra = find_root(parent, rows[r].u), rb = find_root(parent, rows[r].v);
+      if (ra == rb) continue;
+      std::vector<char> mask(nodes, 0);
+      for (int v : members[rb]) mask[v] = 1;
+      in_b.push_back(std::move(mask));
+      parent[rb] = ra;
+      members[ra].insert(members[ra].end(), members[rb].begin(), members[rb].end());
+      members[rb].clear();
+    }
+    const int V = static_cast<int>(in_b.size());
+    a.assign(K * V, 0);
+    diag.assign(V, 0.0);
+    for (size_t r = 0; r < K; ++r)
+      for (int e = 0; e < V; ++e) {
+        a[r * V + e] = static_cast<signed char>(in_b[e][rows[r].u] - in_b[e][rows[r].v]);
+        if (a[r * V + e]) diag[e] += curv[r];
       }
-      if (vi >= 0) grad[vi] += g, hess[static_cast<size_t>(vi) * n_var + vi] += h;
-      if (vj >= 0) grad[vj] -= g, hess[static_cast<size_t>(vj) * n_var + vj] += h;
-      if (vi >= 0 && vj >= 0) {
-        hess[static_cast<size_t>(vi) * n_var + vj] -= h;
-        hess[static_cast<size_t>(vj) * n_var + vi] -= h;
+    std::vector<int> by_weight(V);
+    std::iota(by_weight.begin(), by_weight.end(), 0);
+    std::sort(by_weight.begin(), by_weight.end(), [&](int x, int y) { return diag[x] > diag[y]; });
+    double worst = 0.0;
+    bool full_steps = true;
+    for (size_t first = 0; first < by_weight.size();) {
+      size_t last = first + 1;  // the level: by_weight[first, last)
+      while (last < by_weight.size() && (coupled || diag[by_weight[last]] >= 1e-3 * diag[by_weight[first]])) ++last;
+      level_vars.assign(by_weight.begin() + first, by_weight.begin() + last);
+      first = last;
+      const int m = static_cast<int>(level_vars.size());
+      touched.clear();
+      for (size_t r = 0; r < K; ++r)
+        for (int e : level_vars)
+          if (a[r * V + e]) {
+            touched.push_back(static_cast<int>(r));
+            refresh(r);  // earlier levels may have moved it
+            break;
+          }
+      grad.assign(m, 0.0);
+      hess.assign(static_cast<size_t>(m) * m, 0.0);
+      for (int r : touched)
+        for (int x = 0; x < m; ++x) {
+          const int ax = a[r * V + level_vars[x]];
+          if (!ax) continue;
+          grad[x] += ax * slope[r];
+          for (int y = 0; y < m; ++y)
+            if (const int ay = a[r * V + level_vars[y]]) hess[static_cast<size_t>(x) * m + y] += ax * ay * curv[r];
+        }
+      // Jacobi scaling: the solve sees a unit diagonal whatever the weights' magnitudes.
+      scale.resize(m);
+      step.resize(m);
+      for (int x = 0; x < m; ++x) {
+        const double d = hess[static_cast<size_t>(x) * m + x];
+        if (!(d > 0.0) || !std::isfinite(d)) return false;  // curvature underflowed
+        scale[x] = 1.0 / std::sqrt(d);
       }
-    }
-    // Jacobi scaling: the solve sees a unit diagonal whatever the weights' magnitudes.
-    for (int v = 0; v < n_var; ++v) {
-      const double d = hess[static_cast<size_t>(v) * n_var + v];
-      if (!(d > 0.0) || !std::isfinite(d)) return false;  // curvature underflowed
-      scale[v] = 1.0 / std::sqrt(d);
-    }
-    for (int v = 0; v < n_var; ++v) {
-      for (int w = 0; w < n_var; ++w) hess[static_cast<size_t>(v) * n_var + w] *= scale[v] * scale[w];
-      step[v] = -grad[v] * scale[v];
-    }
-    if (!cholesky_solve(hess, step, n_var)) return false;
-    double step_max = 0.0, slope0 = 0.0;
-    for (int p = 0; p < n; ++p) {
-      const int v = var_of[p];
-      delta[p] = v >= 0 ? step[v] * scale[v] : 0.0;
-      if (v >= 0) step_max = std::max(step_max, std::fabs(delta[p])), slope0 += grad[v] * delta[p];
-    }
-    if (!std::isfinite(step_max)) return false;
-    if (step_max == 0.0) return true;
-    double row_change = 0.0;  // R: the largest change of any row's logit
-    for (size_t k = 0; k < use.size(); ++k) {
-      z[k] = row_z(rows[use[k]], theta.data());
-      dz[k] = row_z(rows[use[k]], delta.data());
-      row_change = std::max(row_change, std::fabs(dz[k]));
-    }
-    double t = 1.0;
-    if (row_change > 1.0) {
-      // phi(t) = nll(theta + t delta) is convex with phi'(0) = slope0 < 0. Find t <= argmin with
-      // phi'(t) <= 0 (so phi(t) < phi(0)) and |phi'(t)| <= |phi'(0)| / 10: expand by doubling while
-      // still descending, then safeguarded Newton/bisection inside the bracket.
-      if (!(slope0 < 0.0)) return false;
-      auto phi = [&](double tt, double& curvature) {
-        double d1 = 0.0, d2 = 0.0;
-        for (size_t k = 0; k < use.size(); ++k) {
-          const size_t r = use[k];
-          const double zt = z[k] + tt * dz[k];
-          d1 += row_slope(zt, y1[r], y0[r]) * dz[k];
-          d2 += row_curvature(zt, y1[r] + y0[r]) * dz[k] * dz[k];
-        }
-        curvature = d2;
-        return d1;
-      };
-      double lo = 0.0, d_lo = slope0, c_lo = -slope0, hi = std::numeric_limits<double>::infinity();
-      double trial = 1.0;
-      for (int k = 0; k < 60; ++k) {
-        double c = 0.0;
-        const double d = phi(trial, c);
-        if (d <= 0.0) {
-          lo = trial, d_lo = d, c_lo = c;
-          if (d >= 0.1 * slope0) break;
-        } else {
-          hi = trial;
-        }
-        if (std::isinf(hi)) {
-          if (trial >= 1e6) break;
-          trial *= 2.0;
-        } else {
-          double next = c_lo > 0.0 ? lo - d_lo / c_lo : 0.5 * (lo + hi);
-          if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
-          if (!(next > lo && next < hi)) break;
-          trial = next;
-        }
+      for (int x = 0; x < m; ++x) {
+        for (int y = 0; y < m; ++y) hess[static_cast<size_t>(x) * m + y] *= scale[x] * scale[y];
+        step[x] = -grad[x] * scale[x];
       }
-      if (!(lo > 0.0)) return false;
-      t = lo;
+      if (!cholesky_solve(hess, step, m)) return false;
+      double slope0 = 0.0, R = 0.0;  // phi'(0) and the largest change of any row's logit
+      for (int x = 0; x < m; ++x) step[x] *= scale[x], slope0 += grad[x] * step[x];
+      for (int r : touched) {
+        double d = 0.0;
+        for (int x = 0; x < m; ++x) d += a[r * V + level_vars[x]] * step[x];
+        dz[r] = d;
+        R = std::max(R, std::fabs(d));
+      }
+      if (!std::isfinite(R)) return false;
+      worst = std::max(worst, R);
+      if (R == 0.0) continue;
+      double t = 1.0;
+      if (R > 1.0) {
+        // phi(t) = nll(theta + t delta) is convex with phi'(0) = -phi''(0) < 0, and every row has
+        // |l'''| <= l'', so phi''(t) <= phi''(0) exp(R t) and phi' stays negative up to
+        // t = log1p(R) / R. From there, look for a larger t with phi'(t) <= 0 and |phi'(t)| <=
+        // |phi'(0)| / 10 (double while still descending, else safeguarded Newton/bisection),
+        // moving no row's logit by more than 30 (so that no curvature underflows). Only the signs
+        // and sizes of phi' are used, never differences of the large sums phi.
+        auto phi = [&](double tt, double& second) {
+          double d1 = 0.0, d2 = 0.0;
+          for (int r : touched) {
+            const double zt = z[r] + tt * dz[r];
+            d1 += row_slope(zt, rows[r].y1, rows[r].y0) * dz[r];
+            d2 += row_curvature(zt, rows[r].y1 + rows[r].y0) * dz[r] * dz[r];
+          }
+          second = d2;
+          return d1;
+        };
+        double lo = std::log1p(R) / R, c_lo = 0.0, d_lo = phi(lo, c_lo);
+        const double cap = std::max(lo, 30.0 / R);
+        double hi = std::numeric_limits<double>::infinity(), trial = std::min(1.0, cap);
+        for (int k = 0; k < 60 && d_lo < 0.1 * slope0 && trial > lo; ++k) {
+          double c = 0.0;
+          const double d = phi(trial, c);
+          if (d <= 0.0) lo = trial, d_lo = d, c_lo = c;
+          else hi = trial;
+          if (std::isinf(hi)) {
+            if (lo >= cap) break;
+            trial = std::min(2.0 * trial, cap);
+          } else {
+            double next = c_lo > 0.0 ? lo - d_lo / c_lo : 0.5 * (lo + hi);
+            if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+            if (!(next > lo && next < hi)) break;
+            trial = next;
+          }
+        }
+        t = lo;
+        full_steps = false;
+      }
+      for (int x = 0; x < m; ++x)
+        for (int v = 0; v < nodes; ++v)
+          if (in_b[level_vars[x]][v]) theta[v] += t * step[x];
     }
-    for (int p = 0; p < n; ++p) theta[p] += t * delta[p];
-    // Converged when a full step moves no rating by more than 1e-9 (the error left is of the order
-    // of its square), or when steps this small stop shrinking (the rounding floor).
-    if (t == 1.0 && (step_max <= 1e-9 || (step_max <= 1e-6 && step_max > 0.5 * previous_step))) return true;
-    previous_step = t == 1.0 ? step_max : std::numeric_limits<double>::infinity();
+    // Converged when full steps change no row's logit by more than 1e-9 (the error left is of the
+    // order of its square), or when steps this small stop shrinking (the rounding floor).
+    if (coupled && full_steps && (worst <= 1e-9 || (worst <= 1e-6 && worst > 0.5 * previous))) return true;
+    previous = coupled && full_steps ? worst : std::numeric_limits<double>::infinity();
+    coupled = full_steps && worst <= 1e-3;
   }
   return false;
 }
@@ -324,33 +388,27 @@ inline EloFit fit_elo(int n_players, const std::vector<PairRow>& rows, const dou
     if (fit.group[rows[r].i] == fit.group[j]) use.push_back(static_cast<int>(r));
   }
   const bool finite = use.size() == active.size();
-  // Players in a row of `use` are variables, except one reference per unanchored group (the one
-  // with the most weight, for conditioning), which stays at 0 until the groups are re-centred.
-  std::vector<double> weight(n, 0.0);
+  // Solve over nodes (players and the anchor, a self row being a game against the anchor), then
+  // move to sklearn's gauge: the anchor at 0 in its group, zero sum over each other group.
+  std::vector<detail::NodeRow> node_rows;
   for (int r : use) {
-    const double c = y1[r] + y0[r];
-    weight[rows[r].i] += c;
-    if (rows[r].j >= 0) weight[rows[r].j] += c;
+    const bool self = rows[r].j < 0;
+    node_rows.push_back({self ? anchor : rows[r].i, self ? rows[r].i : rows[r].j, y1[r], y0[r]});
   }
-  std::vector<int> reference(n_groups, -1), var_of(n, -1);
-  for (int p = 0; p < n; ++p) {
-    if (!(weight[p] > 0.0)) continue;
-    const int g = fit.group[p];
-    if (g != fit.anchor_group && (reference[g] < 0 || weight[p] > weight[reference[g]])) reference[g] = p;
-  }
-  int n_var = 0;
-  for (int p = 0; p < n; ++p)
-    if (weight[p] > 0.0 && reference[fit.group[p]] != p) var_of[p] = n_var++;
-  fit.solved = detail::newton_solve(rows, y1, y0, use, var_of, n_var, fit.theta, max_iterations, fit.iterations);
-  for (double v : fit.theta)
-    if (!std::isfinite(v)) fit.solved = false;
-  // sklearn's gauge: zero sum over each unanchored group.
+  std::vector<double> theta(nodes, 0.0);
+  fit.solved = detail::newton_solve(node_rows, nodes, theta, max_iterations, fit.iterations);
+  std::vector<char> solved_node(nodes, 0);
+  for (const auto& row : node_rows) solved_node[row.u] = solved_node[row.v] = 1;
   std::vector<double> sum(n_groups, 0.0);
   std::vector<int> count(n_groups, 0);
   for (int p = 0; p < n; ++p)
-    if (weight[p] > 0.0 && fit.group[p] != fit.anchor_group) sum[fit.group[p]] += fit.theta[p], ++count[fit.group[p]];
-  for (int p = 0; p < n; ++p)
-    if (weight[p] > 0.0 && fit.group[p] != fit.anchor_group) fit.theta[p] -= sum[fit.group[p]] / count[fit.group[p]];
+    if (solved_node[p]) sum[fit.group[p]] += theta[p], ++count[fit.group[p]];
+  for (int p = 0; p < n; ++p) {
+    if (!solved_node[p]) continue;
+    const int g = fit.group[p];
+    fit.theta[p] = theta[p] - (g == fit.anchor_group ? theta[anchor] : sum[g] / count[g]);
+    if (!std::isfinite(fit.theta[p])) fit.solved = false;
+  }
   fit.converged = finite && fit.solved;
   return fit;
 }
