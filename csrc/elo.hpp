@@ -19,19 +19,19 @@
 // limits (and refuses the pairs whose difference no maximising sequence pins down).
 //
 // The solver is Newton's method on the rows inside strongly connected groups, which is strictly
-// concave once each unanchored group's constant is removed. Scale-free by construction, so that
-// weights spanning many orders of magnitude converge as well as unit weights:
-//  - the gauge is pinned by fixing one reference player per unanchored group (not by adding a
-//    constant to the Hessian, which swamps players whose battles carry tiny weights);
-//  - the Newton system is solved after symmetric diagonal (Jacobi) scaling;
-//  - steps are judged in rating units: convergence when every parameter moves less than 1e-9, and
-//    damping from the largest change of any row's logit R. The log-likelihood of a row has
-//    |l'''| <= l'', so for R <= 1 the full step provably decreases it; for larger R a line search
-//    on the sign of the directional derivative (never on differences of large sums, which rounding
-//    swamps near the optimum) finds the step.
-// sklearn's L-BFGS starts at zero and only moves along gradients, which sum to zero over each
-// component without self rows, so it ends on the solution whose component sums are zero; we
-// re-centre to the same gauge.
+// concave once each group's constant is removed. It is scale-free, so that weights spanning tens
+// of orders of magnitude converge like unit weights (see newton_solve):
+//  - steps are taken in a spanning-tree basis whose variables shift clusters of nodes joined by
+//    heavier rows, so a cluster tied to the rest by tiny weights has a gradient summed from tiny
+//    terms, not a tiny difference of large ones; the system is solved after Jacobi scaling;
+//  - steps are judged in rating units: convergence when no row's logit moves by more than 1e-9,
+//    damping from the largest move R of any row's logit (each row's log-likelihood has
+//    |l'''| <= l'', so for R <= 1 the full step provably decreases it), and for larger R a line
+//    search on the sign of the directional derivative, never on differences of large sums;
+//  - far from the optimum, variables of very different curvature take separate steps.
+// The gauge is sklearn's: its L-BFGS starts at zero and only moves along gradients, which sum to
+// zero over each component without self rows, so it ends on the solution whose component sums are
+// zero; components with self rows are pinned by the anchor at 0.
 #pragma once
 
 #include <algorithm>

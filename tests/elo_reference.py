@@ -150,7 +150,7 @@ def fit(design: Design, y1, y0, eps: float = 1e-12, shape=None) -> np.ndarray:
     return design.regauge(u * d, y1, y0)
 
 
-def fit_mp(design: Design, y1, y0, eps: float = 1e-30, shape=None, dps: int = 320) -> list:
+def fit_mp(design: Design, y1, y0, eps: float | str = 1e-30, shape=None, dps: int = 120) -> list:
     """``fit`` in mpmath precision: damped Newton with exact objective comparisons (mpmath numbers)."""
     import mpmath as mp
 
@@ -234,11 +234,17 @@ def win_rate(beta, strong: int, weak: int) -> float:
     return float(1 / (1 + 10 ** (-diff)))
 
 
-def win_rates(design: Design, y1, y0, pairs, seed: int = 0, precise: bool = False, dps: int = 320):
-    """Win rate limit per (strong, weak) player pair, or None where the likelihood leaves it free."""
+def win_rates(design: Design, y1, y0, pairs, seed: int = 0, precise: bool = False, span: float = 1.0):
+    """Win rate limit per (strong, weak) player pair, or None where the likelihood leaves it free.
+
+    ``precise`` uses fit_mp, whose ridge must stay far below the lightest rows: eps = 1e-30 * span,
+    with span the ratio of the smallest weight to the largest."""
     shape = np.random.default_rng(seed).uniform(0.2, 5.0, design.n_players)
     if precise:
-        plain, shaped = fit_mp(design, y1, y0, dps=dps), fit_mp(design, y1, y0, shape=shape, dps=dps)
+        decades = int(-math.log10(max(span, 1e-300)))
+        eps, dps = f"1e-{30 + decades}", 90 + 2 * decades  # a string: below float64's range
+        plain = fit_mp(design, y1, y0, eps=eps, dps=dps)
+        shaped = fit_mp(design, y1, y0, eps=eps, shape=shape, dps=dps)
     else:
         plain, shaped = fit(design, y1, y0), fit(design, y1, y0, shape=shape)
     out = []
@@ -395,8 +401,11 @@ def _one_sided_inside_tiers(arena: dict, winner: str) -> None:
             arena["winner"][i] = winner
 
 
-def check_arena(arena: dict, max_pairs: int = 12, precise: bool | None = None) -> dict:
+def check_arena(arena: dict, max_pairs: int = 12, precise: bool | None = None, allow_precise: bool = True) -> dict:
     """Builds the router and compares every query x tier pair (up to ``max_pairs``) with the reference.
+
+    Queries whose weights span more than 6 decades are checked with ``fit_mp`` (mpmath), or skipped
+    when ``allow_precise`` is false.
 
     Returns counts: pairs compared, refusals where the reference has a limit (must be 0), refusals
     where it has none (correct), answers where it has none (must be 0), the largest win-rate
@@ -443,8 +452,10 @@ def check_arena(arena: dict, max_pairs: int = 12, precise: bool | None = None) -
             continue  # RouteLLM's own formula overflows here; nothing to compare with
         # float64 optimisers resolve weights over ~6 decades to 1e-8 in win rate; beyond, mpmath.
         span = float(np.min(weights) / np.max(weights))
+        if (precise or span < 1e-6) and not allow_precise:
+            continue
         ref = win_rates(design, *design.counts(weights), pairs, seed=arena["seed"],
-                        precise=precise or span < 1e-6, dps=60 + int(-math.log10(max(span, 1e-300))))
+                        precise=precise or span < 1e-6, span=span)
         out["precise"] += bool(precise or span < 1e-6)
         for (s, w), want in zip(pairs, ref):
             try:
