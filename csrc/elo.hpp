@@ -147,14 +147,25 @@ inline std::vector<int> strong_components(const std::vector<std::vector<int>>& o
   return comp;
 }
 
-// d/dz of a row's negative log-likelihood, c * sigmoid(z) - y1, written as y0 - c * sigmoid(-z)
-// when sigmoid(z) > 1/2 so that lopsided rows keep their relative precision.
-inline double row_slope(double z, double y1, double y0) {
-  const double c = y1 + y0;
-  return z <= 0 ? c * sigmoid(z) - y1 : y0 - c * sigmoid(-z);
+// A row's d/dz and d2/dz2 of its negative log-likelihood at z, from one exponential:
+//   slope = c * sigmoid(z) - y1, written as y0 - c * sigmoid(-z) when z > 0 so that lopsided rows
+//   keep their relative precision; curvature = c * sigmoid(z) * sigmoid(-z).
+// c * sigmoid(-|z|) goes through logarithms once sigmoid(-|z|) would underflow (ratings more than
+// 700 apart can still be the optimum when weights span 1e-300).
+inline void row_terms(double z, double y1, double y0, double& slope, double& curvature) {
+  const double c = y1 + y0, a = std::fabs(z);
+  double tail, head;  // c * sigmoid(-|z|), sigmoid(|z|)
+  if (a < 700.0) {
+    const double e = std::exp(-a);
+    head = 1.0 / (1.0 + e);
+    tail = c * e * head;
+  } else {
+    head = 1.0;
+    tail = std::exp(std::log(c) - a);
+  }
+  slope = z <= 0 ? tail - y1 : y0 - tail;
+  curvature = tail * head;
 }
-
-inline double row_curvature(double z, double c) { return c * sigmoid(z) * sigmoid(-z); }
 
 // A row between two nodes: z = theta[u] - theta[v]; y1 is "u beats v".
 struct NodeRow {
@@ -185,75 +196,94 @@ inline bool newton_solve(const std::vector<NodeRow>& rows, int nodes, std::vecto
   if (K == 0) return true;
   std::vector<double> z(K), slope(K), curv(K), dz(K);
   std::vector<std::vector<int>> members(nodes);
-  std::vector<int> parent(nodes), level_vars, touched;
+  std::vector<int> parent(nodes), level_vars, touched, by_weight;
+  std::vector<std::pair<int, int>> nonzero;  // per touched row: (level variable, d z / d phi)
+  std::vector<size_t> nonzero_begin;
   std::vector<std::pair<double, size_t>> order;
-  std::vector<std::vector<char>> in_b;  // per variable: which nodes its cluster B holds
-  std::vector<signed char> a;           // K x V: d z_r / d phi_e, in {-1, 0, 1}
+  std::vector<char> in_b;  // V x nodes: which nodes variable e's cluster B holds
+  std::vector<std::pair<int, int>> row_nz;  // per row: (variable e, d z_r / d phi_e) where nonzero
+  std::vector<size_t> row_nz_begin;
+  std::vector<int> level_pos;
+  int V = 0;
   std::vector<double> diag, grad, hess, scale, step;
   auto refresh = [&](size_t r) {
     z[r] = theta[rows[r].u] - theta[rows[r].v];
-    slope[r] = row_slope(z[r], rows[r].y1, rows[r].y0);
-    curv[r] = row_curvature(z[r], rows[r].y1 + rows[r].y0);
+    row_terms(z[r], rows[r].y1, rows[r].y0, slope[r], curv[r]);
   };
   double previous = std::numeric_limits<double>::infinity();
   bool coupled = false;
   for (int it = 1; it <= max_iterations; ++it) {
     iterations = it;
     for (size_t r = 0; r < K; ++r) refresh(r);
-    // Kruskal over rows by decreasing curvature.
-    order.clear();
-    for (size_t r = 0; r < K; ++r) order.push_back({curv[r], r});
-    std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
-    std::iota(parent.begin(), parent.end(), 0);
-    for (int v = 0; v < nodes; ++v) members[v].assign(1, v);
-    in_b.clear();
-    for (const auto& [c, r] : order) {
-      const int ra = find_root(parent, rows[r].u), rb = find_root(parent, rows[r].v);
-      if (ra == rb) continue;
-      std::vector<char> mask(nodes, 0);
-      for (int v : members[rb]) mask[v] = 1;
-      in_b.push_back(std::move(mask));
-      parent[rb] = ra;
-      members[ra].insert(members[ra].end(), members[rb].begin(), members[rb].end());
-      members[rb].clear();
+    // Kruskal over rows by decreasing curvature. Newton's step does not depend on the basis, so
+    // coupled iterations (near the optimum, where the order is settled) keep the previous one.
+    if (!coupled || V == 0) {
+      order.clear();
+      for (size_t r = 0; r < K; ++r) order.push_back({curv[r], r});
+      std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+      std::iota(parent.begin(), parent.end(), 0);
+      for (int v = 0; v < nodes; ++v) members[v].assign(1, v);
+      in_b.clear();
+      for (const auto& [c, r] : order) {
+        const int ra = find_root(parent, rows[r].u), rb = find_root(parent, rows[r].v);
+        if (ra == rb) continue;
+        in_b.resize(in_b.size() + nodes, 0);
+        char* mask = in_b.data() + in_b.size() - nodes;
+        for (int v : members[rb]) mask[v] = 1;
+        parent[rb] = ra;
+        members[ra].insert(members[ra].end(), members[rb].begin(), members[rb].end());
+        members[rb].clear();
+      }
+      V = static_cast<int>(in_b.size()) / nodes;
+      row_nz.clear();
+      row_nz_begin.assign(1, 0);
+      for (size_t r = 0; r < K; ++r) {
+        for (int e = 0; e < V; ++e) {
+          const char* mask = in_b.data() + static_cast<size_t>(e) * nodes;
+          if (const int ar = mask[rows[r].u] - mask[rows[r].v]) row_nz.push_back({e, ar});
+        }
+        row_nz_begin.push_back(row_nz.size());
+      }
     }
-    const int V = static_cast<int>(in_b.size());
-    a.assign(K * V, 0);
     diag.assign(V, 0.0);
     for (size_t r = 0; r < K; ++r)
-      for (int e = 0; e < V; ++e) {
-        a[r * V + e] = static_cast<signed char>(in_b[e][rows[r].u] - in_b[e][rows[r].v]);
-        if (a[r * V + e]) diag[e] += curv[r];
-      }
-    std::vector<int> by_weight(V);
+      for (size_t i = row_nz_begin[r]; i < row_nz_begin[r + 1]; ++i) diag[row_nz[i].first] += curv[r];
+    by_weight.resize(V);
     std::iota(by_weight.begin(), by_weight.end(), 0);
     std::sort(by_weight.begin(), by_weight.end(), [&](int x, int y) { return diag[x] > diag[y]; });
     double worst = 0.0;
-    bool full_steps = true;
+    bool full_steps = true, moved = false;
     for (size_t first = 0; first < by_weight.size();) {
       size_t last = first + 1;  // the level: by_weight[first, last)
       while (last < by_weight.size() && (coupled || diag[by_weight[last]] >= 1e-3 * diag[by_weight[first]])) ++last;
       level_vars.assign(by_weight.begin() + first, by_weight.begin() + last);
       first = last;
       const int m = static_cast<int>(level_vars.size());
+      level_pos.assign(V, -1);
+      for (int x = 0; x < m; ++x) level_pos[level_vars[x]] = x;
+      // Rows this level moves, with their nonzero entries (few: one per cluster boundary crossed).
       touched.clear();
-      for (size_t r = 0; r < K; ++r)
-        for (int e : level_vars)
-          if (a[r * V + e]) {
-            touched.push_back(static_cast<int>(r));
-            refresh(r);  // earlier levels may have moved it
-            break;
-          }
+      nonzero.clear();
+      nonzero_begin.assign(1, 0);
+      for (size_t r = 0; r < K; ++r) {
+        for (size_t i = row_nz_begin[r]; i < row_nz_begin[r + 1]; ++i)
+          if (const int x = level_pos[row_nz[i].first]; x >= 0) nonzero.push_back({x, row_nz[i].second});
+        if (nonzero.size() == nonzero_begin.back()) continue;
+        touched.push_back(static_cast<int>(r));
+        nonzero_begin.push_back(nonzero.size());
+        if (moved) refresh(r);  // an earlier level moved it
+      }
       grad.assign(m, 0.0);
       hess.assign(static_cast<size_t>(m) * m, 0.0);
-      for (int r : touched)
-        for (int x = 0; x < m; ++x) {
-          const int ax = a[r * V + level_vars[x]];
-          if (!ax) continue;
+      for (size_t k = 0; k < touched.size(); ++k) {
+        const int r = touched[k];
+        for (size_t i = nonzero_begin[k]; i < nonzero_begin[k + 1]; ++i) {
+          const auto [x, ax] = nonzero[i];
           grad[x] += ax * slope[r];
-          for (int y = 0; y < m; ++y)
-            if (const int ay = a[r * V + level_vars[y]]) hess[static_cast<size_t>(x) * m + y] += ax * ay * curv[r];
+          for (size_t j = nonzero_begin[k]; j < nonzero_begin[k + 1]; ++j)
+            hess[static_cast<size_t>(x) * m + nonzero[j].first] += ax * nonzero[j].second * curv[r];
         }
+      }
       // Jacobi scaling: the solve sees a unit diagonal whatever the weights' magnitudes.
       scale.resize(m);
       step.resize(m);
@@ -269,10 +299,10 @@ inline bool newton_solve(const std::vector<NodeRow>& rows, int nodes, std::vecto
       if (!cholesky_solve(hess, step, m)) return false;
       double slope0 = 0.0, R = 0.0;  // phi'(0) and the largest change of any row's logit
       for (int x = 0; x < m; ++x) step[x] *= scale[x], slope0 += grad[x] * step[x];
-      for (int r : touched) {
+      for (size_t k = 0; k < touched.size(); ++k) {
         double d = 0.0;
-        for (int x = 0; x < m; ++x) d += a[r * V + level_vars[x]] * step[x];
-        dz[r] = d;
+        for (size_t i = nonzero_begin[k]; i < nonzero_begin[k + 1]; ++i) d += nonzero[i].second * step[nonzero[i].first];
+        dz[touched[k]] = d;
         R = std::max(R, std::fabs(d));
       }
       if (!std::isfinite(R)) return false;
@@ -290,8 +320,10 @@ inline bool newton_solve(const std::vector<NodeRow>& rows, int nodes, std::vecto
           double d1 = 0.0, d2 = 0.0;
           for (int r : touched) {
             const double zt = z[r] + tt * dz[r];
-            d1 += row_slope(zt, rows[r].y1, rows[r].y0) * dz[r];
-            d2 += row_curvature(zt, rows[r].y1 + rows[r].y0) * dz[r] * dz[r];
+            double g1, g2;
+            row_terms(zt, rows[r].y1, rows[r].y0, g1, g2);
+            d1 += g1 * dz[r];
+            d2 += g2 * dz[r] * dz[r];
           }
           second = d2;
           return d1;
@@ -317,9 +349,12 @@ inline bool newton_solve(const std::vector<NodeRow>& rows, int nodes, std::vecto
         t = lo;
         full_steps = false;
       }
-      for (int x = 0; x < m; ++x)
+      for (int x = 0; x < m; ++x) {
+        const char* mask = in_b.data() + static_cast<size_t>(level_vars[x]) * nodes;
         for (int v = 0; v < nodes; ++v)
-          if (in_b[level_vars[x]][v]) theta[v] += t * step[x];
+          if (mask[v]) theta[v] += t * step[x];
+      }
+      moved = true;
     }
     // Converged when full steps change no row's logit by more than 1e-9 (the error left is of the
     // order of its square), or when steps this small stop shrinking (the rounding floor).

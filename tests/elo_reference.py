@@ -150,82 +150,98 @@ def fit(design: Design, y1, y0, eps: float = 1e-12, shape=None) -> np.ndarray:
     return design.regauge(u * d, y1, y0)
 
 
-def fit_mp(design: Design, y1, y0, eps: float | str = 1e-30, shape=None, dps: int = 120) -> list:
-    """``fit`` in mpmath precision: damped Newton with exact objective comparisons (mpmath numbers)."""
+def fit_mp(design: Design, weights, eps: float | str = 1e-30, shape=None, dps: int = 120) -> list:
+    """``fit`` in mpmath precision for battle weights ``weights``: damped Newton with exact objective
+    comparisons, continued from equal weights through ``weights ** alpha``, alpha = 0, 0.05, .., 1
+    (each stage starts from the previous optimum, so no stage starts far from its own)."""
     import mpmath as mp
 
     mp.mp.dps = dps
-    keep = np.flatnonzero((y1 + y0) > 0)
     n = design.n_players
-    rows = [(int(design.row_a[k]), int(design.row_b[k]), mp.mpf(float(y1[k])), mp.mpf(float(y0[k]))) for k in keep]
-    total = sum(r[2] + r[3] for r in rows)
-    rows = [(a, b, p / total, q / total) for a, b, p, q in rows]
     ln10 = mp.log(10)
-    h0 = [mp.mpf(0)] * n
-    for a, b, p, q in rows:
-        for v in (a, b):
-            if v < n:
-                h0[v] += (p + q) * ln10**2 / 4
     s = [mp.mpf(1)] * n if shape is None else [mp.mpf(float(v)) for v in shape]
-    ridge = [mp.mpf(eps) * s[p] * h0[p] for p in range(n)]  # eps * s_p * u_p ** 2 in scaled coordinates
+    y1, y0 = design.counts(weights)
+    keep = np.flatnonzero((y1 + y0) > 0)
+    pairs_ = [(int(design.row_a[k]), int(design.row_b[k])) for k in keep]
 
     def z_of(beta, a, b):
         return ln10 * ((beta[a] if a < n else 0) - beta[b])
 
-    def f(beta):
-        out = sum(ridge[p] * beta[p] ** 2 for p in range(n))
-        for a, b, p, q in rows:
-            z = z_of(beta, a, b)
-            out += p * mp.log1p(mp.exp(-z)) + q * mp.log1p(mp.exp(z))
-        return out
+    def stage_rows(alpha):
+        c1, c0 = design.counts(np.asarray(weights, dtype=np.float64) ** alpha)
+        rows = [(a, b, mp.mpf(float(c1[k])), mp.mpf(float(c0[k]))) for (a, b), k in zip(pairs_, keep)]
+        total = sum(r[2] + r[3] for r in rows)
+        return [(a, b, p / total, q / total) for a, b, p, q in rows]
+
+    final = stage_rows(1.0)
+    h0 = [mp.mpf(0)] * n  # the ridge's scale per player, from the final weights
+    for a, b, p, q in final:
+        for v in (a, b):
+            if v < n:
+                h0[v] += (p + q) * ln10**2 / 4
+    active = [p for p in range(n) if h0[p] > 0]
+    ridge = [mp.mpf(eps) * s[p] * h0[p] for p in range(n)]
+
+    def solve(beta, rows, tol):
+        def f(b_):
+            out = sum(ridge[p] * b_[p] ** 2 for p in range(n))
+            for a, b, p, q in rows:
+                z = z_of(b_, a, b)
+                out += p * mp.log1p(mp.exp(-z)) + q * mp.log1p(mp.exp(z))
+            return out
+
+        current = f(beta)
+        for _ in range(3000):
+            g = [2 * ridge[p] * beta[p] for p in range(n)]
+            H = mp.zeros(n, n)
+            for p in range(n):
+                H[p, p] = 2 * ridge[p]
+            for a, b, p, q in rows:
+                z = z_of(beta, a, b)
+                sig = 1 / (1 + mp.exp(-z))
+                dz, h = ((p + q) * sig - p) * ln10, (p + q) * sig * (1 - sig) * ln10**2
+                g[b] -= dz
+                H[b, b] += h
+                if a < n:
+                    g[a] += dz
+                    H[a, a] += h
+                    H[a, b] -= h
+                    H[b, a] -= h
+            sub = mp.matrix([[H[i, j] for j in active] for i in active])
+            step_active = mp.lu_solve(sub, mp.matrix([-g[i] for i in active]))
+            step = [mp.mpf(0)] * n
+            for k, p in enumerate(active):
+                step[p] = step_active[k]
+            if max(abs(v) for v in step) < tol:
+                return beta
+            # No row's logit moves by more than 30 per step: longer steps can push light rows so
+            # far that Newton needs ages to bring them back.
+            move = max(abs(z_of(step, a, b)) for a, b, _, _ in rows)
+            t_max = min(mp.mpf(1), 30 / move)
+            t, trial = t_max, None
+            while t > mp.mpf(10) ** -(dps // 2):  # backtrack until the objective decreases...
+                cand = [beta[p] + t * step[p] for p in range(n)]
+                value = f(cand)
+                if value < current:
+                    trial = (cand, value)
+                    break
+                t /= 2
+            if trial is None:
+                raise RuntimeError("mpmath reference fit: no decrease along the Newton direction")
+            while t == t_max and t_max < 30 / move:  # ...or double while it keeps decreasing
+                t_max = min(2 * t_max, 30 / move)
+                cand = [beta[p] + t_max * step[p] for p in range(n)]
+                value = f(cand)
+                if not value < trial[1]:
+                    break
+                trial, t = (cand, value), t_max
+            beta, current = trial
+        raise RuntimeError("mpmath reference fit did not converge")
 
     beta = [mp.mpf(0)] * n
-    active = [p for p in range(n) if h0[p] > 0]
-    current = f(beta)
-    for _ in range(2000):
-        g = [2 * ridge[p] * beta[p] for p in range(n)]
-        H = mp.zeros(n, n)
-        for p in range(n):
-            H[p, p] = 2 * ridge[p]
-        for a, b, p, q in rows:
-            z = z_of(beta, a, b)
-            sig = 1 / (1 + mp.exp(-z))
-            dz, h = ((p + q) * sig - p) * ln10, (p + q) * sig * (1 - sig) * ln10**2
-            g[b] -= dz
-            H[b, b] += h
-            if a < n:
-                g[a] += dz
-                H[a, a] += h
-                H[a, b] -= h
-                H[b, a] -= h
-        sub = mp.matrix([[H[i, j] for j in active] for i in active])
-        step_active = mp.lu_solve(sub, mp.matrix([-g[i] for i in active]))
-        step = [mp.mpf(0)] * n
-        for k, p in enumerate(active):
-            step[p] = step_active[k]
-        if max(abs(v) for v in step) < mp.mpf(10) ** -40:
-            break
-        t, trial = mp.mpf(1), None
-        while True:  # backtrack until the objective decreases...
-            cand = [beta[p] + t * step[p] for p in range(n)]
-            value = f(cand)
-            if value < current:
-                trial = (cand, value)
-                break
-            t /= 2
-            if t < mp.mpf(10) ** -60:
-                break
-        if trial is None:
-            break
-        while t >= 1:  # ...or double while it keeps decreasing (far from the optimum)
-            cand = [beta[p] + 2 * t * step[p] for p in range(n)]
-            value = f(cand)
-            if not value < trial[1]:
-                break
-            trial, t = (cand, value), 2 * t
-        beta, current = trial
-    else:
-        raise RuntimeError("mpmath reference fit did not converge")
+    for k in range(21):
+        alpha = k / 20
+        beta = solve(beta, final if k == 20 else stage_rows(alpha), mp.mpf(10) ** (-40 if k == 20 else -6))
     return list(design.regauge(beta, y1, y0))
 
 
@@ -234,17 +250,18 @@ def win_rate(beta, strong: int, weak: int) -> float:
     return float(1 / (1 + 10 ** (-diff)))
 
 
-def win_rates(design: Design, y1, y0, pairs, seed: int = 0, precise: bool = False, span: float = 1.0):
+def win_rates(design: Design, y1, y0, pairs, seed: int = 0, weights=None):
     """Win rate limit per (strong, weak) player pair, or None where the likelihood leaves it free.
 
-    ``precise`` uses fit_mp, whose ridge must stay far below the lightest rows: eps = 1e-30 * span,
-    with span the ratio of the smallest weight to the largest."""
+    With battle ``weights`` (which must give y1 and y0), fit_mp solves instead, with a ridge far
+    below the lightest rows: eps = 1e-30 * (smallest weight / largest)."""
     shape = np.random.default_rng(seed).uniform(0.2, 5.0, design.n_players)
-    if precise:
+    if weights is not None:
+        span = float(np.min(weights) / np.max(weights))
         decades = int(-math.log10(max(span, 1e-300)))
         eps, dps = f"1e-{30 + decades}", 90 + 2 * decades  # a string: below float64's range
-        plain = fit_mp(design, y1, y0, eps=eps, dps=dps)
-        shaped = fit_mp(design, y1, y0, eps=eps, shape=shape, dps=dps)
+        plain = fit_mp(design, weights, eps=eps, dps=dps)
+        shaped = fit_mp(design, weights, eps=eps, shape=shape, dps=dps)
     else:
         plain, shaped = fit(design, y1, y0), fit(design, y1, y0, shape=shape)
     out = []
@@ -454,9 +471,10 @@ def check_arena(arena: dict, max_pairs: int = 12, precise: bool | None = None, a
         span = float(np.min(weights) / np.max(weights))
         if (precise or span < 1e-6) and not allow_precise:
             continue
+        use_mp = precise or span < 1e-6
         ref = win_rates(design, *design.counts(weights), pairs, seed=arena["seed"],
-                        precise=precise or span < 1e-6, span=span)
-        out["precise"] += bool(precise or span < 1e-6)
+                        weights=weights if use_mp else None)
+        out["precise"] += use_mp
         for (s, w), want in zip(pairs, ref):
             try:
                 got = float(router.score_pair(q[None, :], rep[s], rep[w])[0])
