@@ -67,12 +67,6 @@ struct EloFit {
 
 namespace detail {
 
-inline double sigmoid(double x) {
-  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
-  const double e = std::exp(x);
-  return e / (1.0 + e);
-}
-
 inline int find_root(std::vector<int>& parent, int x) {
   while (parent[x] != x) x = parent[x] = parent[parent[x]];
   return x;
@@ -176,7 +170,8 @@ struct NodeRow {
 // Maximises the likelihood of `rows` (theta has one entry per node) up to one additive constant
 // per connected group of nodes. Returns whether it converged.
 //
-// Newton steps are taken in a spanning-tree basis rebuilt at every iteration: Kruskal's algorithm
+// Newton steps are taken in a spanning-tree basis, rebuilt at each iteration until the final coupled
+// phase (see below), where Newton's step no longer depends on it: Kruskal's algorithm
 // joins nodes by decreasing curvature of the rows between them, and each join adds one variable,
 // "shift the joined cluster B against the rest". The gradient of such a variable sums only the rows
 // leaving B, none more curved than the join, so it is computed without cancelling large terms, and
