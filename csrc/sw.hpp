@@ -101,7 +101,7 @@ class SwArena {
     assign_tiers(spec.num_tiers);
     const std::vector<size_t> used = build_rows(spec);
     prompts_ = encode_rows(spec.prompt_embeddings, spec.dim, used, spec.storage, "arena embedding");
-    check_tier_fit();
+    model_names_ = spec.model_names;
   }
 
   // Restores an arena from its parts, checking everything scoring relies on ("arena state: ..."
@@ -144,7 +144,6 @@ class SwArena {
     entry_slot_ = std::move(parts.entry_slot);
     entry_count_ = std::move(parts.entry_count);
     prompts_ = std::move(parts.prompts);
-    check_tier_fit();
   }
 
   size_t dim() const { return prompts_.view.dim; }
@@ -377,20 +376,6 @@ class SwArena {
     return used;
   }
 
-  // The unweighted tier-level fit must exist, otherwise no prompt's weighted fit does either.
-  void check_tier_fit() const {
-    std::vector<double> y(2 * rows_.size(), 0.0);
-    for (size_t p = 0; p < n_prompts(); ++p)
-      for (size_t e = entry_begin_[p]; e < entry_begin_[p + 1]; ++e) y[entry_slot_[e]] += entry_count_[e];
-    std::vector<double> y1(rows_.size()), y0(rows_.size());
-    for (size_t r = 0; r < rows_.size(); ++r) {
-      y1[r] = y[2 * r];
-      y0[r] = y[2 * r + 1];
-    }
-    if (!fit_elo(n_players_, rows_, y1.data(), y0.data()).converged)
-      throw std::invalid_argument(divergence_message(n_players_, rows_, y1, y0, "tier"));
-  }
-
   double win_rate(double* sims, double query_factor, size_t query_row, int strong, int weak) const {
     const size_t P = n_prompts();
     double max_sim = -std::numeric_limits<double>::infinity();
@@ -422,11 +407,31 @@ class SwArena {
       y0[r] = y[2 * r + 1];
     }
     const EloFit fit = fit_elo(n_players_, rows_, y1.data(), y0.data());
-    if (!fit.converged)
+    if (!fit.solved)
       throw std::runtime_error("query embedding row " + std::to_string(query_row) +
                                ": the similarity-weighted Elo fit did not converge (weights underflowed)");
-    const double diff_elo = 400.0 * (fit.theta[strong] - fit.theta[weak]) / ln10;
+    // Without a finite maximum the win rate is its limit (0 or 1 across one-sided groups of tiers);
+    // refuse only when the likelihood leaves it free.
+    std::string why;
+    const double diff = rating_difference(fit, strong, weak, &why, [&](int p) { return tier_label(p); });
+    if (std::isnan(diff))
+      throw std::invalid_argument("query embedding row " + std::to_string(query_row) + ": no win rate of " +
+                                  tier_label(strong) + " over " + tier_label(weak) + ": " + why);
+    const double diff_elo = 400.0 * diff / ln10;
     return 1.0 - 1.0 / (1.0 + std::pow(10.0, diff_elo / 400.0));
+  }
+
+  // "tier T (model, ...)" for a player of the per-prompt fit.
+  std::string tier_label(int player) const {
+    int tier = -1;
+    std::string models;
+    for (int m = 0; m < n_models_; ++m)
+      if (model_player_[m] == player) {
+        tier = model_tier_[m];
+        models += (models.empty() ? "" : ", ") +
+                  (m < static_cast<int>(model_names_.size()) ? model_names_[m] : "model " + std::to_string(m));
+      }
+    return "tier " + std::to_string(tier) + " (" + models + ")";
   }
 
   int n_models_ = 0;
@@ -440,6 +445,7 @@ class SwArena {
   std::vector<uint32_t> entry_slot_;
   std::vector<double> entry_count_;
   EncodedRows prompts_;
+  std::vector<std::string> model_names_;  // for error messages
 };
 
 }  // namespace rlf

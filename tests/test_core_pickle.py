@@ -188,12 +188,21 @@ def test_malformed_compressed_rows_raise(battles, storage):
             restore(_core.SwArena, with_item(state, 9, inf_rows))
 
 
-def test_a_state_with_no_tier_fit_raises(battles):
-    # Every entry made a win of the first player: consistent shapes, but no finite ratings.
+def test_a_state_with_no_tier_fit_scores_limits_or_refuses_by_pair(battles):
+    # Every entry made a win of the first player: consistent shapes, but no finite tier ratings.
+    # As for an arena built so, each pair answers its limit or a ValueError saying why it has none.
     state = core_arena(battles).__getstate__()
     slot = (state[7] // 2) * 2
-    with pytest.raises(ValueError, match="no finite maximum-likelihood"):
-        restore(_core.SwArena, with_item(state, 7, slot.astype(np.uint32)))
+    arena = restore(_core.SwArena, with_item(state, 7, slot.astype(np.uint32)))
+    query = battles["queries"][:2]
+    for strong in range(len(state[3])):
+        for weak in range(len(state[3])):
+            try:
+                rates = arena.score(query, strong, weak)
+            except ValueError as exc:
+                assert "no finite" in str(exc) or "limit" in str(exc), exc
+            else:
+                assert np.all((rates >= 0) & (rates <= 1))
 
 
 def test_malformed_mf_states_raise(mf_weights):
