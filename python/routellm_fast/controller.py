@@ -33,6 +33,7 @@ from .policy import (
 )
 from .routers import ROUTER_CLS, Router
 from .shipped import SHIPPED_ROUTERS
+from .upstream import Upstream
 
 __all__ = ["Controller", "ModelPair", "RoutingError"]
 
@@ -91,7 +92,7 @@ class Controller:
                     f"Router {name} needs a config entry (e.g. config={{'{name}': {{'checkpoint_path': ...}}}}): "
                     f"this package ships no default {name} router yet."
                 )
-        self._client: Any = None
+        self._upstream: Upstream | None = None
         # The OpenAI SDK's shape: controller.chat.completions.create(...)
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.completion, acreate=self.acompletion))
 
@@ -153,17 +154,19 @@ class Controller:
 
     # -- forwarding to the chosen model
 
+    @property
+    def upstream(self) -> Upstream:
+        """Where requests go (:class:`~routellm_fast.upstream.Upstream`): the OpenAI-compatible
+        endpoint ``api_base`` with ``api_key``, or LiteLLM for provider-prefixed model names."""
+        with self._counts_lock:
+            if self._upstream is None:
+                self._upstream = Upstream(self.api_base, self.api_key)
+            return self._upstream
+
     def upstream_client_args(self) -> dict:
         """``base_url`` and ``api_key`` of the upstream endpoint: ``api_key``, else
         ``$OPENAI_API_KEY``, else ``"EMPTY"`` (local OpenAI-compatible servers take any key)."""
-        return {"base_url": self.api_base, "api_key": self.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"}
-
-    def _sync_client(self) -> Any:
-        if self._client is None:
-            import openai
-
-            self._client = openai.OpenAI(**self.upstream_client_args())
-        return self._client
+        return self.upstream.openai_args()
 
     def _prepare(self, router: str | None, threshold: float | None, kwargs: dict) -> dict:
         if "model" in kwargs:
@@ -175,14 +178,11 @@ class Controller:
 
     def completion(self, *, router: str | None = None, threshold: float | None = None, **kwargs: Any) -> Any:
         """OpenAI's ``chat.completions.create``, routed: ``model="router-<name>-<threshold>"`` (or
-        ``router=``/``threshold=``) picks the model, the rest is forwarded unchanged."""
-        return self._sync_client().chat.completions.create(**self._prepare(router, threshold, kwargs))
+        ``router=``/``threshold=``) picks the model, the rest is forwarded unchanged (see
+        :mod:`routellm_fast.upstream` for provider-prefixed model names)."""
+        return self.upstream.create(self._prepare(router, threshold, kwargs))
 
     async def acompletion(self, *, router: str | None = None, threshold: float | None = None, **kwargs: Any) -> Any:
-        """The async form of :meth:`completion`. Each call opens its own client, so the controller
-        can serve any event loop; a server keeps one client per loop instead."""
-        import openai
-
-        request = self._prepare(router, threshold, kwargs)
-        async with openai.AsyncOpenAI(**self.upstream_client_args()) as client:
-            return await client.chat.completions.create(**request)
+        """The async form of :meth:`completion`. Each event loop gets one client, kept open while the
+        loop runs, so a stream (``stream=True``) can be read after the call returns."""
+        return await self.upstream.acreate(self._prepare(router, threshold, kwargs))
