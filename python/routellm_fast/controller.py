@@ -26,12 +26,13 @@ from .policy import (
     ModelPair,
     OnlineThreshold,
     RoutingError,
+    calibrate_threshold,
     check_route,
     is_strong,
     message_text,
     parse_model_name,
 )
-from .routers import ROUTER_CLS, Router
+from .routers import ROUTER_CLS, Router, unknown_router
 from .shipped import SHIPPED_ROUTERS
 from .upstream import Upstream
 
@@ -82,7 +83,8 @@ class Controller:
         self.routers: dict[str, Router] = {}
         for name in routers:
             if name not in ROUTER_CLS:
-                raise RoutingError(f"Invalid router {name}. Available routers are {list(ROUTER_CLS)}.")
+                raise RoutingError(f"Invalid router {name}. Available routers are {list(ROUTER_CLS)}. "
+                                   + unknown_router(name))
             if name in settings:
                 self.routers[name] = ROUTER_CLS[name](**settings[name])
             elif name in SHIPPED_ROUTERS:
@@ -100,8 +102,13 @@ class Controller:
 
     def use_online_threshold(self, target_strong_pct: float, window: int = 1000) -> None:
         """Let ``threshold="auto"`` (``model="router-<name>-auto"``) keep ``target_strong_pct`` of
-        each router's decisions on the strong model over a sliding window of ``window`` decisions."""
-        self.online_thresholds = {name: OnlineThreshold(target_strong_pct, window) for name in self.routers}
+        each router's decisions on the strong model over a sliding window of ``window`` decisions,
+        starting from the router's calibrated threshold for that share (on the bundled sample
+        prompts: recorded with the shipped routers, scored once for others)."""
+        self.online_thresholds = {
+            name: OnlineThreshold(target_strong_pct, window, initial=calibrate_threshold(router, None, target_strong_pct))
+            for name, router in self.routers.items()
+        }
 
     def decide(self, prompt: str, router: str, threshold: float | str, *, count: bool = True) -> Decision:
         """The model ``router`` picks for ``prompt`` at ``threshold`` (a number in [0, 1], or ``"auto"``

@@ -3,13 +3,14 @@ names to them."""
 
 from __future__ import annotations
 
-from .base import NAME_TO_CLS, ROUTER_CLS, EmbeddingRouter, Router, register
+from .base import NAME_TO_CLS, NOT_IMPLEMENTED, ROUTER_CLS, EmbeddingRouter, Router, register, unknown_router
 from .mf import ROUTELLM_EMBEDDING_MODEL, MatrixFactorizationRouter
 from .random import RandomRouter
 from .sw_ranking import SWRankingRouter
 
 __all__ = [
     "NAME_TO_CLS",
+    "NOT_IMPLEMENTED",
     "ROUTELLM_EMBEDDING_MODEL",
     "ROUTER_CLS",
     "EmbeddingRouter",
@@ -18,4 +19,5 @@ __all__ = [
     "Router",
     "SWRankingRouter",
     "register",
+    "unknown_router",
 ]

@@ -67,6 +67,7 @@ class MatrixFactorizationRouter(EmbeddingRouter):
             "mf", ckpt.model_embeddings, ckpt.text_projection, ckpt.classifier, strong, weak, self.embedding_model
         )
         self.training_prompt_keys = prompt_keys(ckpt.training_prompt_keys)
+        self.calibration = ckpt.metadata.get("calibration")
 
     @property
     def embedding_dim(self) -> int:

@@ -187,6 +187,7 @@ class SWRankingRouter(EmbeddingRouter):
             self.models, num_tiers, storage, self._strong, self._weak, self.embedding_model,
         )
         self.training_prompt_keys = prompt_keys(arena.training_prompt_keys)
+        self.calibration = arena.metadata.get("calibration")
 
     @property
     def embedding_dim(self) -> int:
