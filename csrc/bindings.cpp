@@ -3,11 +3,17 @@
 // nothing is silently cast or copied. Outputs are allocated with the GIL held, then the work runs
 // with the GIL released. C++ std::invalid_argument becomes ValueError, std::runtime_error
 // RuntimeError (pybind11's standard translation).
+//
+// Pickling: SwArena and MfPairScorer pickle to a tuple (format, scalars..., numpy arrays...) of what
+// the object is made of, never pointers, and unpickle to an object that scores bit for bit alike.
+// The leading format number lets a later layout refuse older states by name; see *_state below.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <climits>
 #include <string>
+#include <vector>
 
 #include "backend.hpp"
 #include "mf.hpp"
@@ -25,6 +31,8 @@ const char* dtype_name() {
   if constexpr (std::is_same_v<T, int64_t>) return "int64";
   if constexpr (std::is_same_v<T, int32_t>) return "int32";
   if constexpr (std::is_same_v<T, int8_t>) return "int8";
+  if constexpr (std::is_same_v<T, uint32_t>) return "uint32";
+  if constexpr (std::is_same_v<T, double>) return "float64";
   return "?";
 }
 
@@ -34,9 +42,14 @@ std::string shape_of(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
+// Equal dtypes, byte order included. Not identity: an unpickled array has its own dtype object.
+bool same_dtype(const py::dtype& a, const py::dtype& b) {
+  return a.is(b) || py::detail::npy_api::get().PyArray_EquivTypes_(a.ptr(), b.ptr());
+}
+
 template <class T>
 void require_dtype(const py::array& a, const char* name) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!same_dtype(a.dtype(), py::dtype::of<T>()))
     throw py::type_error(std::string(name) + " must have dtype " + dtype_name<T>() + ", got " +
                          std::string(py::str(a.dtype())) + " (convert with np.asarray(x, dtype=np." +
                          dtype_name<T>() + "))");
@@ -86,6 +99,168 @@ Storage parse_storage(const std::string& s) {
   throw py::value_error("storage must be 'float32', 'float16' or 'int8', got '" + s + "'");
 }
 
+// ---- pickle states ----------------------------------------------------------------------------
+
+constexpr long long kStateFormat = 1;
+
+// Reads one class's pickle state: a tuple of a fixed length whose first item is the format. Every
+// item is checked by name before use: TypeError for a wrong type or dtype, ValueError otherwise.
+class StateReader {
+ public:
+  StateReader(const py::object& state, const std::string& cls, size_t length) : cls_(cls) {
+    if (!py::isinstance<py::tuple>(state))
+      throw py::type_error(cls_ + " pickle state must be a tuple, got " + type_name(state));
+    items_ = state.cast<py::tuple>();
+    if (items_.empty()) throw py::value_error(cls_ + " pickle state is an empty tuple");
+    const long long format = integer(0, "format", LLONG_MIN, LLONG_MAX);
+    if (format != kStateFormat)
+      throw py::value_error(cls_ + " pickle state has format " + std::to_string(format) +
+                            ", but this routellm_fast reads format " + std::to_string(kStateFormat) +
+                            " only; rebuild the object from its source data");
+    if (items_.size() != length)
+      throw py::value_error(cls_ + " pickle state (format " + std::to_string(kStateFormat) + ") must have " +
+                            std::to_string(length) + " items, got " + std::to_string(items_.size()));
+  }
+
+  long long integer(size_t i, const char* name, long long lo, long long hi) const {
+    const py::handle v = items_[i];
+    if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v))
+      throw py::type_error(where(i, name) + " must be an int, got " + type_name(v));
+    int overflow = 0;
+    const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+    if (overflow || x < lo || x > hi)
+      throw py::value_error(where(i, name) + " is " + std::string(py::str(v)) + ", outside [" + std::to_string(lo) +
+                            ", " + std::to_string(hi) + "]");
+    return x;
+  }
+
+  std::string string(size_t i, const char* name) const {
+    if (!py::isinstance<py::str>(items_[i]))
+      throw py::type_error(where(i, name) + " must be a str, got " + type_name(items_[i]));
+    return items_[i].cast<std::string>();
+  }
+
+  // A C-contiguous array of the given dtype and shape (-1: any length); returns it.
+  py::array array(size_t i, const char* name, const py::dtype& dtype, std::vector<py::ssize_t> shape) const {
+    const py::handle v = items_[i];
+    if (!py::isinstance<py::array>(v))
+      throw py::type_error(where(i, name) + " must be a numpy array, got " + type_name(v));
+    py::array a = py::reinterpret_borrow<py::array>(v);
+    if (!same_dtype(a.dtype(), dtype))
+      throw py::type_error(where(i, name) + " must have dtype " + std::string(py::str(dtype)) + ", got " +
+                           std::string(py::str(a.dtype())));
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (size_t d = 0; ok && d < shape.size(); ++d) ok = shape[d] < 0 || a.shape(d) == shape[d];
+    if (!ok) {
+      std::string want = "(";
+      for (size_t d = 0; d < shape.size(); ++d)
+        want += (d ? ", " : "") + (shape[d] < 0 ? std::string("n") : std::to_string(shape[d]));
+      throw py::value_error(where(i, name) + " must have shape " + want + (shape.size() == 1 ? ",)" : ")") +
+                            ", got " + shape_of(a));
+    }
+    if (!(a.flags() & py::array::c_style)) throw py::value_error(where(i, name) + " must be C-contiguous");
+    return a;
+  }
+
+ private:
+  std::string where(size_t i, const char* name) const {
+    return cls_ + " pickle state item " + std::to_string(i) + " (" + name + ")";
+  }
+  static std::string type_name(py::handle v) { return Py_TYPE(v.ptr())->tp_name; }
+
+  std::string cls_;
+  py::tuple items_;
+};
+
+py::dtype storage_dtype(Storage s) {
+  switch (s) {
+    case Storage::f32: return py::dtype::of<float>();
+    case Storage::f16: return py::dtype("float16");
+    case Storage::i8: return py::dtype::of<int8_t>();
+  }
+  throw std::logic_error("unknown storage");
+}
+
+template <class T, class U>
+py::array_t<T> array_of(const std::vector<U>& v) {
+  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+template <class T>
+std::vector<T> vector_of(const py::array& a) {
+  const T* p = static_cast<const T*>(a.data());
+  return std::vector<T>(p, p + a.size());
+}
+
+// SwArena, format 1: (1, n_battles, storage, model_ratings f64[M], model_tier i32[M],
+// pair_rows i32[R, 2], entry_begin i64[P + 1], entry_slot u32[E], entry_count f64[E],
+// prompt_rows [P, dim] in the storage dtype (float32, float16 or int8, the stored bits),
+// row_factor f64[P]). Built on demand: the arena keeps no copy for pickling.
+py::tuple sw_arena_state(const SwArena& a) {
+  const EncodedRows& rows = a.prompt_rows();
+  py::array encoded(storage_dtype(a.storage()),
+                    std::vector<py::ssize_t>{static_cast<py::ssize_t>(rows.view.rows), static_cast<py::ssize_t>(a.dim())});
+  copy_rows_out(rows, encoded.mutable_data());
+  py::array_t<int32_t> pairs(std::vector<py::ssize_t>{static_cast<py::ssize_t>(a.pair_rows().size()), 2});
+  int32_t* pair = pairs.mutable_data();
+  for (const PairRow& r : a.pair_rows()) {
+    *pair++ = r.i;
+    *pair++ = r.j;
+  }
+  return py::make_tuple(kStateFormat, a.n_battles(), storage_name(a.storage()), array_of<double>(a.model_ratings()),
+                        array_of<int32_t>(a.model_tier()), pairs, array_of<int64_t>(a.entry_begin()),
+                        array_of<uint32_t>(a.entry_slot()), array_of<double>(a.entry_count()), encoded,
+                        array_of<double>(rows.row_factor));
+}
+
+SwArena* sw_arena_from_state(const py::object& state) {
+  const StateReader st(state, "SwArena", 11);
+  SwArenaParts parts;
+  parts.n_battles = static_cast<size_t>(st.integer(1, "n_battles", 1, LLONG_MAX));
+  const Storage storage = parse_storage(st.string(2, "storage"));
+  const py::array ratings = st.array(3, "model_ratings", py::dtype::of<double>(), {-1});
+  const py::ssize_t M = ratings.shape(0);
+  const py::array tiers = st.array(4, "model_tier", py::dtype::of<int32_t>(), {M});
+  const py::array pairs = st.array(5, "pair_rows", py::dtype::of<int32_t>(), {-1, 2});
+  const py::array begin = st.array(6, "entry_begin", py::dtype::of<int64_t>(), {-1});
+  const py::array slot = st.array(7, "entry_slot", py::dtype::of<uint32_t>(), {-1});
+  const py::array count = st.array(8, "entry_count", py::dtype::of<double>(), {slot.shape(0)});
+  const py::array rows = st.array(9, "prompt_rows", storage_dtype(storage), {-1, -1});
+  const py::array factor = st.array(10, "row_factor", py::dtype::of<double>(), {rows.shape(0)});
+  parts.ratings = vector_of<double>(ratings);
+  parts.model_tier = vector_of<int32_t>(tiers);
+  const int32_t* pair = static_cast<const int32_t*>(pairs.data());
+  for (py::ssize_t r = 0; r < pairs.shape(0); ++r) parts.pair_rows.push_back(PairRow{pair[2 * r], pair[2 * r + 1]});
+  for (int64_t b : vector_of<int64_t>(begin)) {
+    if (b < 0) throw py::value_error("SwArena pickle state item 6 (entry_begin) has a negative offset");
+    parts.entry_begin.push_back(static_cast<size_t>(b));
+  }
+  parts.entry_slot = vector_of<uint32_t>(slot);
+  parts.entry_count = vector_of<double>(count);
+  parts.prompts = restore_rows(rows.data(), static_cast<size_t>(rows.shape(0)), static_cast<size_t>(rows.shape(1)),
+                               storage, vector_of<double>(factor), "arena state: prompt");
+  return new SwArena(std::move(parts));
+}
+
+// MfPairScorer, format 1: (1, pair_vector f32[2, text_dim]), the rows hi and lo of its pair vector.
+py::tuple mf_scorer_state(const MfPairScorer& s) {
+  const size_t d = static_cast<size_t>(s.text_dim());
+  py::array_t<float> v(std::vector<py::ssize_t>{2, static_cast<py::ssize_t>(d)});
+  std::copy(s.hi(), s.hi() + d, v.mutable_data());
+  std::copy(s.lo(), s.lo() + d, v.mutable_data() + d);
+  return py::make_tuple(kStateFormat, v);
+}
+
+MfPairScorer* mf_scorer_from_state(const py::object& state) {
+  const StateReader st(state, "MfPairScorer", 2);
+  const py::array v = st.array(1, "pair_vector", py::dtype::of<float>(), {2, -1});
+  const float* hi = static_cast<const float*>(v.data());
+  const size_t d = static_cast<size_t>(v.shape(1));
+  return new MfPairScorer(hi, hi + d, d);
+}
+
 // Allocates the output with the GIL held, then runs fn without it, unless the work is too small
 // for releasing and re-acquiring the GIL to pay (a few mf decisions take well under a microsecond).
 template <class Fn>
@@ -111,7 +286,10 @@ PYBIND11_MODULE(_core, m) {
     py::dict info;
     info["simd"] = active_kernels().name;
     info["simd_available"] = supported_simd();
-    info["threads"] = ThreadPool::instance().num_threads();
+    const ThreadPool& pool = ThreadPool::instance();
+    info["threads"] = pool.num_threads();
+    info["threads_source"] = pool.source();  // affinity, hardware_concurrency, env or set_num_threads
+    if (!pool.note().empty()) info["threads_note"] = pool.note();
 #if defined(__clang__)
     info["compiler"] = std::string("clang ") + __clang_version__;
 #elif defined(__GNUC__)
@@ -121,9 +299,14 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("set_simd", &set_simd, py::arg("name"));
   m.def(
-      "set_num_threads", [](long n) {
-        if (n < 1) throw py::value_error("number of threads must be >= 1, got " + std::to_string(n));
-        ThreadPool::instance().set_num_threads(static_cast<size_t>(n));
+      "set_num_threads",
+      [](const py::int_& n) {
+        int overflow = 0;
+        const long long v = PyLong_AsLongLongAndOverflow(n.ptr(), &overflow);
+        if (overflow || v < 1 || v > static_cast<long long>(kMaxThreads))
+          throw py::value_error("number of threads must be in [1, " + std::to_string(kMaxThreads) + "], got " +
+                                std::string(py::str(n)));
+        ThreadPool::instance().set_num_threads(static_cast<size_t>(v));
       },
       py::arg("n"));
   m.def("get_num_threads", [] { return ThreadPool::instance().num_threads(); });
@@ -191,7 +374,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("model_ratings",
                              [](const SwArena& a) { return py::array_t<double>(a.model_ratings().size(), a.model_ratings().data()); })
       .def_property_readonly("model_tier",
-                             [](const SwArena& a) { return py::array_t<int>(a.model_tier().size(), a.model_tier().data()); });
+                             [](const SwArena& a) { return py::array_t<int>(a.model_tier().size(), a.model_tier().data()); })
+      .def(py::pickle(&sw_arena_state, &sw_arena_from_state));
 
   py::class_<MfPairScorer>(m, "MfPairScorer")
       .def(py::init([](const py::array& model_embeddings, const py::object& text_projection,
@@ -224,5 +408,6 @@ PYBIND11_MODULE(_core, m) {
             return score_rows(q, 64, [&](const Matrix& x, double* out) { s.score(x.data, x.rows, x.ld, out); });
           },
           py::arg("embeddings"))
-      .def_property_readonly("text_dim", &MfPairScorer::text_dim);
+      .def_property_readonly("text_dim", &MfPairScorer::text_dim)
+      .def(py::pickle(&mf_scorer_state, &mf_scorer_from_state));
 }

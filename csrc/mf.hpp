@@ -5,13 +5,15 @@
 // a decision is one dot product (RouteLLM issues #9 and #26). v is computed once, in double.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "backend.hpp"
-#include "sw.hpp"
+#include "row_storage.hpp"
 #include "thread_pool.hpp"
 
 namespace rlf {
@@ -63,18 +65,29 @@ class MfPairScorer {
       if (!std::isfinite(x)) throw std::invalid_argument("mf weights produce a non-finite pair vector");
     // v as two float rows, hi + lo == v to ~48 bits: the kernel's exact float products then give
     // v . e to double precision in one pass over e.
-    const size_t stride = padded_stride(m.text_dim);
-    buffer_ = AlignedBuffer(2 * stride * sizeof(float));
-    float* hi = reinterpret_cast<float*>(buffer_.data());
-    float* lo = hi + stride;
+    allocate(static_cast<size_t>(m.text_dim));
     for (int j = 0; j < m.text_dim; ++j) {
-      hi[j] = static_cast<float>(v[j]);
-      lo[j] = static_cast<float>(v[j] - static_cast<double>(hi[j]));
+      hi()[j] = static_cast<float>(v[j]);
+      lo()[j] = static_cast<float>(v[j] - static_cast<double>(hi()[j]));
     }
-    view_ = RowsView{Storage::f32, buffer_.data(), 2, static_cast<size_t>(m.text_dim), stride};
+  }
+
+  // Restores a scorer from its pair vector's two rows as hi() and lo() give them (unpickling).
+  MfPairScorer(const float* hi_row, const float* lo_row, size_t text_dim) {
+    if (text_dim > static_cast<size_t>(std::numeric_limits<int>::max()))
+      throw std::invalid_argument("mf state: text_dim " + std::to_string(text_dim) + " is too large");
+    for (size_t j = 0; j < text_dim; ++j)
+      if (!std::isfinite(hi_row[j]) || !std::isfinite(lo_row[j]))
+        throw std::invalid_argument("mf state: the pair vector is not finite at element " + std::to_string(j));
+    allocate(text_dim);
+    std::copy(hi_row, hi_row + text_dim, hi());
+    std::copy(lo_row, lo_row + text_dim, lo());
   }
 
   int text_dim() const { return static_cast<int>(view_.dim); }
+  // The pair vector v ~ hi + lo (hi = float(v), lo = float(v - hi)), text_dim floats each.
+  const float* hi() const { return reinterpret_cast<const float*>(buffer_.data()); }
+  const float* lo() const { return hi() + view_.stride; }
 
   // Win rates for n prompt embeddings (rows ld_q floats apart) into out[n].
   void score(const float* queries, size_t n, size_t ld_q, double* out) const {
@@ -98,6 +111,15 @@ class MfPairScorer {
   }
 
  private:
+  float* hi() { return reinterpret_cast<float*>(buffer_.data()); }
+  float* lo() { return hi() + view_.stride; }
+
+  void allocate(size_t text_dim) {
+    const size_t stride = padded_stride(text_dim);
+    buffer_ = AlignedBuffer(2 * stride * sizeof(float));
+    view_ = RowsView{Storage::f32, buffer_.data(), 2, text_dim, stride};
+  }
+
   AlignedBuffer buffer_;
   RowsView view_;
 };

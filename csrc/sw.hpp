@@ -6,6 +6,10 @@
 // RouteLLM refits a logistic regression over every battle per prompt. The weighted likelihood only
 // depends on the weighted counts per (tier row, outcome), so a prompt costs one pass of dot products
 // over the distinct prompts, one multiply-add per battle and a ~10-player Newton solve.
+//
+// RouteLLM weighs battles, so only embedding rows that some battle points at are part of the arena:
+// a row no battle uses is dropped when the arena is built (it would otherwise still set max_i sim_i
+// and so move every weight). n_prompts() counts the rows kept.
 #pragma once
 
 #include <algorithm>
@@ -24,99 +28,12 @@
 
 #include "backend.hpp"
 #include "elo.hpp"
+#include "row_storage.hpp"
 #include "thread_pool.hpp"
 
 namespace rlf {
 
 enum class Outcome : int8_t { model_a = 0, model_b = 1, tie = 2 };
-
-// 64-byte aligned, zero-initialised storage for stored rows.
-class AlignedBuffer {
- public:
-  AlignedBuffer() = default;
-  explicit AlignedBuffer(size_t bytes)
-      : ptr_(static_cast<uint8_t*>(::operator new[](std::max<size_t>(bytes, 64), std::align_val_t(64)))),
-        bytes_(bytes) {
-    std::memset(ptr_.get(), 0, std::max<size_t>(bytes, 64));
-  }
-  uint8_t* data() { return ptr_.get(); }
-  const uint8_t* data() const { return ptr_.get(); }
-  size_t size() const { return bytes_; }
-
- private:
-  struct Free {
-    void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(64)); }
-  };
-  std::unique_ptr<uint8_t[], Free> ptr_;
-  size_t bytes_ = 0;
-};
-
-inline size_t padded_stride(size_t dim) { return (dim + 15) / 16 * 16; }
-
-inline const char* storage_name(Storage s) {
-  switch (s) {
-    case Storage::f32: return "float32";
-    case Storage::f16: return "float16";
-    case Storage::i8: return "int8";
-  }
-  return "?";
-}
-
-// Rows encoded for storage, with a per-row factor that turns a raw dot product into a cosine
-// numerator: 1/||row|| (from the fp32 row), times the int8 scale for int8 rows.
-struct EncodedRows {
-  AlignedBuffer buffer;
-  RowsView view;
-  std::vector<double> row_factor;
-};
-
-inline EncodedRows encode_rows(const float* rows, size_t n, size_t dim, Storage storage, const char* what) {
-  EncodedRows enc;
-  const size_t stride = padded_stride(dim);
-  const size_t elem = storage == Storage::f32 ? 4 : storage == Storage::f16 ? 2 : 1;
-  enc.buffer = AlignedBuffer(n * stride * elem);
-  enc.view = RowsView{storage, enc.buffer.data(), n, dim, stride};
-  enc.row_factor.resize(n);
-  for (size_t r = 0; r < n; ++r) {
-    const float* src = rows + r * dim;
-    double norm2 = 0.0, max_abs = 0.0;
-    for (size_t k = 0; k < dim; ++k) {
-      const double v = src[k];
-      if (!std::isfinite(v))
-        throw std::invalid_argument(std::string(what) + " row " + std::to_string(r) + " contains NaN or inf");
-      norm2 += v * v;
-      max_abs = std::max(max_abs, std::fabs(v));
-    }
-    if (!(norm2 > 0.0))
-      throw std::invalid_argument(std::string(what) + " row " + std::to_string(r) +
-                                  " is a zero vector: its cosine similarity is undefined");
-    const double inv_norm = 1.0 / std::sqrt(norm2);
-    switch (storage) {
-      case Storage::f32:
-        std::memcpy(reinterpret_cast<float*>(enc.buffer.data()) + r * stride, src, dim * 4);
-        enc.row_factor[r] = inv_norm;
-        break;
-      case Storage::f16: {
-        uint16_t* dst = reinterpret_cast<uint16_t*>(enc.buffer.data()) + r * stride;
-        for (size_t k = 0; k < dim; ++k) dst[k] = float_to_half(src[k]);
-        if (max_abs >= 65520.0)
-          throw std::invalid_argument(std::string(what) + " row " + std::to_string(r) +
-                                      " has values beyond float16 range; use float32 storage");
-        enc.row_factor[r] = inv_norm;
-        break;
-      }
-      case Storage::i8: {  // symmetric per-row quantisation: row ~= scale * q, q in [-127, 127]
-        int8_t* dst = reinterpret_cast<int8_t*>(enc.buffer.data()) + r * stride;
-        const double scale = max_abs / 127.0;
-        for (size_t k = 0; k < dim; ++k)
-          dst[k] = static_cast<int8_t>(std::lround(std::clamp(src[k] / scale, -127.0, 127.0)));
-        enc.row_factor[r] = inv_norm * scale;
-        break;
-      }
-    }
-  }
-  return enc;
-}
 
 // Groups identical rows: returns (index of each row's group, first row of each group).
 inline std::pair<std::vector<int64_t>, std::vector<int64_t>> dedup_rows(const float* rows, size_t n, size_t dim) {
@@ -146,7 +63,7 @@ inline std::pair<std::vector<int64_t>, std::vector<int64_t>> dedup_rows(const fl
 }
 
 struct SwArenaSpec {
-  const float* prompt_embeddings = nullptr;  // [n_prompts, dim], C order
+  const float* prompt_embeddings = nullptr;  // [n_prompts, dim], C order; rows no battle uses are dropped
   size_t n_prompts = 0, dim = 0;
   const int64_t* battle_prompt = nullptr;  // [n_battles] index into prompts
   const int32_t* model_a = nullptr;        // [n_battles] model index < n_models
@@ -161,6 +78,19 @@ struct SwArenaSpec {
   std::vector<std::string> model_names;  // for error messages; indices are used when empty
 };
 
+// Everything a built arena consists of, to restore it exactly (unpickling) without its battles or
+// float32 embeddings: SwArena's accessors give each part, SwArena(SwArenaParts) checks and takes them.
+struct SwArenaParts {
+  size_t n_battles = 0;
+  std::vector<double> ratings;      // per model, Elo scale
+  std::vector<int> model_tier;      // per model, RouteLLM's tier number
+  std::vector<PairRow> pair_rows;   // rows of the per-prompt fit over tier players
+  std::vector<size_t> entry_begin;  // [n_prompts + 1]: CSR over prompts of (slot, count) entries
+  std::vector<uint32_t> entry_slot;  // 2 * pair row + outcome (0: i wins, 1: j wins)
+  std::vector<double> entry_count;
+  EncodedRows prompts;  // as encode_rows made them
+};
+
 class SwArena {
  public:
   explicit SwArena(const SwArenaSpec& spec) {
@@ -169,25 +99,74 @@ class SwArena {
     n_battles_ = spec.n_battles;
     fit_global_ratings(spec);
     assign_tiers(spec.num_tiers);
-    build_rows(spec);
-    prompts_ = encode_rows(spec.prompt_embeddings, spec.n_prompts, spec.dim, spec.storage, "arena embedding");
+    const std::vector<size_t> used = build_rows(spec);
+    prompts_ = encode_rows(spec.prompt_embeddings, spec.dim, used, spec.storage, "arena embedding");
+    check_tier_fit();
+  }
+
+  // Restores an arena from its parts, checking everything scoring relies on ("arena state: ..."
+  // errors for parts no arena could have). The result scores exactly like the arena they came from.
+  explicit SwArena(SwArenaParts parts) {
+    auto fail = [](const std::string& what) { throw std::invalid_argument("arena state: " + what); };
+    const size_t M = parts.ratings.size(), P = parts.prompts.view.rows;
+    if (parts.n_battles == 0) fail("the arena has no battles");
+    if (M == 0 || M > static_cast<size_t>(std::numeric_limits<int>::max())) fail("no models");
+    if (parts.model_tier.size() != M)
+      fail(std::to_string(M) + " model ratings but " + std::to_string(parts.model_tier.size()) + " model tiers");
+    for (size_t m = 0; m < M; ++m) {
+      if (!std::isfinite(parts.ratings[m])) fail("model " + std::to_string(m) + " has a non-finite rating");
+      if (parts.model_tier[m] < 0) fail("model " + std::to_string(m) + " has a negative tier");
+    }
+    n_models_ = static_cast<int>(M);
+    n_battles_ = parts.n_battles;
+    ratings_ = std::move(parts.ratings);
+    model_tier_ = std::move(parts.model_tier);
+    index_players();
+    if (parts.pair_rows.empty()) fail("no pair rows");
+    for (const PairRow& r : parts.pair_rows)
+      if (r.i < 0 || r.i >= n_players_ || (r.j != -1 && (r.j <= r.i || r.j >= n_players_)))
+        fail("pair row (" + std::to_string(r.i) + ", " + std::to_string(r.j) + ") is not a row over the " +
+             std::to_string(n_players_) + " tier players");
+    rows_ = std::move(parts.pair_rows);
+    if (P == 0 || parts.prompts.view.dim == 0) fail("no prompt embeddings");
+    const size_t E = parts.entry_slot.size();
+    if (parts.entry_begin.size() != P + 1 || parts.entry_begin.front() != 0 || parts.entry_begin.back() != E ||
+        parts.entry_count.size() != E || !std::is_sorted(parts.entry_begin.begin(), parts.entry_begin.end()))
+      fail("entry_begin must run from 0 to the number of entries without decreasing, one step per prompt");
+    for (size_t e = 0; e < E; ++e) {
+      if (parts.entry_slot[e] >= 2 * rows_.size())
+        fail("entry " + std::to_string(e) + " points at slot " + std::to_string(parts.entry_slot[e]) + " of " +
+             std::to_string(2 * rows_.size()));
+      if (!std::isfinite(parts.entry_count[e]) || parts.entry_count[e] < 0.0)
+        fail("entry " + std::to_string(e) + " has a count that is negative or not finite");
+    }
+    entry_begin_ = std::move(parts.entry_begin);
+    entry_slot_ = std::move(parts.entry_slot);
+    entry_count_ = std::move(parts.entry_count);
+    prompts_ = std::move(parts.prompts);
     check_tier_fit();
   }
 
   size_t dim() const { return prompts_.view.dim; }
-  size_t n_prompts() const { return prompts_.view.rows; }
+  size_t n_prompts() const { return prompts_.view.rows; }  // rows some battle points at
   size_t n_battles() const { return n_battles_; }
   Storage storage() const { return prompts_.view.storage; }
-  size_t storage_bytes() const { return prompts_.view.rows * prompts_.view.stride * element_size(); }
+  size_t storage_bytes() const { return prompts_.bytes(); }
   const std::vector<double>& model_ratings() const { return ratings_; }
   const std::vector<int>& model_tier() const { return model_tier_; }
+  // The remaining parts of SwArenaParts.
+  const std::vector<PairRow>& pair_rows() const { return rows_; }
+  const std::vector<size_t>& entry_begin() const { return entry_begin_; }
+  const std::vector<uint32_t>& entry_slot() const { return entry_slot_; }
+  const std::vector<double>& entry_count() const { return entry_count_; }
+  const EncodedRows& prompt_rows() const { return prompts_; }
 
   // Strong-model win rates for n queries (rows ld_q floats apart) into out[n].
   void score(const float* queries, size_t n, size_t ld_q, int strong_model, int weak_model, double* out) const {
     check_model(strong_model, "strong_model");
     check_model(weak_model, "weak_model");
-    const int strong = compact_tier_[model_tier_[strong_model]];
-    const int weak = compact_tier_[model_tier_[weak_model]];
+    const int strong = model_player_[strong_model];
+    const int weak = model_player_[weak_model];
     std::vector<double> query_factor(n);
     for (size_t q = 0; q < n; ++q) query_factor[q] = query_inv_norm(queries + q * ld_q, q);
     if (strong == weak) {  // one tier, one rating: RouteLLM's formula gives exactly 1/2
@@ -217,10 +196,6 @@ class SwArena {
   }
 
  private:
-  size_t element_size() const {
-    return storage() == Storage::f32 ? 4 : storage() == Storage::f16 ? 2 : 1;
-  }
-
   void check_model(int m, const char* what) const {
     if (m < 0 || m >= n_models_)
       throw std::invalid_argument(std::string(what) + " index " + std::to_string(m) + " is outside the arena's " +
@@ -347,15 +322,22 @@ class SwArena {
     const std::vector<int> tier_of_position = compute_tiers(sorted, num_tiers);
     model_tier_.assign(n_models_, -1);
     for (int p = 0; p < n_models_; ++p) model_tier_[order[p]] = tier_of_position[p];
-    // Players of the per-prompt fit: the non-empty tiers, in tier order.
-    const int max_tier = *std::max_element(model_tier_.begin(), model_tier_.end());
-    compact_tier_.assign(max_tier + 1, -1);
-    n_players_ = 0;
-    for (int t = 0; t <= max_tier; ++t)
-      if (std::find(model_tier_.begin(), model_tier_.end(), t) != model_tier_.end()) compact_tier_[t] = n_players_++;
+    index_players();
   }
 
-  void build_rows(const SwArenaSpec& s) {
+  // Players of the per-prompt fit: the non-empty tiers, in tier order.
+  void index_players() {
+    std::vector<int> tiers = model_tier_;
+    std::sort(tiers.begin(), tiers.end());
+    tiers.erase(std::unique(tiers.begin(), tiers.end()), tiers.end());
+    n_players_ = static_cast<int>(tiers.size());
+    model_player_.resize(model_tier_.size());
+    for (size_t m = 0; m < model_tier_.size(); ++m)
+      model_player_[m] = static_cast<int>(std::lower_bound(tiers.begin(), tiers.end(), model_tier_[m]) - tiers.begin());
+  }
+
+  // Returns the embedding rows that battles point at, in order: only those are stored.
+  std::vector<size_t> build_rows(const SwArenaSpec& s) {
     // Rows over tier players, then each prompt's contribution per (row, outcome) slot, summed over
     // the prompt's battles: a prompt's weight multiplies these counts.
     std::map<std::pair<int, int>, size_t> index;
@@ -367,8 +349,8 @@ class SwArena {
     // First pass: fix the row set so slot numbers are final.
     std::vector<int> ta(s.n_battles), tb(s.n_battles);
     for (size_t b = 0; b < s.n_battles; ++b) {
-      ta[b] = compact_tier_[model_tier_[s.model_a[b]]];
-      tb[b] = compact_tier_[model_tier_[s.model_b[b]]];
+      ta[b] = model_player_[s.model_a[b]];
+      tb[b] = model_player_[s.model_b[b]];
       const int lo = ta[b] == tb[b] ? ta[b] : std::min(ta[b], tb[b]);
       const int hi = ta[b] == tb[b] ? -1 : std::max(ta[b], tb[b]);
       row_of(lo, hi);
@@ -376,9 +358,12 @@ class SwArena {
     // Second pass: per prompt, a dense slot vector folded into sparse (slot, count) entries.
     std::vector<std::vector<size_t>> battles_of_prompt(s.n_prompts);
     for (size_t b = 0; b < s.n_battles; ++b) battles_of_prompt[s.battle_prompt[b]].push_back(b);
+    std::vector<size_t> used;
     std::vector<double> dense(2 * rows_.size(), 0.0);
     entry_begin_.assign(1, 0);
     for (size_t p = 0; p < s.n_prompts; ++p) {
+      if (battles_of_prompt[p].empty()) continue;
+      used.push_back(p);
       for (size_t b : battles_of_prompt[p])
         add_battle(ta[b], tb[b], static_cast<Outcome>(s.outcome[b]), 1.0, row_of, dense);
       for (size_t slot = 0; slot < dense.size(); ++slot) {
@@ -389,6 +374,7 @@ class SwArena {
       }
       entry_begin_.push_back(entry_slot_.size());
     }
+    return used;
   }
 
   // The unweighted tier-level fit must exist, otherwise no prompt's weighted fit does either.
@@ -447,7 +433,7 @@ class SwArena {
   size_t n_battles_ = 0;
   std::vector<double> ratings_;      // per model, Elo scale
   std::vector<int> model_tier_;      // per model, RouteLLM's tier number
-  std::vector<int> compact_tier_;    // tier number -> player of the per-prompt fit
+  std::vector<int> model_player_;    // per model, its tier's player in the per-prompt fit
   int n_players_ = 0;
   std::vector<PairRow> rows_;        // tier-level rows
   std::vector<size_t> entry_begin_;  // CSR over prompts of (slot, count) entries

@@ -10,9 +10,8 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import make_arena
-
 import routellm_fast as rf
+from conftest import make_arena
 from routellm_fast.embedders import CachedEmbedder, CallableEmbedder, embedder_for
 from routellm_fast.shipped import default_mf_router, default_sw_router
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from routellm_fast.embedders import OnnxEmbedder, embedder_for
 from routellm_fast.runtime import available_cpus, onnx_session
 

@@ -48,24 +48,34 @@ def test_compact_arena_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.score_embeddings(arena["queries"]), direct.score_embeddings(arena["queries"]))
 
 
+def _raw_arena(path, arena, **changes):
+    """Write an arena file as save_arena does, with some arrays replaced (no checks on the way)."""
+    arrays = {"format": np.array("routellm_fast.arena/1"), "prompt_embeddings": arena.prompt_embeddings,
+              "battle_prompt": arena.battle_prompt.astype(np.int32), "model_a": arena.model_a.astype(np.int16),
+              "model_b": arena.model_b.astype(np.int16), "outcome": arena.outcome,
+              "models": np.array(arena.models), "metadata": np.array(json.dumps(arena.metadata))}
+    np.savez_compressed(path, **{**arrays, **changes})
+    return path
+
+
 def test_compact_arena_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_arena(tmp_path / "missing.npz")
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="not a readable arena file"):
+    with pytest.raises(rf.BadFileError, match="not a readable .npz archive"):
         load_arena(tmp_path / "junk.npz")
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
-    with pytest.raises(ValueError, match="is not a routellm_fast.arena/1 file"):
+    with pytest.raises(rf.BadFileError, match="is not a routellm_fast.arena/1 file"):
         load_arena(tmp_path / "other.npz")
     good = load_arena(DEFAULT_SW_ARENA)
-    bad = ArenaFile(**{**good.__dict__, "metadata": {"embedder": {"name": "x", "dim": 999}}})
-    save_arena(tmp_path / "dim.npz", bad)
-    with pytest.raises(ValueError, match="metadata says 999-d embeddings but the file holds 384-d"):
-        load_arena(tmp_path / "dim.npz")
-    bad = ArenaFile(**{**good.__dict__, "battle_prompt": good.battle_prompt + 1000})
-    save_arena(tmp_path / "idx.npz", bad)
-    with pytest.raises(ValueError, match="battle_prompt indexes outside"):
-        load_arena(tmp_path / "idx.npz")
+    with pytest.raises(ValueError, match="metadata says 999-d embeddings but the arena holds 384-d"):
+        ArenaFile(**{**good.__dict__, "metadata": {"embedder": {"name": "x", "dim": 999}}})
+    dim = _raw_arena(tmp_path / "dim.npz", good, metadata=np.array(json.dumps({"embedder": {"name": "x", "dim": 999}})))
+    with pytest.raises(rf.BadFileError, match="dim.npz: metadata says 999-d embeddings but the arena holds 384-d"):
+        load_arena(dim)
+    idx = _raw_arena(tmp_path / "idx.npz", good, battle_prompt=good.battle_prompt + 1000)
+    with pytest.raises(rf.BadFileError, match="battle_prompt has values outside the .* prompts"):
+        load_arena(idx)
 
 
 def test_shipped_routers_are_real_and_small():

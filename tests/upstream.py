@@ -16,7 +16,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class Upstream:
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, port: int = 0) -> None:
         self.requests: list[dict] = []
         self.delay = delay
         self._lock = threading.Lock()
@@ -68,7 +68,7 @@ class Upstream:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

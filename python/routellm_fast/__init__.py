@@ -18,6 +18,7 @@ from .embedders import (
     embed_all,
     embedder_for,
 )
+from .hub import ShippedRouterWarning
 from .models import MODEL_IDS
 from .policy import Decision, ModelPair, RoutingError, calibrate_threshold
 from .routers import (
@@ -29,6 +30,7 @@ from .routers import (
     Router,
     SWRankingRouter,
 )
+from .tables import BadFileError
 
 try:
     __version__ = version("routellm_fast")  # written once, in pyproject.toml
@@ -54,6 +56,7 @@ def set_simd(name: str) -> None:
 
 
 __all__ = [
+    "BadFileError",
     "Battles",
     "CachedEmbedder",
     "Controller",
@@ -73,6 +76,7 @@ __all__ = [
     "RandomRouter",
     "Router",
     "SWRankingRouter",
+    "ShippedRouterWarning",
     "backend_info",
     "calibrate_threshold",
     "embed_all",

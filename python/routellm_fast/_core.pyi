@@ -5,14 +5,23 @@ from typing import Sequence
 import numpy as np
 import numpy.typing as npt
 
-def backend_info() -> dict[str, object]: ...
+def backend_info() -> dict[str, object]:
+    """simd, simd_available, threads, threads_source ('affinity', 'hardware_concurrency', 'env' or
+    'set_num_threads'), threads_note (only when ROUTELLM_FAST_NUM_THREADS was ignored), compiler."""
+
 def set_simd(name: str) -> None: ...
-def set_num_threads(n: int) -> None: ...
+def set_num_threads(n: int) -> None:
+    """Threads batched scoring uses, in [1, 1024] (ValueError otherwise). The default is the number of
+    CPUs in the process's affinity mask, or ROUTELLM_FAST_NUM_THREADS when that is in [1, 1024]."""
+
 def get_num_threads() -> int: ...
 def dedup_rows(rows: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(group of each row, first row of each group) for identical rows of a C-contiguous matrix."""
 
 class SwArena:
+    """An arena of battles. Embedding rows that no battle points at are dropped. Pickles (protocol 2+)
+    to its stored rows and fitted parts, and unpickles to an arena that scores bit for bit alike."""
+
     def __init__(
         self,
         prompt_embeddings: npt.NDArray[np.float32],
@@ -31,7 +40,8 @@ class SwArena:
     @property
     def dim(self) -> int: ...
     @property
-    def n_prompts(self) -> int: ...
+    def n_prompts(self) -> int:
+        """Embedding rows kept: those some battle points at."""
     @property
     def n_battles(self) -> int: ...
     @property
@@ -44,6 +54,8 @@ class SwArena:
     def model_tier(self) -> npt.NDArray[np.int32]: ...
 
 class MfPairScorer:
+    """Pickles (protocol 2+) to its pair vector and unpickles to a scorer that scores bit for bit alike."""
+
     def __init__(
         self,
         model_embeddings: npt.NDArray[np.float32],

@@ -21,8 +21,8 @@ def as_embeddings(x: Any, dim: int, name: str = "embeddings") -> np.ndarray:
     float16) and non-contiguous arrays are converted, which costs one copy. Integer, boolean,
     complex and object arrays are refused: they are almost always a bug upstream.
     """
-    if type(x) is np.ndarray and x.dtype == _FLOAT32 and x.ndim == 2 and x.shape[1] == dim:
-        if x.shape[0] <= 1 or x.strides[1] == 4:  # the common case, checked again by the core
+    if type(x) is np.ndarray and x.dtype is _FLOAT32 and x.ndim == 2 and x.shape[1] == dim:
+        if x.shape[0] <= 1 or (x.strides[1] == 4 and x.strides[0] >= 4 * dim):  # the common case, checked again by the core
             return x
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
@@ -34,8 +34,10 @@ def as_embeddings(x: Any, dim: int, name: str = "embeddings") -> np.ndarray:
         raise ValueError(
             f"{name} must have dimension {dim} (the router's embedding size), got shape {arr.shape}"
         )
-    if arr.dtype != np.float32 or (arr.shape[0] > 1 and arr.strides[1] != 4):
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.metadata is not None:  # float32 with metadata attached is still float32: drop it
+        arr = arr.view(np.dtype(arr.dtype.str))
+    if arr.dtype != np.float32 or (arr.shape[0] > 1 and not (arr.strides[1] == 4 and arr.strides[0] >= 4 * dim)):
+        arr = np.ascontiguousarray(arr, dtype=np.float32)  # other floats, reversed or strided rows: one copy
     return arr
 
 

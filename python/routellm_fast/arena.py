@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tables import TABLE_SUFFIXES, column, read_table
+from .tables import TABLE_SUFFIXES, BadFileError, column, read_npy, read_npz, read_table
 
 __all__ = ["ArenaFile", "Battles", "load_arena", "load_battles", "load_embeddings", "save_arena", "OUTCOME_CODES"]
 
@@ -41,6 +41,15 @@ class Battles:
     model_a: np.ndarray
     model_b: np.ndarray
     outcome: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not len(self.model_a) == len(self.model_b) == len(self.outcome):
+            raise ValueError(f"model_a, model_b and winner differ in length: {len(self.model_a)}, "
+                             f"{len(self.model_b)}, {len(self.outcome)}")
+        for name in ("model_a", "model_b"):
+            for i, v in enumerate(getattr(self, name)):
+                if not isinstance(v, str) or not v:
+                    raise ValueError(f"{name} of battle {i} must be a non-empty model name, got {v!r}")
 
     def __len__(self) -> int:
         return len(self.outcome)
@@ -84,14 +93,23 @@ def outcome_codes(winners: Iterable[object], where: str = "battle") -> np.ndarra
     return out
 
 
+def _flags(values: list, name: str, path: Path) -> list[int]:
+    """A Chatbot Arena winner column: 0/1 (or booleans) per battle; anything else is refused (a
+    string "1" compared with 1 would silently read every battle as a tie)."""
+    for i, v in enumerate(values):
+        if not isinstance(v, (int, bool)) or v not in (0, 1):
+            raise BadFileError(f"{path} row {i}: {name} must be 0 or 1, got {v!r}")
+    return [int(v) for v in values]
+
+
 def _battles_from_table(table, path: Path) -> Battles:
     cols = set(table.column_names)
     model_a = column(table, "model_a", path)
     model_b = column(table, "model_b", path)
     if {"winner_model_a", "winner_model_b", "winner_tie", "prompt"} <= cols:
         prompts = column(table, "prompt", path)
-        win_a = column(table, "winner_model_a", path)
-        win_b = column(table, "winner_model_b", path)
+        win_a = _flags(column(table, "winner_model_a", path), "winner_model_a", path)
+        win_b = _flags(column(table, "winner_model_b", path), "winner_model_b", path)
         keep, outcome = [], []
         for i, prompt in enumerate(prompts):
             try:
@@ -114,11 +132,11 @@ def _battles_from_table(table, path: Path) -> Battles:
             f"{path}: expected battles with columns (model_a, model_b, winner) or the Chatbot Arena format "
             f"(model_a, model_b, prompt, winner_model_a, winner_model_b, winner_tie); got {', '.join(sorted(cols))}"
         )
-    for name, values in (("model_a", model_a), ("model_b", model_b)):
-        for i, v in enumerate(values):
-            if not isinstance(v, str) or not v:
-                raise ValueError(f"{path}: {name} of battle {i} must be a non-empty model name, got {v!r}")
-    return Battles(np.array(model_a, dtype=object), np.array(model_b, dtype=object), np.asarray(outcome, dtype=np.int8))
+    try:
+        return Battles(np.array(model_a, dtype=object), np.array(model_b, dtype=object),
+                       np.asarray(outcome, dtype=np.int8))
+    except ValueError as exc:
+        raise BadFileError(f"{path}: {exc}") from None
 
 
 def load_battles(sources: Source | Iterable[Source]) -> Battles:
@@ -139,10 +157,7 @@ def load_battles(sources: Source | Iterable[Source]) -> Battles:
 
 def _embeddings_from_file(path: Path) -> np.ndarray:
     if path.suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"cannot read {path}: {exc}") from None
+        arr = read_npy(path)
     else:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -189,7 +204,8 @@ ARENA_FORMAT = "routellm_fast.arena/1"
 
 @dataclass(frozen=True)
 class ArenaFile:
-    """A compact arena: one embedding per distinct prompt, battles pointing at them."""
+    """A compact arena: one embedding per distinct prompt, battles pointing at them. Checked when
+    made: index arrays must be integers within range, outcomes 0/1/2, model names distinct."""
 
     prompt_embeddings: np.ndarray  # float16 or float32 [n_prompts, dim]
     battle_prompt: np.ndarray  # int64 [n_battles]
@@ -200,6 +216,38 @@ class ArenaFile:
     metadata: dict  # at least {"embedder": {"name": ..., "dim": ...}}
     #: prompt_key() of each training prompt, uint8 [n, 16], so evaluations can leave them out
     training_prompt_keys: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        emb = np.asarray(self.prompt_embeddings)
+        if emb.ndim != 2 or emb.dtype.kind != "f":
+            raise ValueError(f"prompt_embeddings must be a 2-D float matrix, got shape {emb.shape} dtype {emb.dtype}")
+        n = None
+        for name in ("battle_prompt", "model_a", "model_b", "outcome"):
+            values = np.asarray(getattr(self, name))
+            if values.ndim != 1 or values.dtype.kind not in "iu":
+                raise ValueError(f"{name} must be a 1-D integer array, got shape {values.shape} dtype {values.dtype}")
+            if n is not None and len(values) != n:
+                raise ValueError(f"battle arrays differ in length: {name} has {len(values)}, battle_prompt {n}")
+            n = len(values)
+        models = list(self.models)
+        if not all(isinstance(m, str) and m for m in models):
+            raise ValueError("models must be non-empty names")
+        if len(set(models)) != len(models):
+            twice = sorted({m for m in models if models.count(m) > 1})
+            raise ValueError(f"models must be distinct; listed more than once: {', '.join(twice)}")
+        for name, limit, what in (("model_a", len(models), "models"), ("model_b", len(models), "models"),
+                                  ("battle_prompt", len(emb), "prompts"), ("outcome", 3, "outcome codes (0, 1, 2)")):
+            values = np.asarray(getattr(self, name))
+            if n and (values.min() < 0 or values.max() >= limit):
+                raise ValueError(f"{name} has values outside the {limit} {what}")
+        if not isinstance(self.metadata, dict):
+            raise ValueError(f"metadata must be a JSON object, got {type(self.metadata).__name__}")
+        recorded_dim = self.metadata.get("embedder", {}).get("dim") if isinstance(self.metadata.get("embedder"), dict) else None
+        if recorded_dim is not None and recorded_dim != emb.shape[1]:
+            raise ValueError(f"metadata says {recorded_dim}-d embeddings but the arena holds {emb.shape[1]}-d")
+        keys = self.training_prompt_keys
+        if keys is not None and (keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 16):
+            raise ValueError(f"training_prompt_keys must be uint8 [n, 16], got {keys.dtype} {keys.shape}")
 
 
 def save_arena(path: Source, arena: ArenaFile) -> None:
@@ -220,54 +268,43 @@ def save_arena(path: Source, arena: ArenaFile) -> None:
 
 def load_arena(path: Source) -> ArenaFile:
     """Read a file written by :func:`save_arena` (or the ``arena.npz`` in a folder), checking its
-    format and consistency."""
+    format and consistency; a bad file raises :class:`~routellm_fast.tables.BadFileError`."""
     path = Path(path)
     if path.is_dir():
         path = path / ARENA_FILE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"arena file {str(path)!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable arena file: {exc}") from None
+    data = read_npz(path)
     required = {"format", "prompt_embeddings", "battle_prompt", "model_a", "model_b", "outcome", "models", "metadata"}
-    if not required <= set(data) or str(data["format"]) != ARENA_FORMAT:
-        raise ValueError(f"{path} is not a {ARENA_FORMAT} file (arrays: {', '.join(sorted(data))})")
+    if not required <= set(data) or data["format"].shape != () or str(data["format"]) != ARENA_FORMAT:
+        raise BadFileError(f"{path} is not a {ARENA_FORMAT} file (arrays: {', '.join(sorted(data))})")
+    if data["metadata"].shape != () or data["models"].ndim != 1 or data["models"].dtype.kind != "U":
+        raise BadFileError(f"{path}: metadata must be one string and models a list of names")
     try:
         metadata = json.loads(str(data["metadata"]))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: metadata is not valid JSON: {exc}") from None
-    n = len(data["outcome"])
-    if not all(len(data[k]) == n for k in ("battle_prompt", "model_a", "model_b")):
-        raise ValueError(f"{path}: battle arrays differ in length")
-    emb = data["prompt_embeddings"]
-    if emb.ndim != 2 or emb.dtype.kind != "f":
-        raise ValueError(f"{path}: prompt_embeddings must be a 2-D float matrix, got {emb.shape} {emb.dtype}")
-    recorded_dim = metadata.get("embedder", {}).get("dim")
-    if recorded_dim is not None and recorded_dim != emb.shape[1]:
-        raise ValueError(f"{path}: metadata says {recorded_dim}-d embeddings but the file holds {emb.shape[1]}-d")
-    models = [str(m) for m in data["models"]]
-    for name in ("model_a", "model_b"):
-        idx = data[name]
-        if n and (idx.min() < 0 or idx.max() >= len(models)):
-            raise ValueError(f"{path}: {name} indexes outside the {len(models)} models")
-    bp = data["battle_prompt"]
-    if n and (bp.min() < 0 or bp.max() >= len(emb)):
-        raise ValueError(f"{path}: battle_prompt indexes outside the {len(emb)} prompts")
-    return ArenaFile(
-        prompt_embeddings=emb,
-        battle_prompt=bp.astype(np.int64),
-        model_a=data["model_a"].astype(np.int32),
-        model_b=data["model_b"].astype(np.int32),
-        outcome=data["outcome"].astype(np.int8),
-        models=models,
-        metadata=metadata,
-        training_prompt_keys=_prompt_keys(data.get("training_prompt_keys"), path),
-    )
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise BadFileError(f"{path}: metadata is not valid JSON ({exc})") from None
+    try:
+        return ArenaFile(
+            prompt_embeddings=data["prompt_embeddings"],
+            battle_prompt=_widened(data["battle_prompt"], np.int64),
+            model_a=_widened(data["model_a"], np.int32),
+            model_b=_widened(data["model_b"], np.int32),
+            outcome=_widened(data["outcome"], np.int8),
+            models=[str(m) for m in data["models"]],
+            metadata=metadata,
+            training_prompt_keys=data.get("training_prompt_keys"),
+        )
+    except ValueError as exc:
+        raise BadFileError(f"{path}: {exc}") from None
 
 
-def _prompt_keys(keys: np.ndarray | None, path: Path) -> np.ndarray | None:
-    if keys is not None and (keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 16):
-        raise ValueError(f"{path}: training_prompt_keys must be uint8 [n, 16], got {keys.dtype} {keys.shape}")
-    return keys
+def _widened(values: np.ndarray, dtype: type) -> np.ndarray:
+    """An integer array in ``dtype`` when every value fits; anything else is left as it is for
+    :class:`ArenaFile`'s checks to refuse by name (never truncated or wrapped)."""
+    if values.dtype.kind not in "iu" or values.size == 0:
+        return values
+    info = np.iinfo(dtype)
+    if values.min() < info.min or values.max() > info.max:
+        return values
+    return values.astype(dtype)

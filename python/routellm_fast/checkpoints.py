@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tables import BadFileError, read_json, read_npy
+
 __all__ = ["MFCheckpoint", "load_mf_checkpoint", "save_mf_checkpoint"]
 
 _WEIGHTS_FILE = "model.safetensors"
@@ -66,7 +68,7 @@ def load_mf_checkpoint(
         if value is None:
             value = config.get(key, default)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{directory / _CONFIG_FILE}: {key} must be a positive integer, got {value!r}")
+                raise BadFileError(f"{directory / _CONFIG_FILE}: {key} must be a positive integer, got {value!r}")
         sizes[arg] = (value, key, default)
     hidden_size, num_models, text_dim = (sizes[k][0] for k in ("hidden_size", "num_models", "text_dim"))
     if num_classes != 1:
@@ -85,13 +87,13 @@ def load_mf_checkpoint(
         raise ValueError(f"without projection text_dim ({text_dim}) must equal hidden_size ({hidden_size})")
     for name, shape in expected.items():
         if name not in tensors:
-            raise ValueError(
+            raise BadFileError(
                 f"{weights_path} has no tensor {name!r} (found: {', '.join(sorted(tensors)) or 'none'})"
             )
         got = tuple(tensors[name].shape)
         if got != shape:
             hint = _config_hint(config)
-            raise ValueError(
+            raise BadFileError(
                 f"{weights_path}: tensor {name!r} has shape {got}, expected {shape} from "
                 f"hidden_size={hidden_size}, num_models={num_models}, text_dim={text_dim}{hint}"
             )
@@ -108,24 +110,18 @@ def load_mf_checkpoint(
 def _read_prompt_keys(path: Path) -> np.ndarray | None:
     if not path.is_file():
         return None
-    try:
-        keys = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable .npy file: {exc}") from None
+    keys = read_npy(path)
     if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 16:
-        raise ValueError(f"{path}: training prompt keys must be uint8 [n, 16], got {keys.dtype} {keys.shape}")
+        raise BadFileError(f"{path}: training prompt keys must be uint8 [n, 16], got {keys.dtype} {keys.shape}")
     return keys
 
 
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    value = read_json(path)
     if not isinstance(value, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(value).__name__}")
+        raise BadFileError(f"{path} must hold a JSON object, got {type(value).__name__}")
     return value
 
 
@@ -136,20 +132,19 @@ def _config_hint(config: dict) -> str:
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     try:
         raw = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from None
+    except Exception as exc:  # safetensors raises SafetensorError, OSError, RuntimeError, ... on bad files
+        raise BadFileError(f"{path} is not a readable safetensors file: {exc}") from None
     out: dict[str, np.ndarray] = {}
     for name, array in raw.items():
         if array.dtype.kind != "f":
-            raise ValueError(f"{path}: tensor {name!r} has dtype {array.dtype}, expected floating point")
+            raise BadFileError(f"{path}: tensor {name!r} has dtype {array.dtype}, expected floating point")
         array = np.ascontiguousarray(array, dtype=np.float32)
         if not np.all(np.isfinite(array)):
-            raise ValueError(f"{path}: tensor {name!r} contains NaN or inf")
+            raise BadFileError(f"{path}: tensor {name!r} contains NaN or inf")
         out[name] = array
     return out
 

@@ -140,7 +140,9 @@ def _score_embeddings(args: argparse.Namespace) -> int:
     """Win rates for a .npy matrix of prompt embeddings with an mf checkpoint."""
     router = rf.MatrixFactorizationRouter(args.checkpoint, args.strong_model, args.weak_model,
                                           hidden_size=args.hidden_size, text_dim=args.text_dim)
-    emb = np.load(args.input, allow_pickle=False)
+    from .tables import read_npy
+
+    emb = read_npy(args.input)
     start = time.perf_counter()
     scores = router.score_embeddings(emb)
     elapsed = time.perf_counter() - start

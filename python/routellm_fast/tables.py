@@ -1,24 +1,36 @@
-"""Reading and writing tables of rows: parquet, CSV and JSON lines, chosen by the file's suffix.
+"""Reading and writing files: tables of rows (parquet, CSV and JSON lines, chosen by the file's
+suffix), JSON documents and ``.npy`` / ``.npz`` arrays.
 
-Every file of rows the package reads or writes (battles, prompts, benchmark answers, scores) goes
-through here, so a format is parsed one way and a bad file fails with one kind of message.
+Every file the package reads from a user (battles, prompts, benchmark answers, arenas, checkpoint
+metadata) goes through here, so a format is parsed one way and any bad file, however it is broken
+(truncated, corrupt, hostile), fails with one exception type, :class:`BadFileError`, naming the file
+and the problem. JSON is parsed by Python's own decoder, which refuses deep nesting cleanly; arrays
+are checked against the bytes that back them before any memory is allocated for them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = [
+    "BadFileError",
     "SAMPLE_PROMPTS",
     "TABLE_SUFFIXES",
     "TableWriter",
     "check_table_suffix",
     "column",
     "iter_tables",
+    "read_json",
     "read_jsonl",
+    "read_npy",
+    "read_npz",
     "read_prompts",
     "read_table",
     "table_rows",
@@ -33,28 +45,51 @@ SAMPLE_PROMPTS = Path(__file__).parent / "data" / "sample_prompts.jsonl"
 PathLike = str | os.PathLike[str]
 
 
+class BadFileError(ValueError):
+    """A file that cannot be what it should be: unreadable, corrupt, inconsistent or hostile. The
+    message names the file and the problem."""
+
+
+def _bad(path: PathLike, problem: object) -> BadFileError:
+    return BadFileError(f"{path}: {problem}")
+
+
 def read_table(path: PathLike) -> Any:
-    """A ``pyarrow.Table`` from a parquet, CSV or JSON-lines file."""
+    """A ``pyarrow.Table`` from a parquet, CSV or JSON-lines file, its columns distinctly named."""
+    path = Path(path)
+    if path.suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"unsupported file type {path.suffix!r} for {path} (use {', '.join(TABLE_SUFFIXES)})")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    table = _read_rows(path)
+    names = table.column_names
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise _bad(path, f"columns must have distinct names; repeated: {', '.join(twice)}")
+    return table
+
+
+def _read_rows(path: Path) -> Any:
     import pyarrow as pa
 
-    path = Path(path)
+    if path.suffix in (".jsonl", ".json"):
+        # Python's decoder, not pyarrow's: a deeply nested value must be an error, not a crash
+        rows = read_jsonl(path)
+        try:
+            return pa.Table.from_pylist(rows)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            raise _bad(path, f"rows do not form a table: {exc}") from None
     try:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
             return pq.read_table(path)
-        if path.suffix == ".csv":
-            import pyarrow.csv as pcsv
+        import pyarrow.csv as pcsv
 
-            # quoted prompts may span lines
-            return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(newlines_in_values=True))
-        if path.suffix in (".jsonl", ".json"):
-            import pyarrow.json as pjson
-
-            return pjson.read_json(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
-    raise ValueError(f"unsupported file type {path.suffix!r} for {path} (use {', '.join(TABLE_SUFFIXES)})")
+        # quoted prompts may span lines
+        return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(newlines_in_values=True))
+    except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError, ...) for bad files
+        raise _bad(path, f"cannot read it: {exc}") from None
 
 
 def check_table_suffix(path: PathLike) -> Path:
@@ -90,8 +125,8 @@ def table_rows(path: PathLike) -> int | None:
 
     try:
         return pq.ParquetFile(path).metadata.num_rows
-    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a file that is no parquet
-        raise ValueError(f"cannot read {path}: {exc}") from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a file that is no parquet
+        raise _bad(path, f"cannot read it: {exc}") from None
 
 
 def iter_tables(path: PathLike, rows: int) -> Any:
@@ -102,43 +137,63 @@ def iter_tables(path: PathLike, rows: int) -> Any:
     import pyarrow as pa
 
     path = Path(path)
+    if path.suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"unsupported file type {path.suffix!r} for {path} (use {', '.join(TABLE_SUFFIXES)})")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    for table in _iter_rows(path, rows):
+        names = table.column_names
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise _bad(path, f"columns must have distinct names; repeated: {', '.join(twice)}")
+        yield table
+
+
+def _iter_rows(path: Path, rows: int) -> Any:
+    import pyarrow as pa
+
+    if path.suffix in (".jsonl", ".json"):
+        schema, chunk = None, []
+        try:
+            with open(path, "rb") as f:
+                for number, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    chunk.append(_json(line, path, number))
+                    if not isinstance(chunk[-1], dict):
+                        raise _bad(path, f"line {number} is not a JSON object")
+                    if len(chunk) == rows:
+                        table = _rows_table(chunk, schema, path)
+                        schema, chunk = table.schema, []
+                        yield table
+        except OSError as exc:
+            raise _bad(path, f"cannot read it: {exc}") from None
+        if chunk or schema is None:
+            yield _rows_table(chunk, schema, path)
+        return
     try:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-                yield pa.Table.from_batches([batch])
-        elif path.suffix == ".csv":
+            batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+        else:
             import pyarrow.csv as pcsv
 
-            reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22),
-                                   parse_options=pcsv.ParseOptions(newlines_in_values=True))
-            for batch in reader:
-                yield pa.Table.from_batches([batch])
-        elif path.suffix in (".jsonl", ".json"):
-            schema = None
-            with open(path, encoding="utf-8") as f:
-                chunk: list[dict] = []
-                for number, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{path} line {number} is not valid JSON: {exc}") from None
-                    if not isinstance(row, dict):
-                        raise ValueError(f"{path} line {number}: every line must be a JSON object")
-                    chunk.append(row)
-                    if len(chunk) == rows:
-                        table = pa.Table.from_pylist(chunk, schema=schema)
-                        schema, chunk = table.schema, []
-                        yield table
-                if chunk or schema is None:
-                    yield pa.Table.from_pylist(chunk, schema=schema)
-        else:
-            raise ValueError(f"unsupported file type {path.suffix!r} for {path} (use {', '.join(TABLE_SUFFIXES)})")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
+            batches = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22),
+                                    parse_options=pcsv.ParseOptions(newlines_in_values=True))
+        for batch in batches:
+            yield pa.Table.from_batches([batch])
+    except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError, ...) for bad files
+        raise _bad(path, f"cannot read it: {exc}") from None
+
+
+def _rows_table(rows: list[dict], schema: Any, path: Path) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        raise _bad(path, f"rows do not form a table (later rows must fit the first rows' columns): {exc}") from None
 
 
 class TableWriter:
@@ -194,19 +249,118 @@ def column(table: Any, name: str, path: PathLike) -> list:
     return table.column(name).to_pylist()
 
 
+def _json(text: str | bytes, path: PathLike, line: int | None = None) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        where = f" at line {line}" if line is not None else ""
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise BadFileError(f"{path} is not valid JSON{where}: {problem}") from None
+
+
+def read_json(path: PathLike) -> Any:
+    """A JSON document (e.g. a checkpoint's ``config.json``)."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _bad(path, f"cannot read it: {exc}") from None
+    return _json(text, path)
+
+
 def read_jsonl(path: PathLike) -> list[dict]:
     """The objects of a JSON-lines file, one per non-blank line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        try:
-            rows = [json.loads(line) for line in f if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON lines: {exc}") from None
-    if not all(isinstance(r, dict) for r in rows):
-        raise ValueError(f"{path}: every line must be a JSON object")
+    rows = []
+    try:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    rows.append(_json(line, path, number))
+                    if not isinstance(rows[-1], dict):
+                        raise _bad(path, f"line {number} is not a JSON object")
+    except OSError as exc:
+        raise _bad(path, f"cannot read it: {exc}") from None
     return rows
+
+
+def _npy_header(stream: Any, path: PathLike, name: str) -> tuple[np.dtype, tuple[int, ...], bool]:
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(stream, max_header_size=10_000)
+    except Exception as exc:  # numpy raises ValueError, SyntaxError, ... on malformed headers
+        raise _bad(path, f"{name} has no valid .npy header ({exc})") from None
+    if dtype.hasobject or dtype.kind not in "biufcUS" or dtype.fields is not None:
+        raise _bad(path, f"{name} holds {dtype} values; only plain numbers are read (no pickles)")
+    return dtype, tuple(shape), fortran
+
+
+def _npy_data(stream: Any, dtype: np.dtype, shape: tuple[int, ...], fortran: bool, path: PathLike, name: str) -> np.ndarray:
+    nbytes = math.prod(shape) * dtype.itemsize
+    data = stream.read(nbytes)
+    if len(data) != nbytes:
+        raise _bad(path, f"{name} is truncated: its header declares shape {shape} ({nbytes} bytes), "
+                         f"the file holds {len(data)}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def read_npy(path: PathLike) -> np.ndarray:
+    """One array from a ``.npy`` file: plain numbers only, its declared size checked against the file's."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            dtype, shape, fortran = _npy_header(f, path, "the array")
+            available = path.stat().st_size - f.tell()
+            declared = math.prod(shape) * dtype.itemsize
+            if declared != available:
+                raise _bad(path, f"its header declares shape {shape} ({declared} bytes) but {available} bytes follow")
+            return _npy_data(f, dtype, shape, fortran, path, "the array")
+    except OSError as exc:
+        raise _bad(path, f"cannot read it: {exc}") from None
+
+
+#: No deflate stream expands more than this many times (zlib's limit is 1032:1); declared sizes
+#: beyond it cannot be backed by the file and are refused before anything is allocated.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def read_npz(path: PathLike) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (plain numbers only, no pickles). Each member's declared shape
+    is checked against the bytes the archive can really hold for it before it is read, so a small
+    file that lies about its sizes fails at once instead of allocating gigabytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    out: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = info.filename.removesuffix(".npy")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise _bad(path, f"{name} uses an unsupported compression ({info.compress_type})")
+                limit = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type == zipfile.ZIP_DEFLATED else 1)
+                if info.file_size > limit + 1024:
+                    raise _bad(path, f"{name} declares {info.file_size} bytes, more than its {info.compress_size} "
+                                     "compressed bytes can hold")
+                with archive.open(info) as member:
+                    dtype, shape, fortran = _npy_header(member, path, name)
+                    declared = math.prod(shape) * dtype.itemsize
+                    if declared > info.file_size:
+                        raise _bad(path, f"{name} declares shape {shape} ({declared} bytes) but the archive "
+                                         f"holds {info.file_size} bytes for it")
+                    out[name] = _npy_data(member, dtype, shape, fortran, path, name)
+    except BadFileError:
+        raise
+    except Exception as exc:  # BadZipFile, zlib.error, EOFError, NotImplementedError, ...
+        raise _bad(path, f"not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+    return out
 
 
 def read_prompts(path: PathLike | None = None) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import check_prompts
+from ..tables import BadFileError, read_npz
 from .base import Embedder, EmbeddingError, prompt_key
 
 __all__ = ["CachedEmbedder", "embed_all"]
@@ -97,15 +98,15 @@ class CachedEmbedder:
 
     def load(self, path: str | os.PathLike[str]) -> int:
         """Add the vectors of a file written by :meth:`save` for the same embedder; returns how many."""
+        data = read_npz(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                name, dim, keys, vectors = str(z["name"]), int(z["dim"]), z["keys"], z["vectors"]
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise ValueError(f"{path} is not an embedding cache file: {exc}") from None
+            name, dim, keys, vectors = str(data["name"]), int(data["dim"]), data["keys"], data["vectors"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadFileError(f"{path} is not an embedding cache file: {exc}") from None
         if (name, dim) != (self.name, self.dim):
-            raise ValueError(f"{path} holds {dim}-d {name!r} embeddings, not {self.dim}-d {self.name!r}")
+            raise BadFileError(f"{path} holds {dim}-d {name!r} embeddings, not {self.dim}-d {self.name!r}")
         if keys.ndim != 2 or keys.shape[1] != 16 or vectors.shape != (len(keys), dim):
-            raise ValueError(f"{path}: keys of shape {keys.shape} do not fit vectors of shape {vectors.shape}")
+            raise BadFileError(f"{path}: keys of shape {keys.shape} do not fit vectors of shape {vectors.shape}")
         with self._lock:
             for key, vector in zip(keys, vectors.astype(np.float32)):
                 self._entries[key.tobytes()] = vector

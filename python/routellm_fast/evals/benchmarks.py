@@ -146,9 +146,9 @@ def _same_model(a: str, b: str) -> bool:
 
 def _model_column(columns: Sequence[str], model: str, where: str) -> str:
     """The column of ``model``, whatever alias of it the file uses."""
-    for column in columns:
-        if _same_model(column, model):
-            return column
+    for name in columns:
+        if _same_model(name, model):
+            return name
     raise ValueError(f"{where} has no column for model {model!r} (columns: {', '.join(columns)})")
 
 

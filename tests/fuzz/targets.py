@@ -1,0 +1,194 @@
+"""Fuzz targets: every ``_core`` entry point and every file loader, driven by arbitrary bytes.
+
+A target may refuse its input only with the exceptions a user is promised: a file loader with
+ValueError (BadFileError, naming the file); a compiled entry point with ValueError, TypeError for
+wrong argument types or OverflowError for numbers that cannot be C integers. Any other exception, a
+crash or a hang is a finding. ``run.py`` feeds them to
+atheris (libFuzzer); ``tests/test_fuzz.py`` replays the committed corpus and runs a short pass.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from pathlib import Path
+
+import atheris
+import numpy as np
+import routellm_fast as rf
+from routellm_fast import _core
+from routellm_fast.arena import load_arena, load_battles, load_embeddings
+from routellm_fast.checkpoints import load_mf_checkpoint
+from routellm_fast.embedders import CachedEmbedder
+from routellm_fast.evals import load_golden_file
+from routellm_fast.preference import load_preference
+from routellm_fast.tables import (
+    read_json,
+    read_jsonl,
+    read_npy,
+    read_npz,
+    read_prompts,
+    read_table,
+)
+
+#: What a target may raise for bad input.
+REFUSALS = (ValueError, TypeError, OverflowError)
+
+_DTYPES = [np.float32, np.float64, np.float16, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32, bool,
+           np.complex64]
+_SPECIAL = [0.0, -0.0, 1.0, -1.0, 1e-45, 1e-38, 3.4e38, 1e300, float("inf"), float("-inf"), float("nan"), 65504.0]
+
+
+def _number(fdp: atheris.FuzzedDataProvider) -> float:
+    return fdp.PickValueInList(_SPECIAL) if fdp.ConsumeBool() else fdp.ConsumeFloatInRange(-4.0, 4.0)
+
+
+def _array(fdp: atheris.FuzzedDataProvider, shape: tuple[int, ...], dtype=None) -> np.ndarray:
+    dtype = dtype or fdp.PickValueInList(_DTYPES)
+    n = int(np.prod(shape))
+    if np.dtype(dtype).kind in "iub":
+        values = np.array(fdp.ConsumeIntListInRange(n, -3, 12), dtype=np.int64)
+    else:
+        values = np.array([_number(fdp) for _ in range(n)], dtype=np.float64)
+    values = np.resize(values, n) if values.size else np.zeros(n)
+    with np.errstate(all="ignore"):
+        array = values.astype(dtype).reshape(shape)
+    if fdp.ConsumeIntInRange(0, 7) == 0 and array.ndim == 2 and array.shape[0] > 1:
+        array = array[::-1]  # negative strides
+    if fdp.ConsumeIntInRange(0, 7) == 0 and array.ndim == 2 and array.shape[1] > 1:
+        array = array[:, ::2]  # non-contiguous rows
+    return array
+
+
+def _shape(fdp: atheris.FuzzedDataProvider, ndim: int, most: int = 9) -> tuple[int, ...]:
+    return tuple(fdp.ConsumeIntInRange(0, most) for _ in range(ndim))
+
+
+def _arena_args(fdp: atheris.FuzzedDataProvider) -> tuple[tuple, dict]:
+    n_prompts, dim, n_battles = fdp.ConsumeIntInRange(0, 8), fdp.ConsumeIntInRange(0, 8), fdp.ConsumeIntInRange(0, 24)
+    sane = fdp.ConsumeIntInRange(0, 3) != 0  # mostly the right dtypes, so the fuzzer gets past the checks
+    args = (
+        _array(fdp, (n_prompts, dim) if sane else _shape(fdp, fdp.ConsumeIntInRange(1, 3)), np.float32 if sane else None),
+        _array(fdp, (n_battles,), np.int64 if sane else None),
+        _array(fdp, (n_battles,), np.int32 if sane else None),
+        _array(fdp, (n_battles,), np.int32 if sane else None),
+        _array(fdp, (n_battles,), np.int8 if sane else None),
+    )
+    kwargs = {
+        "n_models": fdp.ConsumeIntInRange(-2, 8),
+        "num_tiers": fdp.ConsumeIntInRange(-1, 12),
+        "anchor_model": fdp.ConsumeIntInRange(-2, 8),
+        "anchor_rating": _number(fdp),
+        "storage": fdp.PickValueInList(["float32", "float16", "int8", "float64", ""]),
+    }
+    if fdp.ConsumeBool():
+        kwargs["model_names"] = [fdp.ConsumeUnicodeNoSurrogates(4) for _ in range(fdp.ConsumeIntInRange(0, 9))]
+    return args, kwargs
+
+
+def _mutated_state(fdp: atheris.FuzzedDataProvider, state: tuple) -> tuple:
+    items = list(state)
+    for _ in range(fdp.ConsumeIntInRange(0, 3)):
+        if not items:
+            break
+        i = fdp.ConsumeIntInRange(0, len(items) - 1)
+        old = items[i]
+        if isinstance(old, np.ndarray) and fdp.ConsumeBool():
+            items[i] = _array(fdp, old.shape if fdp.ConsumeBool() else _shape(fdp, max(old.ndim, 1)),
+                              old.dtype if fdp.ConsumeBool() else None)
+        else:
+            items[i] = fdp.PickValueInList([None, 0, -1, 2**40, "int8", "float32", 1.5, (), b"x"])
+    if fdp.ConsumeIntInRange(0, 7) == 0:
+        items = items[: fdp.ConsumeIntInRange(0, len(items))]
+    return tuple(items)
+
+
+def fuzz_core(data: bytes) -> None:
+    """Every compiled entry point with arrays of any dtype, shape, stride and value."""
+    fdp = atheris.FuzzedDataProvider(data)
+    what = fdp.ConsumeIntInRange(0, 4)
+    try:
+        if what == 0:
+            args, kwargs = _arena_args(fdp)
+            arena = _core.SwArena(*args, **kwargs)
+            queries = _array(fdp, (fdp.ConsumeIntInRange(0, 4), arena.dim if fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 9)),
+                             np.float32 if fdp.ConsumeBool() else None)
+            arena.score(queries, fdp.ConsumeIntInRange(-1, 8), fdp.ConsumeIntInRange(-1, 8))
+            copy = pickle.loads(pickle.dumps(arena))
+            copy.score(queries, 0, 0)
+            _core.SwArena.__new__(_core.SwArena).__setstate__(_mutated_state(fdp, arena.__getstate__()))
+        elif what == 1:
+            models, hidden, text = fdp.ConsumeIntInRange(0, 5), fdp.ConsumeIntInRange(0, 6), fdp.ConsumeIntInRange(0, 6)
+            proj = None if fdp.ConsumeIntInRange(0, 4) == 0 else _array(fdp, (hidden, text), np.float32 if fdp.ConsumeBool() else None)
+            scorer = _core.MfPairScorer(_array(fdp, (models, hidden), np.float32 if fdp.ConsumeBool() else None), proj,
+                                        _array(fdp, (hidden,), np.float32 if fdp.ConsumeBool() else None),
+                                        fdp.ConsumeIntInRange(-1, 5), fdp.ConsumeIntInRange(-1, 5))
+            scorer.score(_array(fdp, (fdp.ConsumeIntInRange(0, 5), scorer.text_dim if fdp.ConsumeBool() else 3),
+                                np.float32 if fdp.ConsumeBool() else None))
+            _core.MfPairScorer.__new__(_core.MfPairScorer).__setstate__(_mutated_state(fdp, scorer.__getstate__()))
+        elif what == 2:
+            _core.dedup_rows(_array(fdp, _shape(fdp, fdp.ConsumeIntInRange(1, 3)), np.float32 if fdp.ConsumeBool() else None))
+        elif what == 3:
+            _core.set_simd(fdp.PickValueInList(["generic", "avx2", "avx512", "", "neon", fdp.ConsumeUnicode(6)]))
+        else:
+            default = _core.get_num_threads()
+            try:
+                _core.set_num_threads(fdp.PickValueInList([0, -1, 1, 2, 3, 1025, 2**31, -2**40]))
+            finally:
+                _core.set_num_threads(default)
+    except REFUSALS:
+        pass
+    finally:
+        _core.set_simd(_DEFAULT_SIMD)
+
+
+_DEFAULT_SIMD = _core.backend_info()["simd"]
+_WORKDIR = Path(tempfile.mkdtemp(prefix="routellm-fast-fuzz-"))
+
+
+class _FixedEmbedder:
+    name, dim = "fuzz", 4
+
+    def embed(self, prompts):
+        return np.ones((len(prompts), 4), dtype=np.float32)
+
+
+def _load_checkpoint(path: Path, payload: bytes) -> None:
+    folder = _WORKDIR / "ckpt"
+    folder.mkdir(exist_ok=True)
+    cut = len(payload) // 2
+    (folder / "model.safetensors").write_bytes(payload[:cut])
+    (folder / "config.json").write_bytes(payload[cut:])
+    load_mf_checkpoint(folder, None, None, None, 1, True)
+
+
+#: (file suffix, kind of content, loader): every way a user's file reaches the package.
+LOADERS = [
+    (".jsonl", "table", read_table), (".json", "table", read_table), (".csv", "table", read_table),
+    (".parquet", "table", read_table), (".jsonl", "jsonl", read_jsonl), (".json", "json", read_json),
+    (".jsonl", "prompts", read_prompts), (".csv", "prompts", read_prompts),
+    (".jsonl", "battles", load_battles), (".csv", "battles", load_battles), (".parquet", "battles", load_battles),
+    (".npy", "embeddings", load_embeddings), (".jsonl", "embeddings", load_embeddings),
+    (".parquet", "embeddings", load_embeddings), (".npy", "npy", read_npy), (".npz", "arena", read_npz),
+    (".npz", "arena", load_arena), (".jsonl", "preference", load_preference), (".csv", "preference", load_preference),
+    (".csv", "golden", load_golden_file), (".jsonl", "golden", load_golden_file),
+    (".npz", "embedding-cache", lambda p: CachedEmbedder(_FixedEmbedder()).load(p)),
+    (".bin", "checkpoint", lambda p: _load_checkpoint(p, p.read_bytes())),
+    (".npz", "arena", lambda p: rf.SWRankingRouter.from_arena(p, "a", "b")),
+]
+
+
+def fuzz_loaders(data: bytes) -> None:
+    """Every file loader on arbitrary file contents."""
+    if not data:
+        return
+    suffix, _, loader = LOADERS[data[0] % len(LOADERS)]
+    path = _WORKDIR / f"input{suffix}"
+    path.write_bytes(data[1:])
+    try:
+        loader(path)
+    except ValueError:  # BadFileError and other content errors: what a bad file must raise
+        pass
+
+
+TARGETS = {"core": fuzz_core, "loaders": fuzz_loaders}

@@ -1,0 +1,40 @@
+"""The fuzz targets (tests/fuzz/targets.py): the committed corpus replays clean, and a short,
+seeded, time-boxed atheris pass over each target finds nothing. The long runs behind RELIABILITY.md
+use the same targets (``python tests/fuzz/run.py core|loaders ...``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FUZZ = Path(__file__).parent / "fuzz"
+sys.path.insert(0, str(FUZZ))
+
+import targets  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(targets.TARGETS))
+def test_corpus_replays_clean(name):
+    corpus = sorted((FUZZ / "corpus" / name).iterdir())
+    assert len(corpus) >= 20
+    for path in corpus:
+        targets.TARGETS[name](path.read_bytes())
+
+
+@pytest.mark.parametrize("name", sorted(targets.TARGETS))
+def test_short_fuzzing_pass(name, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for path in (FUZZ / "corpus" / name).iterdir():  # the run adds to its corpus: work on a copy
+        (corpus / path.name).write_bytes(path.read_bytes())
+    result = subprocess.run(
+        [sys.executable, str(FUZZ / "run.py"), name, str(corpus), "-seed=1", "-max_total_time=12", "-timeout=20",
+         f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )
+    tail = "\n".join(result.stderr.splitlines()[-40:])
+    assert result.returncode == 0, tail
+    assert "Done" in result.stderr, tail
