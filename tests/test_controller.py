@@ -4,6 +4,7 @@ OpenAI-compatible upstream with the real openai client."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 import types
 import warnings
@@ -108,9 +109,14 @@ def test_chat_completions_are_routed_and_forwarded(controller):
 
 
 def test_patch_routellm_makes_its_controller_use_our_routers(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "unused")  # routellm builds an OpenAI client at import
-    rl_controller = pytest.importorskip("routellm.controller")
-    rf.patch_routellm()
+    if importlib.util.find_spec("routellm") is None:
+        pytest.skip("routellm is not installed")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # RouteLLM's import-time client needs none after the patch
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # routellm imports litellm: no price-list download
+    with warnings.catch_warnings():  # RouteLLM and litellm warn at import about their own pydantic use
+        warnings.simplefilter("ignore", DeprecationWarning)
+        rf.patch_routellm()
+        import routellm.controller as rl_controller
     ctl = rl_controller.Controller(routers=["mf", "random"], strong_model=STRONG, weak_model=WEAK, config=MF_CONFIG)
     assert isinstance(ctl.routers["mf"], rf.MatrixFactorizationRouter)
     assert isinstance(ctl.routers["random"], rf.RandomRouter)
@@ -234,6 +240,20 @@ def test_provider_prefixes_go_through_litellm_when_installed(monkeypatch):
         assert len(fake.calls) == 2 and upstream.requests[-1]["body"]["model"] == STRONG
 
 
+def _close_litellm_clients():
+    """LiteLLM keeps the clients it made in a process-wide cache: close them (their sockets would
+    outlive the test)."""
+    import litellm
+
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    for client in list(getattr(cache, "cache_dict", {}).values()):
+        close = getattr(client, "close", None)
+        if callable(close) and not asyncio.iscoroutinefunction(close):
+            close()
+    if cache is not None:
+        cache.flush_cache()
+
+
 def test_real_litellm_calls_an_openai_compatible_endpoint(monkeypatch):
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
     with warnings.catch_warnings():
@@ -244,7 +264,11 @@ def test_real_litellm_calls_an_openai_compatible_endpoint(monkeypatch):
                             api_key="sk-up")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            response = ctl.chat.completions.create(model="router-random-1.0", messages=[{"role": "user", "content": "hi"}])
+            try:
+                response = ctl.chat.completions.create(model="router-random-1.0",
+                                                       messages=[{"role": "user", "content": "hi"}])
+            finally:
+                _close_litellm_clients()
         assert response["choices"][0]["message"]["content"] == "answered by mixtral-8x7b-instruct-v0.1"
         assert upstream.requests[-1]["body"]["model"] == "mixtral-8x7b-instruct-v0.1"
         assert upstream.requests[-1]["auth"] == "Bearer sk-up"

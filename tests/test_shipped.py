@@ -197,7 +197,7 @@ def test_route_and_calibrate_give_one_threshold_for_any_share():
     rows = np.linspace(0, len(prompts) - 1, 24).astype(int)
     for name, router in (("sw_ranking", default_sw_router()), ("mf", default_mf_router())):
         recorded = np.asarray(shipped_calibration(name)["win_rates"])
-        np.testing.assert_allclose(router.score([prompts[i] for i in rows]), recorded[rows], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(router.score([prompts[i] for i in rows]), recorded[rows], rtol=0, atol=1e-4)
         # At the 50% threshold, half the bundled prompts go to the strong model.
         assert np.mean(recorded >= default_threshold(0.5, name)) == pytest.approx(0.5, abs=1 / len(prompts))
 

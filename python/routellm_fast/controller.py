@@ -4,7 +4,8 @@ Same constructor, same methods, same ``RoutingError`` messages as ``routellm.con
 ``route``, ``batch_calculate_win_rate`` (one batched, GIL-free ``score`` call instead of a
 per-prompt apply), and ``chat.completions.create`` / ``acreate`` that read ``model="router-mf-0.116"``,
 route on the last message and forward the request to the chosen model through any
-OpenAI-compatible endpoint with the official ``openai`` client. :meth:`Controller.decide` is the
+OpenAI-compatible endpoint with the official ``openai`` client, or through LiteLLM for
+provider-prefixed model names (:mod:`routellm_fast.upstream`). :meth:`Controller.decide` is the
 one routing decision that these and the server make.
 """
 

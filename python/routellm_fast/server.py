@@ -1,16 +1,21 @@
-"""An OpenAI-compatible routing server (FastAPI + uvicorn).
+"""An OpenAI-compatible routing server (FastAPI + uvicorn), started as RouteLLM's ``openai_server``.
 
 Endpoints:
 
 * ``POST /v1/chat/completions`` — RouteLLM's server: ``model="router-<router>-<threshold>"`` picks
-  the model, the request goes to it through the upstream OpenAI-compatible endpoint (plain or SSE
-  streaming). ``model="router-<router>-auto"`` uses the online threshold (``--target-strong-pct``).
+  the model, the request goes to it (plain or SSE streaming) through the upstream endpoint, with the
+  controller's ``api_key`` (RouteLLM's ``--api-key``), or through LiteLLM for provider-prefixed model
+  names (:mod:`routellm_fast.upstream`). ``model="router-<router>-auto"`` uses the online threshold
+  (``--target-strong-pct``); the strong or weak model's own name reaches that model directly.
+  OpenAI request fields are forwarded by name, unknown ones in the body; the openai client's call
+  options (``timeout``, ``extra_headers``, ``extra_query``, ``extra_body``) never come from a client.
 * ``POST /v1/route`` — the decision only, no LLM call: ``{model, router, threshold, win_rate}``.
-* ``GET /v1/models``, ``GET /health``, ``GET /metrics`` (Prometheus).
+* ``GET /v1/models`` (names that work), ``GET /health``, ``GET /metrics`` (Prometheus).
 
-Routing errors are 400 JSON (``{"object": "error", "message": ...}`` as RouteLLM), bad bearer
-tokens 401, oversized bodies 413, upstream failures 502 and upstream timeouts 504 — never an
-unhandled 500. Scoring runs in worker threads, off the event loop.
+With ``client_api_key`` every route but ``/health`` needs ``Authorization: Bearer <key>``. Routing
+errors are 400 JSON (``{"object": "error", "message": ...}`` as RouteLLM), bad bearer tokens 401,
+oversized bodies 413, upstream failures 502 and upstream timeouts 504 — never an unhandled 500.
+Scoring runs in worker threads, off the event loop.
 """
 
 from __future__ import annotations
