@@ -1,5 +1,5 @@
 """A RouteLLM program, unchanged: RouteLLM's hub names offline (the shipped routers of the same kind),
-``patch_routellm()`` with no API key, and RouteLLM's own evaluation on the patched routers. The
+``patch_routellm()`` with no API key, RouteLLM's routers not implemented here, and RouteLLM's own evaluation on the patched routers. The
 RouteLLM-side tests run where ``routellm`` is installed (it needs torch) and skip otherwise."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from conftest import FIXTURES
 
 import routellm_fast as rf
 from routellm_fast.controller import RoutingError
-from routellm_fast.shipped import default_mf_router, default_sw_router
+from routellm_fast.shipped import default_bert_router, default_mf_router, default_sw_router
 
 STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"
 PROMPTS = ["Prove that the square root of 2 is irrational.", "hi", "Write a haiku about the sea."]
@@ -38,11 +38,13 @@ needs_routellm = pytest.mark.skipif(importlib.util.find_spec("routellm") is None
 def test_hub_names_use_the_shipped_routers_with_one_warning_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.warns(rf.ShippedRouterWarning) as caught:
-        ctl = rf.Controller(["mf", "sw_ranking"], STRONG, WEAK, config=ROUTELLM_CONFIG)
-    assert len(caught) == 2 and all("\n" not in str(w.message) for w in caught)
+        ctl = rf.Controller(["mf", "sw_ranking", "bert"], STRONG, WEAK, config=ROUTELLM_CONFIG)
+    assert len(caught) == 3 and all("\n" not in str(w.message) for w in caught)
     assert "routellm/mf_gpt4_augmented" in str(caught[0].message) and "shipped mf router" in str(caught[0].message)
     assert "routellm/gpt4_judge_battles_embeddings" in str(caught[1].message)
-    for name, shipped in (("mf", default_mf_router()), ("sw_ranking", default_sw_router())):
+    assert "routellm/bert_gpt4_augmented" in str(caught[2].message)
+    for name, shipped in (("mf", default_mf_router()), ("sw_ranking", default_sw_router()),
+                          ("bert", default_bert_router())):
         np.testing.assert_array_equal(ctl.routers[name].score(PROMPTS), shipped.score(PROMPTS))
     # A path of one's own that is missing stays an error; so does a mix of local and hub datasets.
     with pytest.raises(FileNotFoundError):
@@ -70,11 +72,9 @@ def test_hub_checkpoint_in_the_huggingface_cache_is_used(tmp_path, monkeypatch):
 
 
 def test_routers_not_implemented_yet_say_what_is_missing():
-    with pytest.raises(RoutingError, match=r"Invalid router bert\..*does not implement RouteLLM's bert router yet "
-                                           r"\(a BERT classifier .*torch"):
-        rf.Controller(["bert"], STRONG, WEAK, config=ROUTELLM_CONFIG)
-    with pytest.raises(RoutingError, match=r"causal_llm router yet .*Llama-3-8B"):
-        rf.Controller(["causal_llm"], STRONG, WEAK)
+    with pytest.raises(RoutingError, match=r"Invalid router causal_llm\..*does not implement RouteLLM's causal_llm "
+                                           r"router yet \(a Llama-3-8B classifier .*torch"):
+        rf.Controller(["causal_llm"], STRONG, WEAK, config=ROUTELLM_CONFIG)
 
 
 def run_python(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -91,7 +91,7 @@ def test_routellm_program_with_no_config_and_no_key_runs_offline():
     result = run_python("""
         import warnings
         import routellm_fast
-        from routellm_fast.shipped import default_mf_router, default_sw_router
+        from routellm_fast.shipped import default_bert_router, default_mf_router, default_sw_router
         routellm_fast.patch_routellm()          # no OPENAI_API_KEY: RouteLLM's import-time client is lazy now
         from routellm.controller import Controller
         with warnings.catch_warnings(record=True) as caught:
@@ -105,13 +105,19 @@ def test_routellm_program_with_no_config_and_no_key_runs_offline():
             for prompt in ("Prove that there are infinitely many primes.", "hi"):
                 assert ctl.routers[name].calculate_strong_win_rate(prompt) == shipped.calculate_strong_win_rate(prompt)
         assert ctl.route("hi", "sw_ranking", 0.0) == "gpt-4-1106-preview"
-        try:
-            Controller(routers=["bert"], strong_model="gpt-4-1106-preview", weak_model="mixtral-8x7b-instruct-v0.1")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            bert = Controller(routers=["bert"], strong_model="gpt-4-1106-preview", weak_model="mixtral-8x7b-instruct-v0.1")
+        assert isinstance(bert.routers["bert"], routellm_fast.BERTRouter)
+        assert any("routellm/bert_gpt4_augmented" in str(w.message) for w in caught)
+        try:  # not implemented here: RouteLLM's own, whose failure to load offline says what is missing
+            Controller(routers=["causal_llm"], strong_model="gpt-4-1106-preview", weak_model="mixtral-8x7b-instruct-v0.1")
         except RuntimeError as exc:
             message = str(exc)
         else:
-            raise AssertionError("bert was built offline")
-        assert "routellm/bert_gpt4_augmented" in message and "does not implement RouteLLM's bert router yet" in message
+            raise AssertionError("causal_llm was built offline")
+        assert "routellm/causal_llm_gpt4_augmented" in message, message
+        assert "does not implement RouteLLM's causal_llm router yet" in message, message
         print("OK")
     """)
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]

@@ -98,8 +98,8 @@ def test_shipped_routers_are_real_and_small():
         assert thresholds == sorted(thresholds, reverse=True)  # more strong calls need a lower threshold
     with pytest.raises(ValueError, match=r"strong_model_pct must be in \[0, 1\]"):
         default_threshold(1.5)
-    with pytest.raises(ValueError, match="no shipped router 'bert'"):
-        default_threshold(0.5, "bert")
+    with pytest.raises(ValueError, match="no shipped router 'random'"):
+        default_threshold(0.5, "random")
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data beside the checkout")
@@ -157,9 +157,9 @@ def test_cli_route_and_info():
     # --strong-model/--weak-model name the models to call, as the Controller's pair in RouteLLM.
     labelled = run_cli("route", "hi", "--threshold", "1", "--weak-model", "my-cheap-model")
     assert labelled.stdout.startswith("my-cheap-model\t")
-    bad = run_cli("route", "hi", "--router", "bert")
-    assert bad.returncode == 2 and "invalid choice: 'bert'" in bad.stderr
-    assert "does not implement RouteLLM's bert router yet" in bad.stderr and "torch" in bad.stderr
+    bad = run_cli("route", "hi", "--router", "causal_llm")
+    assert bad.returncode == 2 and "invalid choice: 'causal_llm'" in bad.stderr
+    assert "does not implement RouteLLM's causal_llm router yet" in bad.stderr and "torch" in bad.stderr
 
     info = run_cli("info")
     assert info.returncode == 0 and "simd=" in info.stdout

@@ -22,6 +22,7 @@ from .hub import ShippedRouterWarning
 from .models import MODEL_IDS
 from .policy import Decision, ModelPair, RoutingError, calibrate_threshold
 from .routers import (
+    BERTRouter,
     NAME_TO_CLS,
     ROUTER_CLS,
     EmbeddingRouter,
@@ -56,6 +57,7 @@ def set_simd(name: str) -> None:
 
 
 __all__ = [
+    "BERTRouter",
     "BadFileError",
     "Battles",
     "CachedEmbedder",

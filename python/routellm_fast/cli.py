@@ -136,6 +136,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_bert(args: argparse.Namespace) -> int:
+    """Convert a Hugging Face BERT classifier into the directory BERTRouter loads (needs the export extra)."""
+    from .bert_export import export_bert
+
+    out = export_bert(args.hf_dir, args.out_dir, int8=args.int8, num_labels=args.num_labels)
+    print(f"exported {args.hf_dir} -> {out}{' (int8)' if args.int8 else ''}", file=sys.stderr)
+    return 0
+
+
 def _score_embeddings(args: argparse.Namespace) -> int:
     """Win rates for a .npy matrix of prompt embeddings with an mf checkpoint."""
     router = rf.MatrixFactorizationRouter(args.checkpoint, args.strong_model, args.weak_model,
@@ -346,6 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     score_emb.add_argument("--hidden-size", type=int, help="default: the checkpoint's config.json, else 128")
     score_emb.add_argument("--text-dim", type=int, help="default: the checkpoint's config.json, else 1536")
     score_emb.set_defaults(func=_score_embeddings)
+
+    export = sub.add_parser("export-bert", help="convert a Hugging Face BERT classifier (RouteLLM's layout) for "
+                            "the bert router (needs torch, transformers, onnx: the 'export' extra)")
+    export.add_argument("hf_dir", type=Path, help="config.json + weights + tokenizer files")
+    export.add_argument("out_dir", type=Path, help="written: model.onnx, tokenizer.json, routellm_fast_bert.json")
+    export.add_argument("--int8", action="store_true", help="int8 MatMul weights (dynamic quantisation, per channel)")
+    export.add_argument("--num-labels", type=int, default=3)
+    export.set_defaults(func=_export_bert)
     return parser
 
 

@@ -1,8 +1,8 @@
 """RouteLLM's published checkpoints and datasets, which its default config names by their Hugging
 Face Hub names (``routellm/mf_gpt4_augmented``, ``lmsys/lmsys-arena-human-preference-55k``, ...).
 
-Nothing is downloaded here. An mf checkpoint named by its hub name is used when it is available
-locally, in the Hugging Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
+Nothing is downloaded here. An mf or bert checkpoint named by its hub name is used when it is
+available locally, in the Hugging Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
 ``~/.cache/huggingface/hub``, where ``huggingface_hub`` keeps it); sw_ranking's datasets are used
 when given as local files. Otherwise the router of the same kind that ships in this package is
 built instead, and one :class:`ShippedRouterWarning` says so: a RouteLLM program with no config
@@ -77,7 +77,7 @@ def warn_shipped_instead(router: str, names: Iterable[Any]) -> None:
     warnings.warn(
         f"{', '.join(map(str, names))}: RouteLLM's published {router} "
         f"{'checkpoint' if router == 'mf' else 'datasets'} not available locally (nothing is downloaded); "
-        f"using routellm_fast's shipped {router} router instead (local all-MiniLM-L6-v2 embeddings, no API key; "
+        f"using routellm_fast's shipped {router} router instead (it runs locally, no API key; "
         f"its thresholds: routellm-fast calibrate --router {router})",
         ShippedRouterWarning,
         stacklevel=4,

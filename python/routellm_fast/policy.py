@@ -187,7 +187,9 @@ def recorded_win_rates(router: Any) -> np.ndarray | None:
     if not isinstance(calibration, Mapping) or calibration.get("prompts_sha256") != sample_prompts_digest():
         return None
     pair = calibration.get("pair") or {}
-    if (pair.get("strong"), pair.get("weak")) != (getattr(router, "strong_model", None), getattr(router, "weak_model", None)):
+    # A router that scores one pair (mf, sw_ranking) must score the recorded one; a classifier
+    # (bert) was trained for its pair and has no other.
+    if hasattr(router, "strong_model") and (pair.get("strong"), pair.get("weak")) != (router.strong_model, router.weak_model):
         return None
     return np.asarray(calibration["win_rates"], dtype=np.float64)
 

@@ -45,8 +45,9 @@ from .evals import load_gsm8k, load_mmlu
 from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 from .policy import sample_prompts_digest, share_threshold
 from .preference import PreferenceData, golden_label_battles, load_preference
-from .routers import MatrixFactorizationRouter, Router, SWRankingRouter
-from .shipped import DATA_DIR, DEFAULT_MF, DEFAULT_SW_ARENA
+from .routers import BERTRouter, MatrixFactorizationRouter, Router, SWRankingRouter
+from .routers.bert import _METADATA_FILE as BERT_METADATA_FILE
+from .shipped import DATA_DIR, DEFAULT_BERT, DEFAULT_MF, DEFAULT_SW_ARENA
 from .tables import SAMPLE_PROMPTS, read_prompts
 from .training import (
     MFTrainConfig,
@@ -112,7 +113,8 @@ def calibration(router: Router, embeddings: np.ndarray | None = None) -> dict:
         "prompts": f"{SAMPLE_PROMPTS.name}: the {len(prompts)} bundled sample prompts (AlpacaEval's instructions), "
                    "the default prompts of routellm-fast calibrate",
         "prompts_sha256": sample_prompts_digest(),
-        "pair": {"strong": router.strong_model, "weak": router.weak_model},
+        "pair": {"strong": getattr(router, "strong_model", DEFAULT_STRONG_MODEL),
+                 "weak": getattr(router, "weak_model", DEFAULT_WEAK_MODEL)},
         "win_rates": [float(r) for r in rates],
     }
 
@@ -133,8 +135,8 @@ def _replace_npz_member(path: Path, name: str, value: np.ndarray) -> None:
 
 
 def write_calibrations(out_dir: Path = DATA_DIR, embedder: Embedder | None = None) -> dict[str, dict]:
-    """(Re)write the calibration of both shipped routers in ``out_dir``, and nothing else: the
-    weights and arena arrays stay byte for byte as they are."""
+    """(Re)write the calibration of the shipped routers in ``out_dir`` (mf, sw_ranking, and bert when
+    it is there), and nothing else: the weights and arena arrays stay byte for byte as they are."""
     embedder = embedder or OnnxEmbedder()
     pair = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
     mf_dir, arena_path = out_dir / DEFAULT_MF.name, out_dir / DEFAULT_SW_ARENA.name
@@ -148,7 +150,13 @@ def write_calibrations(out_dir: Path = DATA_DIR, embedder: Embedder | None = Non
     sw = SWRankingRouter.from_arena(arena, *pair, embed=embedder)
     metadata = {**arena.metadata, "calibration": calibration(sw, embeddings)}
     _replace_npz_member(arena_path, "metadata", np.array(json.dumps(metadata)))
-    return {"mf": meta["calibration"], "sw_ranking": metadata["calibration"]}
+    calibrations = {"mf": meta["calibration"], "sw_ranking": metadata["calibration"]}
+    bert_dir = out_dir / DEFAULT_BERT.name
+    if (bert_dir / BERT_METADATA_FILE).is_file():  # the shipped bert router (routellm_fast.bert_recipe)
+        bert_meta = json.loads((bert_dir / BERT_METADATA_FILE).read_text())
+        bert_meta["calibration"] = calibrations["bert"] = calibration(BERTRouter(bert_dir))
+        (bert_dir / BERT_METADATA_FILE).write_text(json.dumps(bert_meta, indent=2) + "\n")
+    return calibrations
 
 
 def build_defaults(

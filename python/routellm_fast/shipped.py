@@ -21,13 +21,15 @@ import numpy as np
 from .checkpoints import METADATA_FILE
 from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 from .policy import share_threshold
-from .routers import MatrixFactorizationRouter, RandomRouter, Router, SWRankingRouter
+from .routers import BERTRouter, MatrixFactorizationRouter, RandomRouter, Router, SWRankingRouter
 
 __all__ = [
     "CALIBRATED_ROUTERS",
+    "DEFAULT_BERT",
     "DEFAULT_MF",
     "DEFAULT_SW_ARENA",
     "SHIPPED_ROUTERS",
+    "default_bert_router",
     "default_mf_router",
     "default_sw_router",
     "default_threshold",
@@ -38,6 +40,8 @@ DATA_DIR = Path(__file__).parent / "data"
 #: The shipped mf checkpoint (RouteLLM's layout) and sw_ranking arena.
 DEFAULT_MF = DATA_DIR / "default_mf"
 DEFAULT_SW_ARENA = DATA_DIR / "default_sw_arena.npz"
+#: The shipped bert router (routellm_fast.bert_recipe): model.onnx + tokenizer + metadata.
+DEFAULT_BERT = DATA_DIR / "default_bert"
 
 
 def default_mf_router(
@@ -54,12 +58,18 @@ def default_sw_router(
     return SWRankingRouter.from_arena(DEFAULT_SW_ARENA, strong_model, weak_model, **kwargs)
 
 
+def default_bert_router(**kwargs) -> BERTRouter:
+    """The shipped BERT router: all-MiniLM-L6-v2 with a 3-label head (int8; see README)."""
+    return BERTRouter(DEFAULT_BERT, **kwargs)
+
+
 #: Routers available with no config, by RouteLLM name.
 SHIPPED_ROUTERS: dict[str, Callable[..., Router]] = {
     "random": RandomRouter, "mf": default_mf_router, "sw_ranking": default_sw_router,
+    "bert": default_bert_router,
 }
 #: Shipped routers that carry calibrated thresholds.
-CALIBRATED_ROUTERS = ("mf", "sw_ranking")
+CALIBRATED_ROUTERS = ("mf", "sw_ranking", "bert")
 
 
 @lru_cache(maxsize=len(CALIBRATED_ROUTERS))
@@ -70,6 +80,8 @@ def shipped_calibration(router: str) -> dict:
     if router == "sw_ranking":
         with np.load(DEFAULT_SW_ARENA, allow_pickle=False) as z:
             return json.loads(str(z["metadata"]))["calibration"]
+    if router == "bert":
+        return json.loads((DEFAULT_BERT / "routellm_fast_bert.json").read_text())["calibration"]
     if router == "mf":
         return json.loads((DEFAULT_MF / METADATA_FILE).read_text())["calibration"]
     raise ValueError(f"no shipped router {router!r} with a calibration (shipped: {', '.join(CALIBRATED_ROUTERS)})")

@@ -4,11 +4,13 @@ names to them."""
 from __future__ import annotations
 
 from .base import NAME_TO_CLS, NOT_IMPLEMENTED, ROUTER_CLS, EmbeddingRouter, Router, register, unknown_router
+from .bert import BERTRouter
 from .mf import ROUTELLM_EMBEDDING_MODEL, MatrixFactorizationRouter
 from .random import RandomRouter
 from .sw_ranking import SWRankingRouter
 
 __all__ = [
+    "BERTRouter",
     "NAME_TO_CLS",
     "NOT_IMPLEMENTED",
     "ROUTELLM_EMBEDDING_MODEL",

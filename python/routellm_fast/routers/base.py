@@ -40,7 +40,6 @@ R = TypeVar("R", bound="type[Router]")
 
 #: RouteLLM's routers that routellm_fast does not implement yet, and what they need there.
 NOT_IMPLEMENTED: dict[str, str] = {
-    "bert": "a BERT classifier (checkpoint routellm/bert_gpt4_augmented) run with torch and transformers",
     "causal_llm": "a Llama-3-8B classifier (checkpoint routellm/causal_llm_gpt4_augmented) run with torch on a GPU",
 }
 

@@ -1,0 +1,203 @@
+"""BERTRouter: parity with RouteLLM's torch BERTRouter (tests/fixtures/bert, made by
+make_bert_fixture.py with routellm==0.2.0), batching, bad input, pickling, and the integration
+points (Controller, patch_routellm). Needs no torch; the exporter tests run only where torch is."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import routellm_fast as rf
+from routellm_fast.routers import ROUTER_CLS
+
+FIXTURE = Path(__file__).parent / "fixtures" / "bert"
+EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
+PROMPTS, WIN_RATES = EXPECTED["prompts"], np.array(EXPECTED["win_rates"])
+
+fork_with_threads = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def router() -> rf.BERTRouter:
+    return rf.BERTRouter(FIXTURE)
+
+
+def test_registered_as_bert():
+    assert ROUTER_CLS["bert"] is rf.BERTRouter
+
+
+def test_fixture_covers_short_long_and_truncated_prompts():
+    assert len(PROMPTS) >= 50
+    assert min(EXPECTED["num_tokens"]) <= 2 and max(EXPECTED["num_tokens"]) > 600
+
+
+def test_tokenizes_and_truncates_like_routellm(router):
+    assert [len(x) for x in router.tokenize(PROMPTS)] == [min(n, 512) for n in EXPECTED["num_tokens"]]
+
+
+def test_single_prompt_parity(router):
+    single = np.array([router.calculate_strong_win_rate(p) for p in PROMPTS])
+    np.testing.assert_allclose(single, WIN_RATES, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(router.logits(PROMPTS[:5]), EXPECTED["logits"][:5], atol=1e-4, rtol=0)
+
+
+def test_batched_parity_and_batch_independence(router):
+    batched = router.score(PROMPTS)
+    assert batched.dtype == np.float64 and batched.shape == (len(PROMPTS),)
+    np.testing.assert_allclose(batched, WIN_RATES, atol=1e-5, rtol=0)
+    order = np.random.default_rng(0).permutation(len(PROMPTS))
+    np.testing.assert_allclose(router.score([PROMPTS[i] for i in order]), batched[order], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(router.score(PROMPTS[::3]), batched[::3], atol=1e-5, rtol=0)
+    small = rf.BERTRouter(FIXTURE, batch_size=3, threads=2)
+    np.testing.assert_allclose(small.score(PROMPTS), batched, atol=1e-5, rtol=0)
+
+
+def test_route_uses_threshold(router):
+    pair = rf.ModelPair(strong="strong", weak="weak")
+    p, w = PROMPTS[0], WIN_RATES[0]
+    assert router.route(p, max(0.0, w - 0.01), pair) == "strong"
+    assert router.route(p, min(1.0, w + 0.01), pair) == "weak"
+
+
+def test_empty_batch_and_odd_prompts(router):
+    assert router.score([]).shape == (0,)
+    big = "word " * 200_000  # 1 MB: truncated, scored like its first 510 word pieces
+    assert router.score([big])[0] == pytest.approx(router.score(["word " * 600])[0], abs=1e-6)
+    assert 0 <= router.calculate_strong_win_rate("") <= 1
+
+
+@pytest.mark.parametrize("bad, exc", [("a string", TypeError), ([1], TypeError), ([b"bytes"], TypeError),
+                                      (["ok", None], TypeError), (["\ud800"], ValueError)])
+def test_bad_prompts_raise(router, bad, exc):
+    with pytest.raises(exc):
+        router.score(bad)
+
+
+def _copy(tmp_path: Path) -> Path:
+    d = tmp_path / "ckpt"
+    shutil.copytree(FIXTURE, d)
+    (d / "expected.json").unlink()
+    return d
+
+
+def test_missing_tokenizer(tmp_path):
+    d = _copy(tmp_path)
+    (d / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        rf.BERTRouter(d)
+
+
+def test_corrupt_files(tmp_path):
+    d = _copy(tmp_path)
+    (d / "model.onnx").write_bytes(b"\x08\x07not an onnx model" * 100)
+    with pytest.raises(ValueError, match="cannot load ONNX model"):
+        rf.BERTRouter(d)
+    d = _copy(tmp_path / "2")
+    (d / "tokenizer.json").write_text("{broken")
+    with pytest.raises(ValueError, match="tokenizer"):
+        rf.BERTRouter(d)
+    (d / "routellm_fast_bert.json").write_text("[")
+    with pytest.raises(ValueError, match="routellm_fast_bert.json"):
+        rf.BERTRouter(d)
+
+
+def test_wrong_number_of_labels(tmp_path):
+    with pytest.raises(ValueError, match="3 labels"):
+        rf.BERTRouter(FIXTURE, num_labels=2)
+    d = _copy(tmp_path)  # metadata that lies about the labels: the model's output shape is checked
+    meta = json.loads((d / "routellm_fast_bert.json").read_text())
+    (d / "routellm_fast_bert.json").write_text(json.dumps({**meta, "num_labels": 4}))
+    with pytest.raises(ValueError, match="logits of shape"):
+        rf.BERTRouter(d, num_labels=4)
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        rf.BERTRouter(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="neither"):
+        rf.BERTRouter(tmp_path)
+
+
+def test_pickle_round_trip(router):
+    copy = pickle.loads(pickle.dumps(router))
+    assert copy.fingerprint == router.fingerprint and str(copy) == "bert"
+    np.testing.assert_array_equal(copy.score(PROMPTS[:10]), router.score(PROMPTS[:10]))
+
+
+@fork_with_threads
+def test_scores_after_fork(router):
+    before = router.score(PROMPTS[:12])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write, router.score(PROMPTS[:12]).tobytes())
+        finally:
+            os._exit(0)
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 1 << 16):
+        data += chunk
+    os.waitpid(pid, 0)
+    np.testing.assert_array_equal(np.frombuffer(data, dtype=np.float64), before)
+
+
+def test_controller_and_patch_routellm(monkeypatch):
+    ctl = rf.Controller(["bert"], "strong", "weak", config={"bert": {"checkpoint_path": str(FIXTURE)}})
+    assert ctl.routers["bert"].calculate_strong_win_rate(PROMPTS[0]) == pytest.approx(WIN_RATES[0], abs=1e-5)
+    assert ctl.route(PROMPTS[0], "bert", 0.0) == "strong"
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")  # routellm builds an OpenAI client at import
+    rl = pytest.importorskip("routellm.routers.routers")
+    rf.patch_routellm()
+    assert rl.ROUTER_CLS["bert"] is rf.BERTRouter
+
+
+def test_export_round_trip_with_torch(tmp_path):
+    """The exporter and the HF-directory cache (only where torch and transformers are installed)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("onnx")
+    from routellm_fast.bert_export import export_bert
+
+    torch.manual_seed(1)
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=64, num_labels=3,
+                                     initializer_range=0.3)
+    hf = tmp_path / "hf"
+    transformers.BertForSequenceClassification(config).eval().save_pretrained(hf)
+    transformers.BertTokenizerFast(tokenizer_file=str(FIXTURE / "tokenizer.json"), model_max_length=10**30).save_pretrained(hf)
+    export_bert(hf, tmp_path / "out")
+    exported = rf.BERTRouter(tmp_path / "out")
+    assert exported.max_length == 64  # no model_max_length: cut at the position embeddings
+    os.environ["ROUTELLM_FAST_CACHE"] = str(tmp_path / "cache")
+    try:
+        direct = rf.BERTRouter(hf)
+        again = rf.BERTRouter(hf)
+    finally:
+        del os.environ["ROUTELLM_FAST_CACHE"]
+    assert direct.path == again.path and direct.path.parent.parent == tmp_path / "cache"
+    np.testing.assert_allclose(direct.score(PROMPTS), exported.score(PROMPTS), atol=1e-6)
+    with pytest.raises(ValueError, match="labels"):
+        export_bert(hf, tmp_path / "x", num_labels=2)
+
+
+def test_shipped_default_bert_router_works_offline_with_no_config():
+    from routellm_fast.cli import main
+    from routellm_fast.shipped import DEFAULT_BERT, default_threshold
+
+    ctl = rf.Controller(["bert"], "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1")
+    router = ctl.routers["bert"]
+    assert isinstance(router, rf.BERTRouter) and router.path == DEFAULT_BERT.absolute()
+    assert router.max_length == 256 and router.training_prompt_keys  # evaluations drop its training prompts
+    rates = router.score(PROMPTS[:20])
+    assert np.all((rates >= 0) & (rates <= 1)) and rates.std() > 0
+    np.testing.assert_allclose([router.calculate_strong_win_rate(p) for p in PROMPTS[:5]], rates[:5], atol=1e-5)
+    assert 0 < default_threshold(0.5, "bert") < 1
+    assert main(["route", "Prove that there are infinitely many primes.", "--router", "bert"]) == 0
+    copy = pickle.loads(pickle.dumps(router))
+    np.testing.assert_array_equal(copy.score(PROMPTS[:5]), rates[:5])
