@@ -134,8 +134,6 @@ def iter_tables(path: PathLike, rows: int) -> Any:
     rows (CSV: blocks of the file), read as they are needed, so a large file is never whole in
     memory. Column types come from the start of the file (a CSV or JSON-lines column whose later
     values do not fit them is an error)."""
-    import pyarrow as pa
-
     path = Path(path)
     if path.suffix not in TABLE_SUFFIXES:
         raise ValueError(f"unsupported file type {path.suffix!r} for {path} (use {', '.join(TABLE_SUFFIXES)})")
