@@ -4,6 +4,10 @@ OpenAI-compatible upstream with the real openai client."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
+import types
+import warnings
 
 import numpy as np
 import pytest
@@ -105,9 +109,14 @@ def test_chat_completions_are_routed_and_forwarded(controller):
 
 
 def test_patch_routellm_makes_its_controller_use_our_routers(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "unused")  # routellm builds an OpenAI client at import
-    rl_controller = pytest.importorskip("routellm.controller")
-    rf.patch_routellm()
+    if importlib.util.find_spec("routellm") is None:
+        pytest.skip("routellm is not installed")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # RouteLLM's import-time client needs none after the patch
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # routellm imports litellm: no price-list download
+    with warnings.catch_warnings():  # RouteLLM and litellm warn at import about their own pydantic use
+        warnings.simplefilter("ignore", DeprecationWarning)
+        rf.patch_routellm()
+        import routellm.controller as rl_controller
     ctl = rl_controller.Controller(routers=["mf", "random"], strong_model=STRONG, weak_model=WEAK, config=MF_CONFIG)
     assert isinstance(ctl.routers["mf"], rf.MatrixFactorizationRouter)
     assert isinstance(ctl.routers["random"], rf.RandomRouter)
@@ -130,3 +139,136 @@ def test_decide_is_route_with_its_reasons(controller):
 def test_routers_share_one_embedder_per_name():
     ctl = rf.Controller(["mf", "sw_ranking"], "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1")
     assert ctl.routers["mf"].embedder is ctl.routers["sw_ranking"].embedder
+
+
+def _stream_text(chunks) -> str:
+    return "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+
+
+def test_async_streams_stay_readable_and_clients_are_reused():
+    """acreate(stream=True) returns a stream read after the call: its client must stay open (it was
+    closed on return, failing 19 of 20 reads), and one client serves every call on a loop."""
+    import gc
+
+    with Upstream() as upstream:
+        ctl = rf.Controller(["random"], STRONG, WEAK, api_base=upstream.url)
+        messages = [{"role": "user", "content": "tell me a story"}]
+
+        async def one(threshold):
+            stream = await ctl.chat.completions.acreate(model=f"router-random-{threshold}", messages=messages,
+                                                         stream=True)
+            return "".join([c.choices[0].delta.content or "" async for c in stream])
+
+        async def go():
+            texts = [await one(0.0) for _ in range(20)]
+            texts += await asyncio.gather(*(one(1.0) for _ in range(10)))  # concurrent streams on one client
+            return texts, len(ctl.upstream._async_clients)
+
+        for _ in range(2):  # a second event loop gets its own client; the first loop's was closed with it
+            texts, clients = asyncio.run(go())
+            assert texts == [f"answered by {STRONG}"] * 20 + [f"answered by {WEAK}"] * 10
+            assert clients == 1
+        assert not ctl.upstream._async_clients  # closed at the loop's shutdown
+        gc.collect()  # no unclosed sockets (ResourceWarning is an error in this suite)
+
+
+def test_completions_take_content_parts_and_forward_them(controller):
+    parts = [{"type": "text", "text": "Prove that the square root of 2"}, {"type": "image_url", "image_url": {"url": "data:,"}},
+             {"type": "text", "text": "is irrational."}]
+    with Upstream() as upstream:
+        ctl = rf.Controller(["sw_ranking"], STRONG, WEAK, api_base=upstream.url)
+        win_rate = ctl.routers["sw_ranking"].calculate_strong_win_rate(
+            "Prove that the square root of 2\nis irrational.")
+        for threshold, expected in ((win_rate, STRONG), (min(1.0, win_rate + 1e-6), WEAK)):
+            response = ctl.chat.completions.create(model=f"router-sw_ranking-{threshold!r}",
+                                                   messages=[{"role": "user", "content": parts}])
+            assert response.model == expected
+            assert upstream.requests[-1]["body"]["messages"][0]["content"] == parts
+
+
+def test_provider_prefixes_without_litellm(monkeypatch):
+    monkeypatch.setitem(sys.modules, "litellm", None)  # import litellm fails
+    with Upstream() as upstream:
+        ctl = rf.Controller(["random"], "openai/gpt-4-1106-preview", "ollama_chat/llama3", api_base=upstream.url)
+        msg = [{"role": "user", "content": "hi"}]
+        # openai/<name> is <name> on the OpenAI-compatible endpoint.
+        assert ctl.chat.completions.create(model="router-random-0.0", messages=msg).model == "gpt-4-1106-preview"
+        assert upstream.requests[-1]["body"]["model"] == "gpt-4-1106-preview"
+        # Another provider needs LiteLLM: the error names the extra.
+        with pytest.raises(ImportError, match=r"LiteLLM's 'ollama_chat' provider.*routellm_fast\[litellm\]"):
+            ctl.chat.completions.create(model="router-random-1.0", messages=msg)
+        # An organisation in a plain model name is no provider: sent as it is.
+        plain = rf.Controller(["random"], "meta-llama/Meta-Llama-3-70B-Instruct", WEAK, api_base=upstream.url)
+        assert plain.chat.completions.create(model="router-random-0.0", messages=msg).model == \
+            "meta-llama/Meta-Llama-3-70B-Instruct"
+
+
+class _FakeLiteLLM(types.ModuleType):
+    """Records the calls it gets and answers with a dict, as litellm's responses are subscriptable."""
+
+    provider_list = ["openai", "anyscale", "ollama_chat"]
+
+    def __init__(self):
+        super().__init__("litellm")
+        self.calls = []
+
+    def completion(self, **kwargs):
+        self.calls.append(("completion", kwargs))
+        return {"model": kwargs["model"], "choices": [{"message": {"content": "hello"}}]}
+
+    async def acompletion(self, **kwargs):
+        self.calls.append(("acompletion", kwargs))
+        return {"model": kwargs["model"], "choices": [{"message": {"content": "hello"}}]}
+
+
+def test_provider_prefixes_go_through_litellm_when_installed(monkeypatch):
+    fake = _FakeLiteLLM()
+    monkeypatch.setitem(sys.modules, "litellm", fake)
+    with Upstream() as upstream:
+        ctl = rf.Controller(["random"], STRONG, "anyscale/mistralai/Mixtral-8x7B-Instruct-v0.1",
+                            api_base=upstream.url, api_key="sk-any")
+        msg = [{"role": "user", "content": "hi"}]
+        response = ctl.chat.completions.create(model="router-random-1.0", messages=msg, temperature=0.2)
+        assert response["choices"][0]["message"]["content"] == "hello"
+        # RouteLLM's call: litellm.completion(api_base=..., api_key=..., **request)
+        assert fake.calls == [("completion", {"model": "anyscale/mistralai/Mixtral-8x7B-Instruct-v0.1", "messages": msg,
+                                              "temperature": 0.2, "api_base": upstream.url, "api_key": "sk-any"})]
+        asyncio.run(ctl.chat.completions.acreate(model="router-random-1.0", messages=msg))
+        assert fake.calls[-1][0] == "acompletion" and fake.calls[-1][1]["model"].startswith("anyscale/")
+        # A plain name still goes to the OpenAI-compatible endpoint with the openai client.
+        assert ctl.chat.completions.create(model="router-random-0.0", messages=msg).model == STRONG
+        assert len(fake.calls) == 2 and upstream.requests[-1]["body"]["model"] == STRONG
+
+
+def _close_litellm_clients():
+    """LiteLLM keeps the clients it made in a process-wide cache: close them (their sockets would
+    outlive the test)."""
+    import litellm
+
+    cache = getattr(litellm, "in_memory_llm_clients_cache", None)
+    for client in list(getattr(cache, "cache_dict", {}).values()):
+        close = getattr(client, "close", None)
+        if callable(close) and not asyncio.iscoroutinefunction(close):
+            close()
+    if cache is not None:
+        cache.flush_cache()
+
+
+def test_real_litellm_calls_an_openai_compatible_endpoint(monkeypatch):
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pytest.importorskip("litellm")
+    with Upstream() as upstream:
+        ctl = rf.Controller(["random"], STRONG, "openai/mixtral-8x7b-instruct-v0.1", api_base=upstream.url,
+                            api_key="sk-up")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                response = ctl.chat.completions.create(model="router-random-1.0",
+                                                       messages=[{"role": "user", "content": "hi"}])
+            finally:
+                _close_litellm_clients()
+        assert response["choices"][0]["message"]["content"] == "answered by mixtral-8x7b-instruct-v0.1"
+        assert upstream.requests[-1]["body"]["model"] == "mixtral-8x7b-instruct-v0.1"
+        assert upstream.requests[-1]["auth"] == "Bearer sk-up"

@@ -1,4 +1,4 @@
-"""The evaluation suite: benchmarks from the shared data, RouteLLM's metrics, caching, the CLI."""
+"""The evaluation suite: RouteLLM's benchmarks (bundled copy), its metrics, caching, the CLI."""
 
 from __future__ import annotations
 
@@ -13,21 +13,34 @@ import pytest
 from routellm_fast import evals
 from routellm_fast.cli import main as cli_main
 from routellm_fast.embedders import prompt_key
+from routellm_fast.evals.data import BUNDLED_EVALS
 from routellm_fast.routers import RandomRouter
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIXTURES = Path(__file__).parent / "fixtures" / "evals"
-needs_data = pytest.mark.skipif(not (DATA / "routellm-evals").is_dir(), reason="needs ../shared/data")
 
 
 @pytest.fixture(scope="module")
 def benchmarks() -> dict[str, evals.Benchmark]:
-    if not (DATA / "routellm-evals").is_dir():
-        pytest.skip("needs ../shared/data")
-    return {name: load(DATA) for name, load in evals.BENCHMARKS.items()}
+    return {name: load() for name, load in evals.BENCHMARKS.items()}  # the bundled copy
 
 
-@needs_data
+@pytest.mark.skipif(not (SHARED / "routellm-evals").is_dir(), reason="compares with RouteLLM's files in ../shared/data")
+def test_bundled_copy_gives_what_routellm_files_give(benchmarks):
+    for name, load in evals.BENCHMARKS.items():
+        theirs, ours = load(SHARED), benchmarks[name]
+        assert ours.prompts == theirs.prompts and (ours.num_source, ours.dropped) == (theirs.num_source, theirs.dropped)
+        np.testing.assert_array_equal(ours.strong_scores, theirs.strong_scores)
+        np.testing.assert_array_equal(ours.weak_scores, theirs.weak_scores)
+
+
+def test_bundled_copy_is_small_and_documented():
+    files = list(BUNDLED_EVALS.iterdir())
+    assert sum(f.stat().st_size for f in files) < 2_500_000
+    notice = (BUNDLED_EVALS.parent / "NOTICE.md").read_text()
+    assert "`evals/`" in notice and "Apache-2.0" in notice
+
+
 def test_decontamination_counts_match_routellm(benchmarks):
     # RouteLLM drops 5 MMLU, 12 GSM8K and 8 MT Bench prompts listed in contaminated_prompts.jsonl.
     assert (len(benchmarks["mmlu"]), benchmarks["mmlu"].num_source) == (14037, 14042)
@@ -36,11 +49,10 @@ def test_decontamination_counts_match_routellm(benchmarks):
     assert benchmarks["mmlu"].describe() == "mmlu: 14037 of 14042 items (dropped 5 contaminated)"
 
 
-@needs_data
 def test_model_scores_are_routellm_accuracies(benchmarks):
     gsm = benchmarks["gsm8k"]
-    df = pd.read_csv(DATA / "routellm-evals" / "gsm8k" / "gsm8k_responses.csv")
-    bad = set(pd.read_json(DATA / "routellm-evals" / "gsm8k" / "contaminated_prompts.jsonl", lines=True)["eval_prompt"])
+    df = pd.read_parquet(BUNDLED_EVALS / "gsm8k.parquet")
+    bad = pd.read_parquet(BUNDLED_EVALS / "contaminated.parquet").query("benchmark == 'gsm8k'")["eval_prompt"]
     df = df[~df["prompt"].isin(bad)]
     assert gsm.prompts == df["prompt"].tolist()
     assert gsm.model_score("gpt-4-1106-preview") == pytest.approx(df["gpt-4-1106-preview"].mean() * 100, abs=1e-12)
@@ -139,7 +151,7 @@ def test_golden_file_benchmark(tmp_path):
     with pytest.raises(ValueError, match="no column for model 'mixtral-8x7b-instruct-v0.1'"):
         evals.load_golden_file(scores)
     with pytest.raises(ValueError, match="unknown benchmark"):
-        evals.load_benchmark("mmlu-pro", DATA)
+        evals.load_benchmark("mmlu-pro")
 
 
 class _CountingRouter:
@@ -179,10 +191,10 @@ def test_training_prompts_are_left_out(tmp_path):
     assert everything.description == "toy: 6 of 6 items"
 
 
-@needs_data
-def test_cli_eval_writes_tables_and_plot(tmp_path, capsys):
+def test_cli_eval_writes_tables_and_plot(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ROUTELLM_FAST_DATA", raising=False)
     out = tmp_path / "out"
-    code = cli_main(["eval", "--routers", "random", "sw_ranking", "--benchmark", "mt-bench", "--data-dir", str(DATA),
+    code = cli_main(["eval", "--routers", "random", "sw_ranking", "--benchmark", "mt-bench",
                      "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet", "--random-iters", "3"])
     assert code == 0
     printed = capsys.readouterr()
@@ -194,8 +206,21 @@ def test_cli_eval_writes_tables_and_plot(tmp_path, capsys):
     assert (out / "mt-bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "mt-bench.md").read_text().startswith("**mt-bench**")
     # A second run reads the cached sw_ranking win rates and gives the same table.
-    assert cli_main(["eval", "--routers", "sw_ranking", "--benchmark", "mt-bench", "--data-dir", str(DATA),
+    assert cli_main(["eval", "--router", "sw_ranking", "--benchmark", "mt-bench",
                      "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
     with open(out / "mt-bench-metrics.csv") as f:
         assert next(csv.DictReader(f))["apgr"] == rows["sw_ranking"]["apgr"]
-    assert cli_main(["eval", "--benchmark", "nope", "--data-dir", str(DATA), "--output", str(out)]) == 2
+    assert cli_main(["eval", "--benchmark", "nope", "--output", str(out)]) == 2
+    assert cli_main(["eval", "--benchmark", "mt-bench", "--data-dir", str(tmp_path), "--output", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_random_router_results_do_not_depend_on_the_other_benchmarks(benchmarks):
+    """Each benchmark evaluates the random router from its seed (RouteLLM reseeds per run), so GSM8K's
+    numbers are the same alone or after MT Bench in one `eval` call."""
+    shared = RandomRouter(seed=0)
+    evals.run_eval({"random": shared}, benchmarks["mt-bench"], progress=False)
+    after = evals.run_eval({"random": shared}, benchmarks["gsm8k"], progress=False)
+    alone = evals.run_eval({"random": RandomRouter(seed=0)}, benchmarks["gsm8k"], progress=False)
+    assert after.metrics["random"].apgr == alone.metrics["random"].apgr
+    np.testing.assert_array_equal(after.curves["random"].score, alone.curves["random"].score)

@@ -138,7 +138,7 @@ def test_unknown_model_names_close_matches(tmp_path):
 def test_checkpoint_errors(tmp_path):
     rng = np.random.default_rng(7)
     with pytest.raises(FileNotFoundError, match="never downloads"):
-        rf.MatrixFactorizationRouter("routellm/mf_gpt4_augmented")
+        rf.MatrixFactorizationRouter("my-org/my_mf_checkpoint")  # RouteLLM's hub names: test_routellm_compat.py
     write_checkpoint(tmp_path / "ok", rng)
     # Sizes not given come from config.json; given ones must fit the tensors.
     assert rf.MatrixFactorizationRouter(tmp_path / "ok").embedding_dim == 40

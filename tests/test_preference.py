@@ -118,9 +118,8 @@ def test_golden_label_battles_from_correctness():
     np.testing.assert_array_equal(battles.outcome, expected)
 
 
-@needs_data
 def test_golden_label_battles_never_use_held_out_questions():
-    gsm = load_gsm8k(SHARED)
+    gsm = load_gsm8k()  # the bundled copy
     battles = golden_label_battles(gsm)
     held_out = gsm.excluding({k.tobytes() for k in battles.training_prompt_keys()}, "seen in training")
     assert len(battles.prompts) + len(held_out) == len(gsm)

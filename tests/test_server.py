@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -15,8 +20,9 @@ import pytest
 from upstream import Upstream
 
 import routellm_fast as rf
-from routellm_fast.tables import read_prompts
 from routellm_fast.server import create_app
+from routellm_fast.shipped import default_threshold
+from routellm_fast.tables import read_prompts
 
 uvicorn = pytest.importorskip("uvicorn")
 
@@ -70,7 +76,7 @@ def controller(upstream):
 
 @pytest.fixture(scope="module")
 def server(controller):
-    with Running(create_app(controller, api_key="sk-router", max_body_bytes=64_000)) as running:
+    with Running(create_app(controller, client_api_key="sk-router", max_body_bytes=64_000)) as running:
         yield running
 
 
@@ -147,12 +153,10 @@ def test_client_errors(server):
     r = httpx.post(server.url + "/v1/route", headers=headers, content=chunks)  # chunked: no Content-Length
     assert r.status_code == 413
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
-    ids = [m["id"] for m in httpx.get(server.url + "/v1/models", headers=headers).json()["data"]]
-    assert "router-sw_ranking-0.5" in ids and STRONG in ids
 
 
 def test_metrics(server):
-    text = httpx.get(server.url + "/metrics").text
+    text = httpx.get(server.url + "/metrics", headers={"Authorization": "Bearer sk-router"}).text
     assert 'routellm_fast_decisions_total{model="gpt-4-1106-preview",router="sw_ranking"}' in text
     assert "routellm_fast_routing_seconds_bucket" in text
     assert 'routellm_fast_embedding_cache_hits_total{router="sw_ranking"}' in text
@@ -177,14 +181,17 @@ def test_dead_and_slow_upstream():
 
 def test_online_threshold_keeps_the_strong_share(upstream):
     ctl = rf.Controller(["sw_ranking"], STRONG, WEAK, api_base=upstream.url)
-    prompts = read_prompts()[:150]
+    prompts = read_prompts()[:200]
     with Running(create_app(ctl, target_strong_pct=0.3, window=100)) as running:
-        models = [httpx.post(running.url + "/v1/route", json={"model": "router-sw_ranking-auto", "prompt": p}).json()["model"]
-                  for p in prompts]
+        decisions = [httpx.post(running.url + "/v1/route", json={"model": "router-sw_ranking-auto", "prompt": p}).json()
+                     for p in prompts]
         text = httpx.get(running.url + "/metrics").text
         r = httpx.post(running.url + "/v1/route", json={"model": "router-random-auto", "prompt": "hi"})
-    share = np.mean([m == STRONG for m in models[50:]])  # once the window has filled up
-    assert abs(share - 0.3) < 0.12
+    # It starts from the calibrated threshold for 30% (it started from 0.5: 43% strong over 200 calls).
+    assert decisions[0]["threshold"] == pytest.approx(default_threshold(0.3, "sw_ranking"), abs=1e-12)
+    strong = np.array([d["model"] == STRONG for d in decisions])
+    assert abs(strong.mean() - 0.3) < 0.08
+    assert abs(strong[50:].mean() - 0.3) < 0.12  # once the window has filled up
     assert 'routellm_fast_online_threshold{router="sw_ranking"}' in text
     assert r.status_code == 400
 
@@ -215,3 +222,114 @@ def test_upstream_key_defaults_to_the_environment(upstream, monkeypatch):
     with Running(create_app(ctl)) as running, client(running, key="unused") as c:
         c.chat.completions.create(model="router-random-0.5", messages=[{"role": "user", "content": "hi"}])
     assert upstream.requests[-1]["auth"] == "Bearer sk-from-env"
+
+
+def test_models_lists_only_names_that_work(server, upstream):
+    """Every id of /v1/models works as a model: routing names at the calibrated threshold for half
+    strong calls, and the two models themselves, proxied as they are."""
+    ids = [m["id"] for m in httpx.get(server.url + "/v1/models", headers={"Authorization": "Bearer sk-router"}).json()["data"]]
+    assert ids == [f"router-sw_ranking-{round(default_threshold(0.5, 'sw_ranking'), 5)}", "router-random-0.5", STRONG, WEAK]
+    c = client(server)
+    for model in ids:
+        response = c.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        assert response.model in (STRONG, WEAK)
+        if model in (STRONG, WEAK):
+            assert response.model == model == upstream.requests[-1]["body"]["model"]
+    text = httpx.get(server.url + "/metrics", headers={"Authorization": "Bearer sk-router"}).text
+    assert f'routellm_fast_direct_requests_total{{model="{WEAK}"}} 1.0' in text
+
+
+def test_client_auth_covers_every_route_but_health(server, upstream):
+    for path in ("/metrics", "/docs", "/openapi.json", "/v1/models", "/redoc"):
+        assert httpx.get(server.url + path).status_code == 401, path
+        assert httpx.get(server.url + path, headers={"Authorization": "Bearer wrong"}).status_code == 401, path
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            assert httpx.get(server.url + path, headers={"Authorization": f"{scheme} sk-router"}).status_code == 200
+    assert httpx.post(server.url + "/v1/route", json={"model": "router-random-0.5", "prompt": "hi"}).status_code == 401
+    assert httpx.get(server.url + "/health").status_code == 200
+    # The upstream sees the upstream key, never the client's.
+    client(server).chat.completions.create(model="router-random-0.5", messages=[{"role": "user", "content": "hi"}])
+    assert upstream.requests[-1]["auth"] == "Bearer sk-up"
+
+
+def test_transport_options_in_a_body_do_not_steer_the_upstream_call(server, upstream):
+    body = {"model": "router-random-0.5", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
+            "timeout": 1e-6, "extra_headers": {"Authorization": "Bearer stolen", "X-Injected": "1"},
+            "extra_query": {"api-version": "evil"}, "extra_body": {"model": "gpt-5"}}
+    r = httpx.post(server.url + "/v1/chat/completions", headers={"Authorization": "Bearer sk-router"}, json=body)
+    assert r.status_code == 200  # a 1 us timeout would have been a 504
+    sent = upstream.requests[-1]
+    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sk-up"
+    assert "X-Injected" not in sent["headers"]
+    assert sent["body"]["model"] in (STRONG, WEAK) and sent["body"]["max_tokens"] == 3
+
+
+class _FakeLiteLLM(types.ModuleType):
+    provider_list = ["openai", "anyscale"]
+
+    def __init__(self):
+        super().__init__("litellm")
+        self.calls = []
+
+    async def acompletion(self, **kwargs):
+        self.calls.append(kwargs)
+        return {"id": "x", "object": "chat.completion", "model": kwargs["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}]}
+
+
+def test_provider_prefixed_models_need_litellm(upstream, monkeypatch):
+    ctl = rf.Controller(["random"], STRONG, "ollama_chat/llama3", api_base=upstream.url)
+    monkeypatch.setitem(sys.modules, "litellm", None)
+    with pytest.raises(ImportError, match=r"routellm_fast\[litellm\]"):
+        create_app(ctl)  # at start-up, not on the first request
+    fake = _FakeLiteLLM()
+    monkeypatch.setitem(sys.modules, "litellm", fake)
+    ctl = rf.Controller(["random"], STRONG, "anyscale/mistralai/Mixtral-8x7B-Instruct-v0.1", api_base=upstream.url,
+                        api_key="sk-up")
+    with Running(create_app(ctl, upstream_timeout=7.0)) as running, client(running, key="x") as c:
+        response = c.chat.completions.create(model="router-random-1.0", messages=[{"role": "user", "content": "hi"}],
+                                             temperature=0.5, extra_body={"timeout": 1e-6, "api_base": "http://evil"})
+    assert response.model == "anyscale/mistralai/Mixtral-8x7B-Instruct-v0.1"
+    call = fake.calls[-1]
+    assert call["api_base"] == upstream.url and call["api_key"] == "sk-up"
+    assert call["timeout"] == 7.0 and call["max_retries"] == 0 and call["temperature"] == 0.5
+    assert call["extra_body"] == {"timeout": 1e-6, "api_base": "http://evil"}  # request fields, not call options
+
+
+def test_cli_serve_takes_routellm_flags(upstream, tmp_path):
+    """RouteLLM's `openai_server` command line: --api-key is the upstream key, --workers, --verbose;
+    clients authenticate with --client-api-key ($ROUTELLM_FAST_CLIENT_API_KEY)."""
+    port = free_port()
+    env = {**os.environ, "ROUTELLM_FAST_CLIENT_API_KEY": "sk-client"}
+    env.pop("OPENAI_API_KEY", None)
+    command = [sys.executable, "-m", "routellm_fast", "serve", "--routers", "random", "--base-url", upstream.url,
+               "--api-key", "sk-upstream", "--port", str(port), "--workers", "2", "--verbose"]
+    log = open(tmp_path / "server.log", "w+")
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.2)
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client", max_retries=0)
+        assert c.chat.completions.create(model="router-random-0.0", messages=[{"role": "user", "content": "hi"}]).model == STRONG
+        assert upstream.requests[-1]["auth"] == "Bearer sk-upstream"
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-upstream", max_retries=0) \
+                .chat.completions.create(model="router-random-0.0", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    output = (tmp_path / "server.log").read_text()
+    assert "router=random threshold=0.00000" in output and f"-> {STRONG}" in output  # --verbose
+    assert output.count("Started server process") == 2  # --workers 2

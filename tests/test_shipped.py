@@ -14,7 +14,15 @@ from conftest import make_arena
 import routellm_fast as rf
 from routellm_fast.arena import ArenaFile, load_arena, save_arena
 from routellm_fast.models import canonical_model_name
-from routellm_fast.shipped import DEFAULT_MF, DEFAULT_SW_ARENA, default_mf_router, default_sw_router, default_threshold
+from routellm_fast.shipped import (
+    DEFAULT_MF,
+    DEFAULT_SW_ARENA,
+    default_mf_router,
+    default_sw_router,
+    default_threshold,
+    shipped_calibration,
+)
+from routellm_fast.tables import read_prompts
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -88,8 +96,8 @@ def test_shipped_routers_are_real_and_small():
         assert report["validation"]["pairwise_accuracy"] > 0.7
         thresholds = [default_threshold(p, name) for p in (0.2, 0.5, 0.8)]
         assert thresholds == sorted(thresholds, reverse=True)  # more strong calls need a lower threshold
-    with pytest.raises(ValueError, match="no shipped threshold"):
-        default_threshold(0.33)
+    with pytest.raises(ValueError, match=r"strong_model_pct must be in \[0, 1\]"):
+        default_threshold(1.5)
     with pytest.raises(ValueError, match="no shipped router 'random'"):
         default_threshold(0.5, "random")
 
@@ -135,12 +143,13 @@ def run_cli(*args):
 def test_cli_route_and_info():
     result = run_cli("route", "Prove that there are infinitely many primes.")
     assert result.returncode == 0, result.stderr
-    model, win_rate, threshold = result.stdout.strip().split("\t")
+    model, win_rate, threshold, router_name = result.stdout.strip().split("\t")
     router = default_sw_router()
     expected = router.calculate_strong_win_rate("Prove that there are infinitely many primes.")
     assert float(win_rate.split("=")[1]) == pytest.approx(expected, abs=1e-5)
     assert float(threshold.split("=")[1]) == pytest.approx(default_threshold(0.5), abs=1e-5)
     assert model == ("gpt-4-1106-preview" if expected >= default_threshold(0.5) else "mixtral-8x7b-instruct-v0.1")
+    assert router_name == "router=sw_ranking"
 
     assert run_cli("route", "hi", "--threshold", "0").stdout.startswith("gpt-4-1106-preview\t")
     bad = run_cli("route", "hi", "--threshold", "1.5")
@@ -150,10 +159,47 @@ def test_cli_route_and_info():
     assert labelled.stdout.startswith("my-cheap-model\t")
     bad = run_cli("route", "hi", "--router", "causal_llm")
     assert bad.returncode == 2 and "invalid choice: 'causal_llm'" in bad.stderr
+    assert "does not implement RouteLLM's causal_llm router yet" in bad.stderr and "torch" in bad.stderr
 
     info = run_cli("info")
     assert info.returncode == 0 and "simd=" in info.stdout
     assert run_cli("route", "--help").returncode == 0
+
+
+@pytest.mark.parametrize("command", ["route", "score", "calibrate", "serve", "eval"])
+def test_every_routing_command_takes_router_and_routers(command):
+    from routellm_fast.cli import build_parser
+
+    required = {"route": ["hi"], "score": ["--input", "a.csv", "--output", "b.csv"],
+                "calibrate": ["--strong-model-pct", "0.5"], "serve": [], "eval": ["--benchmark", "mmlu"]}[command]
+    parser = build_parser()
+    for flag in ("--router", "--routers"):
+        args = parser.parse_args([command, *required, flag, "mf", "sw_ranking", "--config", "c.yaml",
+                                  "--strong-model", "s", "--weak-model", "w"])
+        assert (args.routers, args.config, args.strong_model, args.weak_model) == (["mf", "sw_ranking"], "c.yaml", "s", "w")
+
+
+def test_route_and_calibrate_give_one_threshold_for_any_share():
+    """`route --strong-model-pct P` uses the threshold `calibrate --strong-model-pct P` prints: both
+    are the quantile of the win rates on the bundled sample prompts, for any P."""
+    for pct in ("0.5", "0.33"):
+        calibrated = run_cli("calibrate", "--strong-model-pct", pct, "--routers", "sw_ranking", "mf")
+        assert calibrated.returncode == 0, calibrated.stderr
+        lines = calibrated.stdout.strip().splitlines()
+        routed = run_cli("route", "hi", "--strong-model-pct", pct, "--routers", "sw_ranking", "mf")
+        assert routed.returncode == 0, routed.stderr
+        for name, line, route_line in zip(("sw_ranking", "mf"), lines, routed.stdout.strip().splitlines()):
+            threshold = default_threshold(float(pct), name)
+            assert line == f"For {float(pct) * 100}% strong model calls for {name}, threshold = {round(threshold, 5)}"
+            assert f"\tthreshold={threshold:.5f}\trouter={name}" in route_line
+    # The recorded win rates are the shipped routers' own on those prompts (checked on a spread of them).
+    prompts = read_prompts()
+    rows = np.linspace(0, len(prompts) - 1, 24).astype(int)
+    for name, router in (("sw_ranking", default_sw_router()), ("mf", default_mf_router())):
+        recorded = np.asarray(shipped_calibration(name)["win_rates"])
+        np.testing.assert_allclose(router.score([prompts[i] for i in rows]), recorded[rows], rtol=0, atol=1e-4)
+        # At the 50% threshold, half the bundled prompts go to the strong model.
+        assert np.mean(recorded >= default_threshold(0.5, name)) == pytest.approx(0.5, abs=1 / len(prompts))
 
 
 def test_cli_score_and_calibrate(tmp_path):
@@ -162,13 +208,15 @@ def test_cli_score_and_calibrate(tmp_path):
 
     prompts = ["Prove Fermat's little theorem.", "hello there", "Write a limerick about a cat.", "What is 17 * 23?"]
     pcsv.write_csv(pa.table({"id": [1, 2, 3, 4], "prompt": prompts}), tmp_path / "in.csv")
-    result = run_cli("score", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.parquet"), "--quiet")
+    result = run_cli("score", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.parquet"), "--quiet",
+                     "--routers", "sw_ranking", "mf")
     assert result.returncode == 0, result.stderr
     import pyarrow.parquet as pq
 
     out = pq.read_table(tmp_path / "out.parquet").to_pydict()
     assert out["id"] == [1, 2, 3, 4] and out["prompt"] == prompts
     np.testing.assert_allclose(out["win_rate_sw_ranking"], default_sw_router().score(prompts), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out["win_rate_mf"], default_mf_router().score(prompts), rtol=0, atol=1e-12)
 
     (tmp_path / "p.jsonl").write_text("\n".join('{"prompt": "%s"}' % p for p in prompts))
     result = run_cli("calibrate", "--strong-model-pct", "0.25", "--prompts", str(tmp_path / "p.jsonl"))
@@ -177,6 +225,39 @@ def test_cli_score_and_calibrate(tmp_path):
     assert result.stdout.strip() == f"For 25.0% strong model calls for sw_ranking, threshold = {want}"
     bad = run_cli("calibrate", "--strong-model-pct", "1.5", "--prompts", str(tmp_path / "p.jsonl"))
     assert bad.returncode == 2 and "strong_model_pct must be in [0, 1]" in bad.stderr
+
+
+def test_score_streams_every_format_in_chunks(tmp_path, monkeypatch):
+    """`score` reads, scores and writes in chunks: the output is the same whatever the chunk size,
+    in every format, and a bad output type fails before any work."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from routellm_fast import cli
+    from routellm_fast.tables import read_table
+
+    prompts = read_prompts()[:37]
+    table = pa.table({"n": list(range(37)), "prompt": prompts})
+    pq.write_table(table, tmp_path / "in.parquet")
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in table.to_pylist()))
+    import pyarrow.csv as pcsv
+
+    pcsv.write_csv(table, tmp_path / "in.csv")
+    want = default_sw_router().score(prompts)
+    for source in ("in.parquet", "in.jsonl", "in.csv"):
+        for out in ("out.parquet", "out.jsonl", "out.csv"):
+            assert cli.main(["score", "--input", str(tmp_path / source), "--output", str(tmp_path / out),
+                             "--chunk-size", "8", "--quiet"]) == 0
+            got = read_table(tmp_path / out).to_pydict()
+            assert got["n"] == list(range(37)) and got["prompt"] == prompts, (source, out)
+            np.testing.assert_allclose(got["win_rate_sw_ranking"], want, rtol=0, atol=1e-12)
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scored before checking the output type")
+
+    monkeypatch.setattr(cli, "_controller", no_scoring)
+    assert cli.main(["score", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "x.txt")]) == 2
+    assert not (tmp_path / "x.txt").exists()
 
 
 def test_loading_a_shipped_router_imports_no_training_or_evaluation_code():

@@ -31,7 +31,8 @@ class Upstream:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer._lock:
-                    outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                    outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization"),
+                                           "headers": dict(self.headers)})
                     n = len(outer.requests)
                 if outer.delay:
                     time.sleep(outer.delay)

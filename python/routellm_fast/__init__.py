@@ -18,6 +18,7 @@ from .embedders import (
     embed_all,
     embedder_for,
 )
+from .hub import ShippedRouterWarning
 from .models import MODEL_IDS
 from .policy import Decision, ModelPair, RoutingError, calibrate_threshold
 from .routers import (
@@ -77,6 +78,7 @@ __all__ = [
     "RandomRouter",
     "Router",
     "SWRankingRouter",
+    "ShippedRouterWarning",
     "backend_info",
     "calibrate_threshold",
     "embed_all",

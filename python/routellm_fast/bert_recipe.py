@@ -10,7 +10,8 @@ oriented the same way, the model with the higher win share in its source (ties h
 strength say little. The labels of one prompt become one soft target (the weighted share of strong
 wins, ties, weak wins). The golden-label battles are already gpt-4-1106-preview vs Mixtral. Each
 source carries a share of the total weight (``source_weights``). 5% of the prompts (by hash, the
-same split as the other shipped routers) are held out for accuracy and calibration.
+same split as the other shipped routers) are held out for accuracy; the router records its win
+rates on the bundled sample prompts as its calibration (:func:`routellm_fast.recipe.calibration`).
 
 The shipped router (:func:`build_default_bert`, the default of ``main``): the int8 all-MiniLM-L6-v2
 of the default embedder, frozen, with mean pooling and an MLP head trained on its embeddings
@@ -391,7 +392,7 @@ def build_default_bert(data_dir: Path, out_dir: Path, config: HeadConfig | None 
     from .embedders.onnx import DEFAULT_MAX_TOKENS, _default_model_path
     from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
     from .preference import PreferenceData as PD
-    from .recipe import CALIBRATED_PCTS, default_training_data
+    from .recipe import calibration, default_training_data
     from .routers.bert import BERTRouter
     from .training import validation_prompts
 
@@ -429,14 +430,9 @@ def build_default_bert(data_dir: Path, out_dir: Path, config: HeadConfig | None 
     composed_error = float(np.abs(router.score([p for p, v in zip(prompts, val) if v][:64]) - reference).max())
     report = {"val_prompts": [p for p, v in zip(prompts, val) if v], "val_targets": targets[val].tolist()}
     accuracy = held_out_accuracy(router, report)
-    held_rates = router.score(report["val_prompts"])
     meta_path = out_dir / "routellm_fast_bert.json"
     meta = json.loads(meta_path.read_text())
-    meta["calibration"] = {
-        "prompts": f"{int(val.sum())} held-out training prompts ({val_share:.0%} by hash)",
-        "pair": {"strong": pair[0], "weak": pair[1]},
-        "thresholds": {f"{p:.2f}": round(float(np.quantile(held_rates, 1 - p)), 5) for p in CALIBRATED_PCTS},
-    }
+    meta["calibration"] = calibration(router)  # win rates on the bundled sample prompts, as the other routers
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     summary = {"config": asdict(config), "examples": len(prompts), "held_out": int(val.sum()),
                "by_source": {k: int(sum(1 for s_ in src if s_ == k)) for k in sorted(set(src))},

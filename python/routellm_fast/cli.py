@@ -17,7 +17,7 @@ import routellm_fast as rf
 from .models import DEFAULT_STRONG_MODEL as STRONG
 from .models import DEFAULT_WEAK_MODEL as WEAK
 from .policy import RoutingError
-from .routers import ROUTER_CLS
+from .routers import ROUTER_CLS, unknown_router
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -30,79 +30,109 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _controller(args: argparse.Namespace, routers: list[str] | None = None, progress_bar: bool = False):
+def _controller(args: argparse.Namespace, progress_bar: bool = False, **kwargs):
     from .controller import Controller
 
-    return Controller(routers or [args.router], args.strong_model, args.weak_model, config=args.config,
-                      progress_bar=progress_bar)
+    return Controller(args.routers, args.strong_model, args.weak_model, config=args.config,
+                      progress_bar=progress_bar, **kwargs)
 
 
-def _threshold(args: argparse.Namespace, router) -> float:
-    """--threshold, else the threshold for --strong-model-pct: shipped for the shipped router,
-    calibrated on the bundled sample prompts for any other."""
-    from .policy import calibrate_threshold
-    from .shipped import CALIBRATED_ROUTERS, default_threshold
-    from .tables import read_prompts
+def _check_pct(pct: float) -> None:
+    if not 0.0 <= pct <= 1.0:
+        raise ValueError(f"strong_model_pct must be in [0, 1], got {pct!r}")
 
-    if args.threshold is not None:
-        return args.threshold
-    if args.router in CALIBRATED_ROUTERS and args.config is None:  # shipped routers ship their calibration
-        return default_threshold(args.strong_model_pct, args.router)
-    print(f"calibrating {args.router} on {len(read_prompts())} sample prompts ...", file=sys.stderr)
-    return calibrate_threshold(router, read_prompts(), args.strong_model_pct)
+
+def _share_threshold(router, name: str, pct: float) -> float:
+    """The threshold that sends ``pct`` of the bundled sample prompts to the strong model: the
+    win rates recorded with a shipped router, else scored now (what ``calibrate`` prints)."""
+    from .policy import calibrate_threshold, recorded_win_rates
+    from .tables import SAMPLE_PROMPTS
+
+    if recorded_win_rates(router) is None:
+        print(f"calibrating {name} on the sample prompts ({SAMPLE_PROMPTS.name}) ...", file=sys.stderr)
+    return calibrate_threshold(router, None, pct)
 
 
 def _route(args: argparse.Namespace) -> int:
-    """Route one prompt (default: the shipped sw_ranking router; local embeddings, no key, no network)."""
+    """Route one prompt with each router (default: the shipped sw_ranking; local embeddings, no key)."""
+    if args.threshold is None:
+        _check_pct(args.strong_model_pct)
     controller = _controller(args)
-    router = controller.routers[args.router]
-    threshold = _threshold(args, router)
-    win_rate = router.calculate_strong_win_rate(args.prompt)
-    model = controller.route(args.prompt, args.router, threshold)
-    print(f"{model}\twin_rate={win_rate:.5f}\tthreshold={threshold:.5f}")
+    for name in args.routers:
+        router = controller.routers[name]
+        threshold = args.threshold if args.threshold is not None else _share_threshold(router, name, args.strong_model_pct)
+        decision = controller.decide(args.prompt, name, threshold, count=False)
+        print(f"{decision.model}\twin_rate={decision.win_rate:.5f}\tthreshold={threshold:.5f}\trouter={name}")
     return 0
 
 
 def _score(args: argparse.Namespace) -> int:
-    """Win rates for every prompt of a file, written next to the file's own columns."""
+    """Win rates for every prompt of a file, written next to the file's own columns; the file is
+    read, scored and written in chunks, so memory does not grow with it."""
     import pyarrow as pa
 
-    from .tables import check_table_suffix, column, read_table, write_table
+    from .tables import TableWriter, check_table_suffix, column, iter_tables, table_rows
 
-    source, out = Path(args.input), check_table_suffix(args.output)
+    out = check_table_suffix(args.output)  # before any work
+    source = Path(args.input)
     if not source.is_file():
         raise FileNotFoundError(f"input file {args.input!r} does not exist")
-    table = read_table(source)
-    prompts = column(table, "prompt", source)
-    controller = _controller(args, progress_bar=not args.quiet)
-    scores = controller.batch_calculate_win_rate(prompts, args.router)
-    table = table.append_column(f"win_rate_{args.router}", pa.array(scores, pa.float64()))
-    write_table(table, out)
-    print(f"scored {len(prompts)} prompts with {args.router} -> {out}", file=sys.stderr)
+    if source.resolve() == out.resolve():
+        raise ValueError("--output must not be the --input file")
+    if args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    controller = _controller(args)
+    from tqdm import tqdm
+
+    done = 0
+    try:
+        with TableWriter(out) as writer, tqdm(total=table_rows(source), unit="prompt", disable=args.quiet,
+                                              desc=f"scoring with {', '.join(args.routers)}") as bar:
+            for chunk in iter_tables(source, args.chunk_size):
+                prompts = column(chunk, "prompt", source)
+                for name in args.routers:
+                    scores = controller.batch_calculate_win_rate(prompts, name)
+                    chunk = chunk.append_column(f"win_rate_{name}", pa.array(scores, pa.float64()))
+                writer.write(chunk)
+                done += len(prompts)
+                bar.update(len(prompts))
+    except BaseException:
+        out.unlink(missing_ok=True)  # no half-written output
+        raise
+    print(f"scored {done} prompts with {', '.join(args.routers)} -> {out}", file=sys.stderr)
     return 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    """RouteLLM's calibrate_threshold: the win-rate quantile that gives --strong-model-pct strong calls."""
+    """RouteLLM's calibrate_threshold: the win-rate quantile that gives --strong-model-pct strong calls,
+    per router (default prompts: the bundled sample, whose win rates the shipped routers record)."""
     from .policy import calibrate_threshold
     from .tables import read_prompts
 
-    prompts = read_prompts(args.prompts)
+    _check_pct(args.strong_model_pct)
+    prompts = read_prompts(args.prompts) if args.prompts else None
     controller = _controller(args)
-    threshold = calibrate_threshold(controller.routers[args.router], prompts, args.strong_model_pct)
-    print(f"For {args.strong_model_pct * 100}% strong model calls for {args.router}, threshold = {round(threshold, 5)}")
+    for name in args.routers:
+        router = controller.routers[name]
+        if prompts is None:
+            threshold = _share_threshold(router, name, args.strong_model_pct)
+        else:
+            threshold = calibrate_threshold(router, prompts, args.strong_model_pct)
+        print(f"For {args.strong_model_pct * 100}% strong model calls for {name}, threshold = {round(threshold, 5)}")
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
     """The OpenAI-compatible routing server."""
-    from .controller import Controller
-    from .server import serve
+    from .server import ServerSettings, serve
 
-    controller = Controller(args.routers, args.strong_model, args.weak_model, config=args.config,
-                            api_base=args.base_url, api_key=args.upstream_api_key)
-    serve(controller, host=args.host, port=args.port, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
-          target_strong_pct=args.target_strong_pct, window=args.window, upstream_timeout=args.upstream_timeout)
+    settings = ServerSettings(
+        routers=args.routers, strong_model=args.strong_model, weak_model=args.weak_model, config=args.config,
+        base_url=args.base_url, api_key=args.api_key, client_api_key=args.client_api_key,
+        max_body_bytes=args.max_body_bytes, target_strong_pct=args.target_strong_pct, window=args.window,
+        upstream_timeout=args.upstream_timeout, verbose=args.verbose,
+    )
+    serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
@@ -189,16 +219,25 @@ def _default_cache_dir() -> Path:
     return base / "routellm_fast" / "eval"
 
 
-def _add_router_args(p: argparse.ArgumentParser, multiple: bool = False) -> None:
-    if multiple:
-        p.add_argument("--routers", nargs="+", default=["sw_ranking"], choices=sorted(ROUTER_CLS),
-                       help="routers to serve (default: the shipped sw_ranking)")
-    else:
-        p.add_argument("--router", default="sw_ranking", choices=sorted(ROUTER_CLS),
-                       help="router (default: the shipped sw_ranking)")
+def _default_data_dir() -> Path | None:
+    """$ROUTELLM_FAST_DATA, else None: the evaluation data bundled in the package."""
+    value = os.environ.get("ROUTELLM_FAST_DATA")
+    return Path(value) if value else None
+
+
+def _router_name(value: str) -> str:
+    if value not in ROUTER_CLS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r}: {unknown_router(value)}")
+    return value
+
+
+def _add_router_args(p: argparse.ArgumentParser, default: Sequence[str] = ("sw_ranking",)) -> None:
+    p.add_argument("--router", "--routers", dest="routers", nargs="+", type=_router_name, default=list(default),
+                   metavar="ROUTER", help=f"one or more of {', '.join(sorted(ROUTER_CLS))} "
+                   f"(default: {' '.join(default)}; the shipped routers unless --config says otherwise)")
     p.add_argument("--config", help="YAML file mapping router names to constructor arguments (RouteLLM's format)")
-    p.add_argument("--strong-model", default=STRONG)
-    p.add_argument("--weak-model", default=WEAK)
+    p.add_argument("--strong-model", default=STRONG, help=f"the strong model's name (default {STRONG})")
+    p.add_argument("--weak-model", default=WEAK, help=f"the weak model's name (default {WEAK})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,37 +248,48 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="also print the backend info as JSON")
     info.set_defaults(func=_info)
 
-    route = sub.add_parser("route", help="route one prompt: prints the chosen model and the win rate")
+    route = sub.add_parser("route", help="route one prompt: prints the chosen model, the win rate and the threshold")
     route.add_argument("prompt", help="the prompt to route")
     _add_router_args(route)
     group = route.add_mutually_exclusive_group()
     group.add_argument("--threshold", type=float, help="route to the strong model when its win rate is >= this")
     group.add_argument("--strong-model-pct", type=float, default=0.5,
-                       help="use the threshold that sends this share of prompts to the strong model (default 0.5)")
+                       help="use the threshold that sends this share of the sample prompts to the strong model, "
+                            "as calibrate prints it (default 0.5)")
     route.set_defaults(func=_route)
 
     score = sub.add_parser("score", help="win rates for every prompt of a file (jsonl/csv/parquet with 'prompt')")
     score.add_argument("--input", required=True)
-    score.add_argument("--output", required=True, help=".jsonl, .csv or .parquet: the input's columns plus win_rate_<router>")
+    score.add_argument("--output", required=True,
+                       help=".jsonl, .csv or .parquet: the input's columns plus win_rate_<router> per router")
+    score.add_argument("--chunk-size", type=int, default=4096, help="rows read, scored and written at a time")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_router_args(score)
     score.set_defaults(func=_score)
 
     calibrate = sub.add_parser("calibrate", help="the threshold for a share of strong-model calls")
-    calibrate.add_argument("--strong-model-pct", type=float, required=True)
-    calibrate.add_argument("--prompts", help="jsonl/csv/parquet with a 'prompt' column (default: bundled real prompts)")
+    calibrate.add_argument("--strong-model-pct", type=float, required=True, help="any share in [0, 1]")
+    calibrate.add_argument("--prompts", help="jsonl/csv/parquet with a 'prompt' column (default: the 805 bundled "
+                                             "sample prompts, whose win rates the shipped routers record)")
     _add_router_args(calibrate)
     calibrate.set_defaults(func=_calibrate)
 
-    serve = sub.add_parser("serve", help="the OpenAI-compatible routing server")
-    _add_router_args(serve, multiple=True)
+    serve = sub.add_parser("serve", help="the OpenAI-compatible routing server (RouteLLM's openai_server flags)")
+    _add_router_args(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=6060)
     serve.add_argument("--base-url", help="the upstream OpenAI-compatible endpoint for all LLM requests")
-    serve.add_argument("--upstream-api-key", help="API key for the upstream endpoint (default: $OPENAI_API_KEY)")
-    serve.add_argument("--api-key", help="require 'Authorization: Bearer <key>' from clients")
+    serve.add_argument("--api-key", help="API key for the upstream LLM requests, as RouteLLM's "
+                                         "(default: $OPENAI_API_KEY)")
+    serve.add_argument("--client-api-key", default=os.environ.get("ROUTELLM_FAST_CLIENT_API_KEY"),
+                       help="require 'Authorization: Bearer <key>' from clients on every route but /health "
+                            "(default: $ROUTELLM_FAST_CLIENT_API_KEY; none: no client authentication)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (RouteLLM's flag; 0 means 1). "
+                       "Each loads the routers and keeps its own metrics and online threshold")
+    serve.add_argument("--verbose", action="store_true", help="log every routing decision and the model counts")
     serve.add_argument("--target-strong-pct", type=float,
-                       help="online mode: 'router-<name>-auto' keeps this share of strong calls over a sliding window")
+                       help="online mode: 'router-<name>-auto' keeps this share of strong calls over a sliding window, "
+                            "starting from the calibrated threshold")
     serve.add_argument("--window", type=int, default=1000, help="online mode: decisions in the sliding window")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
     serve.add_argument("--upstream-timeout", type=float, default=60.0, help="seconds before an upstream call is a 504")
@@ -247,15 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="RouteLLM's evaluation (MT Bench, MMLU, GSM8K or your file): "
                               "CPT, AUC, APGR, curves and plot")
-    evaluate.add_argument("--routers", nargs="+", default=["random", "mf", "sw_ranking"], choices=sorted(ROUTER_CLS))
     evaluate.add_argument("--benchmark", nargs="+", required=True,
                           help="mt-bench, mmlu, gsm8k, or files with 'prompt' and per-model correctness/score columns")
     evaluate.add_argument("--output", type=Path, default=Path("eval-results"), help="folder for the tables and plot")
-    evaluate.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ROUTELLM_FAST_DATA", "../shared/data")),
-                          help="folder holding routellm-evals/ (default: $ROUTELLM_FAST_DATA or ../shared/data)")
-    evaluate.add_argument("--config", help="YAML file mapping router names to constructor arguments")
-    evaluate.add_argument("--strong-model", default=STRONG)
-    evaluate.add_argument("--weak-model", default=WEAK)
+    evaluate.add_argument("--data-dir", type=Path, default=_default_data_dir(),
+                          help="RouteLLM's evaluation files (a folder holding routellm-evals/); default: "
+                               "$ROUTELLM_FAST_DATA, else the copy bundled in the package")
+    _add_router_args(evaluate, default=("random", "mf", "sw_ranking"))
     evaluate.add_argument("--num-results", type=int, default=10, help="quantile thresholds per router (default 10)")
     evaluate.add_argument("--random-iters", type=int, default=10, help="runs of the random router averaged (default 10)")
     evaluate.add_argument("--cache-dir", type=Path, default=_default_cache_dir(),
@@ -274,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="battle files (prompt, model_a, model_b, winner[, weight]) or folders with battles.csv + prompts.jsonl")
         t.add_argument("--golden", nargs="+", choices=["mmlu", "gsm8k"],
                        help="add golden-label battles from the training half of these benchmarks (--data-dir)")
-        t.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ROUTELLM_FAST_DATA", "../shared/data")))
+        t.add_argument("--data-dir", type=Path, default=_default_data_dir(),
+                       help="RouteLLM's evaluation files for --golden (default: $ROUTELLM_FAST_DATA, else the bundled copy)")
         t.add_argument("--out", type=Path, required=True)
         t.add_argument("--embedder", default="default", help="'default' (local all-MiniLM-L6-v2) or an OpenAI embedding model")
         t.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")

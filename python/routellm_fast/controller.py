@@ -4,7 +4,8 @@ Same constructor, same methods, same ``RoutingError`` messages as ``routellm.con
 ``route``, ``batch_calculate_win_rate`` (one batched, GIL-free ``score`` call instead of a
 per-prompt apply), and ``chat.completions.create`` / ``acreate`` that read ``model="router-mf-0.116"``,
 route on the last message and forward the request to the chosen model through any
-OpenAI-compatible endpoint with the official ``openai`` client. :meth:`Controller.decide` is the
+OpenAI-compatible endpoint with the official ``openai`` client, or through LiteLLM for
+provider-prefixed model names (:mod:`routellm_fast.upstream`). :meth:`Controller.decide` is the
 one routing decision that these and the server make.
 """
 
@@ -26,13 +27,15 @@ from .policy import (
     ModelPair,
     OnlineThreshold,
     RoutingError,
+    calibrate_threshold,
     check_route,
     is_strong,
     message_text,
     parse_model_name,
 )
-from .routers import ROUTER_CLS, Router
+from .routers import ROUTER_CLS, Router, unknown_router
 from .shipped import SHIPPED_ROUTERS
+from .upstream import Upstream
 
 __all__ = ["Controller", "ModelPair", "RoutingError"]
 
@@ -81,7 +84,8 @@ class Controller:
         self.routers: dict[str, Router] = {}
         for name in routers:
             if name not in ROUTER_CLS:
-                raise RoutingError(f"Invalid router {name}. Available routers are {list(ROUTER_CLS)}.")
+                raise RoutingError(f"Invalid router {name}. Available routers are {list(ROUTER_CLS)}. "
+                                   + unknown_router(name))
             if name in settings:
                 self.routers[name] = ROUTER_CLS[name](**settings[name])
             elif name in SHIPPED_ROUTERS:
@@ -91,7 +95,7 @@ class Controller:
                     f"Router {name} needs a config entry (e.g. config={{'{name}': {{'checkpoint_path': ...}}}}): "
                     f"this package ships no default {name} router yet."
                 )
-        self._client: Any = None
+        self._upstream: Upstream | None = None
         # The OpenAI SDK's shape: controller.chat.completions.create(...)
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.completion, acreate=self.acompletion))
 
@@ -99,8 +103,13 @@ class Controller:
 
     def use_online_threshold(self, target_strong_pct: float, window: int = 1000) -> None:
         """Let ``threshold="auto"`` (``model="router-<name>-auto"``) keep ``target_strong_pct`` of
-        each router's decisions on the strong model over a sliding window of ``window`` decisions."""
-        self.online_thresholds = {name: OnlineThreshold(target_strong_pct, window) for name in self.routers}
+        each router's decisions on the strong model over a sliding window of ``window`` decisions,
+        starting from the router's calibrated threshold for that share (on the bundled sample
+        prompts: recorded with the shipped routers, scored once for others)."""
+        self.online_thresholds = {
+            name: OnlineThreshold(target_strong_pct, window, initial=calibrate_threshold(router, None, target_strong_pct))
+            for name, router in self.routers.items()
+        }
 
     def decide(self, prompt: str, router: str, threshold: float | str, *, count: bool = True) -> Decision:
         """The model ``router`` picks for ``prompt`` at ``threshold`` (a number in [0, 1], or ``"auto"``
@@ -153,17 +162,19 @@ class Controller:
 
     # -- forwarding to the chosen model
 
+    @property
+    def upstream(self) -> Upstream:
+        """Where requests go (:class:`~routellm_fast.upstream.Upstream`): the OpenAI-compatible
+        endpoint ``api_base`` with ``api_key``, or LiteLLM for provider-prefixed model names."""
+        with self._counts_lock:
+            if self._upstream is None:
+                self._upstream = Upstream(self.api_base, self.api_key)
+            return self._upstream
+
     def upstream_client_args(self) -> dict:
         """``base_url`` and ``api_key`` of the upstream endpoint: ``api_key``, else
         ``$OPENAI_API_KEY``, else ``"EMPTY"`` (local OpenAI-compatible servers take any key)."""
-        return {"base_url": self.api_base, "api_key": self.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"}
-
-    def _sync_client(self) -> Any:
-        if self._client is None:
-            import openai
-
-            self._client = openai.OpenAI(**self.upstream_client_args())
-        return self._client
+        return self.upstream.openai_args()
 
     def _prepare(self, router: str | None, threshold: float | None, kwargs: dict) -> dict:
         if "model" in kwargs:
@@ -175,14 +186,11 @@ class Controller:
 
     def completion(self, *, router: str | None = None, threshold: float | None = None, **kwargs: Any) -> Any:
         """OpenAI's ``chat.completions.create``, routed: ``model="router-<name>-<threshold>"`` (or
-        ``router=``/``threshold=``) picks the model, the rest is forwarded unchanged."""
-        return self._sync_client().chat.completions.create(**self._prepare(router, threshold, kwargs))
+        ``router=``/``threshold=``) picks the model, the rest is forwarded unchanged (see
+        :mod:`routellm_fast.upstream` for provider-prefixed model names)."""
+        return self.upstream.create(self._prepare(router, threshold, kwargs))
 
     async def acompletion(self, *, router: str | None = None, threshold: float | None = None, **kwargs: Any) -> Any:
-        """The async form of :meth:`completion`. Each call opens its own client, so the controller
-        can serve any event loop; a server keeps one client per loop instead."""
-        import openai
-
-        request = self._prepare(router, threshold, kwargs)
-        async with openai.AsyncOpenAI(**self.upstream_client_args()) as client:
-            return await client.chat.completions.create(**request)
+        """The async form of :meth:`completion`. Each event loop gets one client, kept open while the
+        loop runs, so a stream (``stream=True``) can be read after the call returns."""
+        return await self.upstream.acreate(self._prepare(router, threshold, kwargs))

@@ -7,18 +7,21 @@
   the online threshold.
 * :func:`message_text`: the text a chat request is routed on (its last message; OpenAI content-part
   lists included).
-* Thresholds: :func:`calibrate_threshold` (RouteLLM's offline calibration) and
+* Thresholds: :func:`calibrate_threshold` (RouteLLM's offline calibration; on the bundled sample
+  prompts by default, whose win rates the shipped routers record: :func:`sample_win_rates`) and
   :class:`OnlineThreshold`, which keeps the share of strong-model calls near a target over a sliding
   window (what RouteLLM's issue #36 asks for).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -38,6 +41,9 @@ __all__ = [
     "is_strong",
     "message_text",
     "parse_model_name",
+    "recorded_win_rates",
+    "sample_win_rates",
+    "share_threshold",
 ]
 
 #: The threshold of ``router-<router>-auto``: the online threshold.
@@ -143,15 +149,66 @@ def _check_pct(strong_model_pct: float) -> float:
     return pct
 
 
-def calibrate_threshold(router: Router, prompts: Sequence[str], strong_model_pct: float) -> float:
-    """The threshold that sends ``strong_model_pct`` of ``prompts`` to the strong model: the
-    ``1 - strong_model_pct`` quantile of their win rates (linear interpolation, as RouteLLM's
-    ``calibrate_threshold`` takes it with pandas)."""
+def share_threshold(win_rates: Any, strong_model_pct: float) -> float:
+    """The threshold that sends ``strong_model_pct`` of prompts with these win rates to the strong
+    model: their ``1 - strong_model_pct`` quantile, linearly interpolated (RouteLLM's
+    ``calibrate_threshold``, which takes it with pandas). Any share in [0, 1]."""
     pct = _check_pct(strong_model_pct)
-    win_rates = np.asarray(router.score(list(prompts)), dtype=np.float64)
-    if win_rates.size == 0:
+    rates = np.asarray(win_rates, dtype=np.float64)
+    if rates.size == 0:
         raise ValueError("no prompts to calibrate on")
-    return float(np.quantile(win_rates, 1.0 - pct))
+    return float(np.quantile(rates, 1.0 - pct))
+
+
+def calibrate_threshold(router: Router, prompts: Sequence[str] | None, strong_model_pct: float) -> float:
+    """The threshold that sends ``strong_model_pct`` of ``prompts`` to the strong model (see
+    :func:`share_threshold`). ``prompts=None`` means the bundled sample prompts
+    (:func:`sample_win_rates`: the win rates recorded with a shipped router, so that ``route
+    --strong-model-pct`` and ``calibrate`` give one answer)."""
+    _check_pct(strong_model_pct)
+    if prompts is None:
+        return share_threshold(sample_win_rates(router), strong_model_pct)
+    return share_threshold(router.score(list(prompts)), strong_model_pct)
+
+
+@lru_cache(maxsize=1)
+def sample_prompts_digest() -> str:
+    """sha256 of the bundled sample prompts file, which a recorded calibration names."""
+    from .tables import SAMPLE_PROMPTS
+
+    return hashlib.sha256(SAMPLE_PROMPTS.read_bytes()).hexdigest()
+
+
+def recorded_win_rates(router: Any) -> np.ndarray | None:
+    """The win rates on the bundled sample prompts recorded with ``router``'s files (its
+    ``calibration``; the shipped routers have one), when they are for these prompts and the
+    router's model pair; else None."""
+    calibration = getattr(router, "calibration", None)
+    if not isinstance(calibration, Mapping) or calibration.get("prompts_sha256") != sample_prompts_digest():
+        return None
+    pair = calibration.get("pair") or {}
+    # A router that scores one pair (mf, sw_ranking) must score the recorded one; a classifier
+    # (bert) was trained for its pair and has no other.
+    if hasattr(router, "strong_model") and (pair.get("strong"), pair.get("weak")) != (router.strong_model, router.weak_model):
+        return None
+    return np.asarray(calibration["win_rates"], dtype=np.float64)
+
+
+def sample_win_rates(router: Router) -> np.ndarray:
+    """``router``'s win rates on the bundled sample prompts (``data/sample_prompts.jsonl``, what
+    ``calibrate`` uses by default): recorded ones when the router has them (:func:`recorded_win_rates`),
+    else scored once and kept on the router."""
+    rates = recorded_win_rates(router)
+    if rates is not None:
+        return rates
+    cached = getattr(router, "_sample_win_rates", None)
+    if cached is None:
+        from .tables import read_prompts
+
+        cached = np.asarray(router.score(read_prompts()), dtype=np.float64)
+        if getattr(router, "fingerprint", None):  # repeatable: keep them
+            router._sample_win_rates = cached  # type: ignore[attr-defined]
+    return cached
 
 
 class OnlineThreshold:

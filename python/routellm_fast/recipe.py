@@ -18,8 +18,10 @@ on open-ended writing where MT Bench scores both models alike, and measured, its
 routers worse on MT Bench, MMLU and GSM8K unless down-weighted.
 
 5% of the prompts (by a hash of the text, :func:`routellm_fast.training.validation_prompts`) are
-held out: they stop mf's training early, measure both routers' pairwise accuracy, and calibrate the
-shipped thresholds. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.models`).
+held out: they stop mf's training early and measure both routers' pairwise accuracy. Both routers
+record their win rates on the bundled sample prompts (``data/sample_prompts.jsonl``, the default
+prompts of ``routellm-fast calibrate``): the thresholds for any share of strong-model calls.
+``--calibrate-only`` recomputes just that, leaving the weights and arena byte for byte. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.models`).
 
 Rebuild with ``python -m routellm_fast.recipe --data-dir ../shared/data``: the same data and
 embedder give the same files.
@@ -28,37 +30,41 @@ embedder give the same files.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .arena import load_arena, save_arena
+from .arena import load_arena
 from .checkpoints import METADATA_FILE
-from .embedders import Embedder, OnnxEmbedder, embed_all
+from .embedders import Embedder, OnnxEmbedder
 from .evals import load_gsm8k, load_mmlu
 from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+from .policy import sample_prompts_digest, share_threshold
 from .preference import PreferenceData, golden_label_battles, load_preference
-from .routers import MatrixFactorizationRouter, Router, SWRankingRouter
-from .shipped import DATA_DIR, DEFAULT_MF, DEFAULT_SW_ARENA
+from .routers import BERTRouter, MatrixFactorizationRouter, Router, SWRankingRouter
+from .routers.bert import _METADATA_FILE as BERT_METADATA_FILE
+from .shipped import DATA_DIR, DEFAULT_BERT, DEFAULT_MF, DEFAULT_SW_ARENA
+from .tables import SAMPLE_PROMPTS, read_prompts
 from .training import (
     MFTrainConfig,
     train_mf_router,
     train_sw_router,
-    validation_prompts,
 )
 
 __all__ = [
     "build_defaults",
+    "calibration",
     "default_training_data",
     "mf_training_data",
     "sw_training_data",
+    "write_calibrations",
 ]
 
-#: Shares of strong-model calls the shipped calibration covers.
-CALIBRATED_PCTS = tuple(round(p, 2) for p in np.arange(0.05, 1.0, 0.05))
-#: Held-out share of prompts (validation, accuracy, calibration).
+#: Held-out share of prompts (validation and accuracy).
 VAL_SHARE = 0.05
 #: The shipped mf's training settings: RouteLLM's (dim 128, Adam 3e-4, weight decay 1e-5, noise
 #: 0.1 on prompt embeddings) with early stopping on the held-out prompts.
@@ -95,47 +101,81 @@ def sw_training_data(sources: dict[str, PreferenceData]) -> PreferenceData:
     return PreferenceData.concat([sources["arena_bench_v1"], sources["mmlu_train"], sources["gsm8k_train"]])
 
 
-def _calibration(router: Router, held_out: np.ndarray, what: str) -> dict:
-    win_rates = router.score_embeddings(held_out)
+def calibration(router: Router, embeddings: np.ndarray | None = None) -> dict:
+    """What a router records as its calibration: its win rates on the bundled sample prompts
+    (``data/sample_prompts.jsonl``, the default prompts of ``routellm-fast calibrate``), so that any
+    share of strong-model calls has its threshold (:func:`routellm_fast.policy.share_threshold`)
+    and ``route --strong-model-pct`` and ``calibrate`` give the same one. ``embeddings``: the
+    prompts' embeddings, if already made."""
+    prompts = read_prompts()
+    rates = router.score(prompts) if embeddings is None else router.score_embeddings(embeddings)
     return {
-        "prompts": what,
-        "pair": {"strong": DEFAULT_STRONG_MODEL, "weak": DEFAULT_WEAK_MODEL},
-        "thresholds": {f"{p:.2f}": round(float(np.quantile(win_rates, 1 - p)), 5) for p in CALIBRATED_PCTS},
+        "prompts": f"{SAMPLE_PROMPTS.name}: the {len(prompts)} bundled sample prompts (AlpacaEval's instructions), "
+                   "the default prompts of routellm-fast calibrate",
+        "prompts_sha256": sample_prompts_digest(),
+        "pair": {"strong": getattr(router, "strong_model", DEFAULT_STRONG_MODEL),
+                 "weak": getattr(router, "weak_model", DEFAULT_WEAK_MODEL)},
+        "win_rates": [float(r) for r in rates],
     }
+
+
+def _replace_npz_member(path: Path, name: str, value: np.ndarray) -> None:
+    """Rewrite one array of an ``.npz`` file, copying every other member's compressed bytes as they are."""
+    member = f"{name}.npy"
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if info.filename == member:
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, value, allow_pickle=False)
+                dst.writestr(info, buffer.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                dst.writestr(info, src.read(info.filename), compress_type=info.compress_type)
+    tmp.replace(path)
+
+
+def write_calibrations(out_dir: Path = DATA_DIR, embedder: Embedder | None = None) -> dict[str, dict]:
+    """(Re)write the calibration of the shipped routers in ``out_dir`` (mf, sw_ranking, and bert when
+    it is there), and nothing else: the weights and arena arrays stay byte for byte as they are."""
+    embedder = embedder or OnnxEmbedder()
+    pair = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
+    mf_dir, arena_path = out_dir / DEFAULT_MF.name, out_dir / DEFAULT_SW_ARENA.name
+    embeddings = embedder.embed(read_prompts())
+    mf = MatrixFactorizationRouter(mf_dir, *pair, embed=embedder)
+    meta_path = mf_dir / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["calibration"] = calibration(mf, embeddings)
+    meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    arena = load_arena(arena_path)
+    sw = SWRankingRouter.from_arena(arena, *pair, embed=embedder)
+    metadata = {**arena.metadata, "calibration": calibration(sw, embeddings)}
+    _replace_npz_member(arena_path, "metadata", np.array(json.dumps(metadata)))
+    calibrations = {"mf": meta["calibration"], "sw_ranking": metadata["calibration"]}
+    bert_dir = out_dir / DEFAULT_BERT.name
+    if (bert_dir / BERT_METADATA_FILE).is_file():  # the shipped bert router (routellm_fast.bert_recipe)
+        bert_meta = json.loads((bert_dir / BERT_METADATA_FILE).read_text())
+        bert_meta["calibration"] = calibrations["bert"] = calibration(BERTRouter(bert_dir))
+        (bert_dir / BERT_METADATA_FILE).write_text(json.dumps(bert_meta, indent=2) + "\n")
+    return calibrations
 
 
 def build_defaults(
     data_dir: Path, out_dir: Path = DATA_DIR, embedder: Embedder | None = None,
     embedding_cache: Path | None = None, progress: bool = True,
 ) -> dict[str, dict]:
-    """Train both shipped routers from ``data_dir`` (the shared data folder) into ``out_dir``;
-    returns their training reports."""
+    """Train both shipped routers from ``data_dir`` (the shared data folder) into ``out_dir`` and
+    calibrate them (:func:`write_calibrations`); returns their training reports."""
     embedder = embedder or OnnxEmbedder()
     sources = default_training_data(data_dir)
     mf_data, sw_data = mf_training_data(sources), sw_training_data(sources)
     pair = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
-    mf_dir, arena_path = out_dir / DEFAULT_MF.name, out_dir / DEFAULT_SW_ARENA.name
     reports = {
-        "mf": train_mf_router(mf_data, mf_dir, embedder, config=MF_CONFIG, ties=MF_TIES, val_share=VAL_SHARE,
-                              pair=pair, embedding_cache=embedding_cache, progress=progress),
-        "sw_ranking": train_sw_router(sw_data, arena_path, embedder, val_share=VAL_SHARE, pair=pair,
-                                      embedding_cache=embedding_cache, progress=progress),
+        "mf": train_mf_router(mf_data, out_dir / DEFAULT_MF.name, embedder, config=MF_CONFIG, ties=MF_TIES,
+                              val_share=VAL_SHARE, pair=pair, embedding_cache=embedding_cache, progress=progress),
+        "sw_ranking": train_sw_router(sw_data, out_dir / DEFAULT_SW_ARENA.name, embedder, val_share=VAL_SHARE,
+                                      pair=pair, embedding_cache=embedding_cache, progress=progress),
     }
-    # Calibrate both on the prompts held out of every source (the validation prompts of all data).
-    everything = PreferenceData.concat(list(sources.values()))
-    val = validation_prompts(everything, VAL_SHARE)
-    held_out = embed_all(embedder, [p for p, v in zip(everything.prompts, val) if v], cache_file=embedding_cache,
-                         progress=False)
-    what = f"{int(val.sum())} held-out training prompts ({VAL_SHARE:.0%} by hash)"
-    mf = MatrixFactorizationRouter(mf_dir, *pair, embed=embedder)
-    meta_path = mf_dir / METADATA_FILE
-    meta = json.loads(meta_path.read_text())
-    meta["calibration"] = _calibration(mf, held_out, what)
-    meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-    arena = load_arena(arena_path)
-    sw = SWRankingRouter.from_arena(arena, *pair, embed=embedder)
-    arena.metadata["calibration"] = _calibration(sw, held_out, what)
-    save_arena(arena_path, arena)
+    write_calibrations(out_dir, embedder)
     return reports
 
 
@@ -145,7 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="the shared data folder")
     parser.add_argument("--out-dir", type=Path, default=DATA_DIR, help="where to write default_mf/ and default_sw_arena.npz")
     parser.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="only recompute the calibration of the routers in --out-dir (no training, no --data-dir)")
     args = parser.parse_args(argv)
+    if args.calibrate_only:
+        for name, cal in write_calibrations(args.out_dir).items():
+            print(f"{name}: threshold for 50% strong calls {share_threshold(cal['win_rates'], 0.5):.5f} "
+                  f"({cal['prompts']})")
+        return 0
     reports = build_defaults(args.data_dir, args.out_dir, embedding_cache=args.embedding_cache)
     for name, report in reports.items():
         val = report["validation"]

@@ -59,6 +59,8 @@ def onnx_session(
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = inter_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Inputs change shape with every batch: a memory pattern per shape would only grow the arena.
+    options.enable_mem_pattern = False
     try:
         session = ort.InferenceSession(str(model_path), options, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt models

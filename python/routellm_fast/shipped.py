@@ -4,8 +4,9 @@ recipe that trains them is :mod:`routellm_fast.recipe`.
 
 Both (mf and sw_ranking, pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``) score
 all-MiniLM-L6-v2 embeddings made locally, so ``pip install`` + one command routes a prompt with no
-key and no network. Each records the threshold for every 5% share of strong-model calls, calibrated
-on held-out prompts.
+key and no network. Each records its win rates on the bundled sample prompts
+(``data/sample_prompts.jsonl``, the default prompts of ``routellm-fast calibrate``), which give the
+threshold for any share of strong-model calls.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from .checkpoints import METADATA_FILE
 from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+from .policy import share_threshold
 from .routers import BERTRouter, MatrixFactorizationRouter, RandomRouter, Router, SWRankingRouter
 
 __all__ = [
@@ -72,8 +74,9 @@ CALIBRATED_ROUTERS = ("mf", "sw_ranking", "bert")
 
 @lru_cache(maxsize=len(CALIBRATED_ROUTERS))
 def shipped_calibration(router: str) -> dict:
-    """A shipped router's calibration (``{"prompts": ..., "pair": ..., "thresholds": {"0.50": ...}}``),
-    read once; for sw_ranking without decompressing its arena."""
+    """A shipped router's calibration (``{"prompts": ..., "prompts_sha256": ..., "pair": ...,
+    "win_rates": [...]}``: its win rates on the bundled sample prompts), read once; for sw_ranking
+    without decompressing its arena."""
     if router == "sw_ranking":
         with np.load(DEFAULT_SW_ARENA, allow_pickle=False) as z:
             return json.loads(str(z["metadata"]))["calibration"]
@@ -85,10 +88,7 @@ def shipped_calibration(router: str) -> dict:
 
 
 def default_threshold(strong_model_pct: float = 0.5, router: str = "sw_ranking") -> float:
-    """The shipped ``router``'s threshold that sends ``strong_model_pct`` of the held-out prompts to
-    the strong model (default pair), as RouteLLM's calibrate_threshold computes it."""
-    calibration = shipped_calibration(router)
-    key = f"{strong_model_pct:.2f}"
-    if key not in calibration["thresholds"]:
-        raise ValueError(f"no shipped threshold for strong_model_pct={strong_model_pct}; have {sorted(calibration['thresholds'])}")
-    return float(calibration["thresholds"][key])
+    """The shipped ``router``'s threshold that sends ``strong_model_pct`` (any share in [0, 1]) of the
+    bundled sample prompts to the strong model (default pair): what ``routellm-fast calibrate
+    --strong-model-pct P`` and ``route --strong-model-pct P`` use."""
+    return share_threshold(shipped_calibration(router)["win_rates"], strong_model_pct)

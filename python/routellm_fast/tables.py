@@ -23,14 +23,17 @@ __all__ = [
     "BadFileError",
     "SAMPLE_PROMPTS",
     "TABLE_SUFFIXES",
+    "TableWriter",
     "check_table_suffix",
     "column",
+    "iter_tables",
     "read_json",
     "read_jsonl",
     "read_npy",
     "read_npz",
     "read_prompts",
     "read_table",
+    "table_rows",
     "write_table",
 ]
 
@@ -111,6 +114,130 @@ def write_table(table: Any, path: PathLike) -> None:
     else:
         with open(path, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist())
+
+
+def table_rows(path: PathLike) -> int | None:
+    """The number of rows of a parquet file (from its footer); None for other formats."""
+    path = Path(path)
+    if path.suffix != ".parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a file that is no parquet
+        raise _bad(path, f"cannot read it: {exc}") from None
+
+
+def iter_tables(path: PathLike, rows: int) -> Any:
+    """The rows of a parquet, CSV or JSON-lines file as ``pyarrow.Table`` chunks of about ``rows``
+    rows (CSV: blocks of the file), read as they are needed, so a large file is never whole in
+    memory. Column types come from the start of the file (a CSV or JSON-lines column whose later
+    values do not fit them is an error)."""
+    path = Path(path)
+    if path.suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"unsupported file type {path.suffix!r} for {path} (use {', '.join(TABLE_SUFFIXES)})")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    for table in _iter_rows(path, rows):
+        names = table.column_names
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise _bad(path, f"columns must have distinct names; repeated: {', '.join(twice)}")
+        yield table
+
+
+def _iter_rows(path: Path, rows: int) -> Any:
+    import pyarrow as pa
+
+    if path.suffix in (".jsonl", ".json"):
+        schema, chunk = None, []
+        try:
+            with open(path, "rb") as f:
+                for number, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    chunk.append(_json(line, path, number))
+                    if not isinstance(chunk[-1], dict):
+                        raise _bad(path, f"line {number} is not a JSON object")
+                    if len(chunk) == rows:
+                        table = _rows_table(chunk, schema, path)
+                        schema, chunk = table.schema, []
+                        yield table
+        except OSError as exc:
+            raise _bad(path, f"cannot read it: {exc}") from None
+        if chunk or schema is None:
+            yield _rows_table(chunk, schema, path)
+        return
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            batches = pq.ParquetFile(path).iter_batches(batch_size=rows)
+        else:
+            import pyarrow.csv as pcsv
+
+            batches = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22),
+                                    parse_options=pcsv.ParseOptions(newlines_in_values=True))
+        for batch in batches:
+            yield pa.Table.from_batches([batch])
+    except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError, ...) for bad files
+        raise _bad(path, f"cannot read it: {exc}") from None
+
+
+def _rows_table(rows: list[dict], schema: Any, path: Path) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        raise _bad(path, f"rows do not form a table (later rows must fit the first rows' columns): {exc}") from None
+
+
+class TableWriter:
+    """Writes ``pyarrow.Table`` chunks one after another to a parquet, CSV or JSON-lines file (by
+    its suffix); every chunk must have the first one's columns. A context manager."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = check_table_suffix(path)
+        self._writer: Any = None
+        self._schema: Any = None
+        self._file: Any = None
+
+    def write(self, table: Any) -> None:
+        if self._schema is None:
+            self._schema = table.schema
+            if self.path.suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self.path, table.schema)
+            elif self.path.suffix == ".csv":
+                import pyarrow.csv as pcsv
+
+                self._writer = pcsv.CSVWriter(self.path, table.schema)
+            else:
+                self._file = open(self.path, "w", encoding="utf-8")
+        elif table.schema != self._schema:
+            try:
+                table = table.cast(self._schema)
+            except (ValueError, TypeError, NotImplementedError) as exc:
+                raise ValueError(f"rows further down the input have other column types than the first: {exc}") from None
+        if self._file is not None:
+            self._file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist())
+        else:
+            self._writer.write_table(table)
+
+    def close(self) -> None:
+        for handle in (self._writer, self._file):
+            if handle is not None:
+                handle.close()
+        self._writer = self._file = None
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def column(table: Any, name: str, path: PathLike) -> list:

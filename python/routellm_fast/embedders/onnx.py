@@ -23,6 +23,9 @@ DEFAULT_EMBEDDER_NAME = "all-MiniLM-L6-v2"
 DEFAULT_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 #: The model's position-embedding limit: longer prompts are truncated to it.
 DEFAULT_MAX_TOKENS = 256
+#: The largest batch, in rows x tokens^2 (the size of one attention matrix per head): 32 prompts of
+#: 64 tokens, 8 of 128, 2 of 256. It bounds onnxruntime's working memory.
+ATTENTION_BUDGET = 32 * 64 * 64
 _TOKENIZER_DIR = Path(__file__).parent.parent / "data" / DEFAULT_EMBEDDER_NAME
 
 
@@ -58,7 +61,8 @@ class OnnxEmbedder:
     batch is padded only to its longest prompt, and prompts are grouped by length, so a prompt's
     vector does not depend on what else is in the batch. A single prompt runs on one thread (lowest
     latency, no contention with other requests); a batch is split over ``threads`` workers (default:
-    the CPUs this process may use) running the same session concurrently.
+    the CPUs this process may use) running the same session concurrently, in batches of at most
+    ``batch_size`` prompts and :data:`ATTENTION_BUDGET` rows x tokens², so memory stays bounded.
 
     A pickled embedder is rebuilt from its settings where it is unpickled; copies with the same
     settings in one process share one instance (one model in memory, however many routers use it).
@@ -166,9 +170,16 @@ class OnnxEmbedder:
             return np.empty((0, self.dim), dtype=np.float32)
         ids = self._encode(prompts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
-        # Enough batches that the workers stay balanced (they pull batches as they finish).
+        # Enough batches that the workers stay balanced (they pull batches as they finish), and
+        # none whose attention matrices (rows x tokens^2) exceed the budget: long prompts go in
+        # small batches, so memory stays bounded whatever the prompts.
         size = max(1, min(self.batch_size, -(-len(ids) // (4 * self.threads))))
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        batches: list[list[int]] = [[]]
+        for i in order:
+            tokens = len(ids[i])
+            if batches[-1] and (len(batches[-1]) >= size or (len(batches[-1]) + 1) * tokens * tokens > ATTENTION_BUDGET):
+                batches.append([])
+            batches[-1].append(i)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
 
         def run(batch: list[int]) -> None:

@@ -1,7 +1,7 @@
 """RouteLLM's evaluation: how much of the strong model's quality a router keeps per strong call.
 
-Benchmarks (``../shared/data/routellm-evals``, RouteLLM's golden-label data; or any file of your
-own with :func:`load_golden_file`):
+Benchmarks (RouteLLM's golden-label data, bundled in the package, or RouteLLM's own files with
+``data_dir``: :mod:`routellm_fast.evals.data`; or any file of your own with :func:`load_golden_file`):
 
 * **MMLU**: 57 domains, 14,042 questions; score = % answered correctly by the routed model;
 * **GSM8K**: 1,319 grade-school maths questions; the same score;
@@ -16,7 +16,7 @@ The procedure is RouteLLM's (``routellm/evals/evaluate.py``, ``benchmarks.py``):
 every prompt; ``num_results`` quantile thresholds of them (``pd.qcut(..., retbins=True)``); at each
 threshold the share of strong-model calls and the score, the last threshold strict (``>``) so
 that it calls the strong model for no prompt; the random router averaged over ``random_iters``
-runs; then CPT(20/50/80%): the strong-call percentage reaching that share of the strong-weak
+runs (each benchmark from its seed); then CPT(20/50/80%): the strong-call percentage reaching that share of the strong-weak
 quality gap, by linear interpolation; AUC by the trapezoid rule; APGR, the area between the curve
 and the weak model's line over the area between the two models' lines.
 
@@ -39,6 +39,7 @@ from .benchmarks import (
     load_mmlu,
     load_mt_bench,
 )
+from .data import BUNDLED_EVALS, bundle_eval_data, eval_data
 from .metrics import (
     CPT_LEVELS,
     EvalResult,
@@ -54,6 +55,7 @@ from .scoring import router_win_rates, run_eval
 
 __all__ = [
     "BENCHMARKS",
+    "BUNDLED_EVALS",
     "CPT_LEVELS",
     "EVAL_STRONG_MODEL",
     "EVAL_WEAK_MODEL",
@@ -62,7 +64,9 @@ __all__ = [
     "EvalResult",
     "MethodMetrics",
     "RoutingCurve",
+    "bundle_eval_data",
     "curve_metrics",
+    "eval_data",
     "evaluate_win_rates",
     "load_benchmark",
     "load_golden_file",

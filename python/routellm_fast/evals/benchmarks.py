@@ -23,7 +23,8 @@ import numpy as np
 
 from ..embedders.base import prompt_key
 from ..models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, canonical_model_name
-from ..tables import column, read_jsonl, read_table
+from ..tables import column, read_table
+from .data import eval_data
 
 __all__ = [
     "BENCHMARKS",
@@ -151,23 +152,8 @@ def _model_column(columns: Sequence[str], model: str, where: str) -> str:
     raise ValueError(f"{where} has no column for model {model!r} (columns: {', '.join(columns)})")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (pass --data-dir, the folder holding routellm-evals/)")
-    return read_jsonl(path)
-
-
-def _contaminated(path: Path) -> set[str]:
-    return {row["eval_prompt"] for row in _read_jsonl(path)}
-
-
-def _evals_dir(data_dir: str | os.PathLike[str]) -> Path:
-    root = Path(data_dir)
-    return root / "routellm-evals" if (root / "routellm-evals").is_dir() else root
-
-
 def _correctness_benchmark(
-    name: str, tables: list[tuple[Any, Path]], contaminated: set[str], strong_model: str, weak_model: str
+    name: str, tables: list[tuple[Any, str]], contaminated: set[str], strong_model: str, weak_model: str
 ) -> Benchmark:
     prompts: list[str] = []
     strong: list[np.ndarray] = []
@@ -177,14 +163,14 @@ def _correctness_benchmark(
         if "prompt" not in columns:
             raise ValueError(f"{source} has no 'prompt' column (columns: {', '.join(columns)})")
         prompts += table.column("prompt").to_pylist()
-        strong.append(_correctness(table.column(_model_column(columns, strong_model, str(source))).to_pylist(), source))
-        weak.append(_correctness(table.column(_model_column(columns, weak_model, str(source))).to_pylist(), source))
+        strong.append(_correctness(table.column(_model_column(columns, strong_model, source)).to_pylist(), source))
+        weak.append(_correctness(table.column(_model_column(columns, weak_model, source)).to_pylist(), source))
     bench = Benchmark(name, prompts, np.concatenate(strong), np.concatenate(weak), strong_model, weak_model,
                       scale=100.0, num_source=len(prompts))
     return bench._subset(np.array([p not in contaminated for p in prompts], dtype=bool), "contaminated")
 
 
-def _correctness(values: list, source: Path) -> np.ndarray:
+def _correctness(values: list, source: str) -> np.ndarray:
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
         if isinstance(v, str) and v.strip().lower() in ("true", "false"):
@@ -195,45 +181,39 @@ def _correctness(values: list, source: Path) -> np.ndarray:
     return out
 
 
-def _read_csv(path: Path):
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (pass --data-dir, the folder holding routellm-evals/)")
-    return read_table(path)
-
-
 def load_mmlu(
-    data_dir: str | os.PathLike[str], strong_model: str = EVAL_STRONG_MODEL, weak_model: str = EVAL_WEAK_MODEL
+    data_dir: str | os.PathLike[str] | None = None, strong_model: str = EVAL_STRONG_MODEL,
+    weak_model: str = EVAL_WEAK_MODEL,
 ) -> Benchmark:
-    """MMLU's 57 domains in RouteLLM's order (:data:`MMLU_DOMAINS`), decontaminated as RouteLLM does."""
-    root = _evals_dir(data_dir) / "mmlu"
-    files = [root / "responses" / f"mmlu_{domain}.csv" for domain in MMLU_DOMAINS]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{root / 'responses'} lacks {len(missing)} MMLU domain files, e.g. {missing[0]}")
-    return _correctness_benchmark("mmlu", [(_read_csv(f), f) for f in files],
-                                  _contaminated(root / "contaminated_prompts.jsonl"), strong_model, weak_model)
+    """MMLU's 57 domains in RouteLLM's order (:data:`MMLU_DOMAINS`), decontaminated as RouteLLM does.
+    ``data_dir``: a folder in RouteLLM's layout (see :func:`eval_data`); None: the bundled copy."""
+    source = eval_data(data_dir)
+    return _correctness_benchmark("mmlu", source.mmlu_tables(), source.contaminated("mmlu"), strong_model, weak_model)
 
 
 def load_gsm8k(
-    data_dir: str | os.PathLike[str], strong_model: str = EVAL_STRONG_MODEL, weak_model: str = EVAL_WEAK_MODEL
+    data_dir: str | os.PathLike[str] | None = None, strong_model: str = EVAL_STRONG_MODEL,
+    weak_model: str = EVAL_WEAK_MODEL,
 ) -> Benchmark:
-    """GSM8K's test questions with both models' correctness, decontaminated as RouteLLM does."""
-    root = _evals_dir(data_dir) / "gsm8k"
-    source = root / "gsm8k_responses.csv"
-    return _correctness_benchmark("gsm8k", [(_read_csv(source), source)],
-                                  _contaminated(root / "contaminated_prompts.jsonl"), strong_model, weak_model)
+    """GSM8K's test questions with both models' correctness, decontaminated as RouteLLM does.
+    ``data_dir``: a folder in RouteLLM's layout (see :func:`eval_data`); None: the bundled copy."""
+    source = eval_data(data_dir)
+    return _correctness_benchmark("gsm8k", [source.gsm8k_table()], source.contaminated("gsm8k"), strong_model,
+                                  weak_model)
 
 
 def load_mt_bench(
-    data_dir: str | os.PathLike[str], strong_model: str = EVAL_STRONG_MODEL, weak_model: str = EVAL_WEAK_MODEL
+    data_dir: str | os.PathLike[str] | None = None, strong_model: str = EVAL_STRONG_MODEL,
+    weak_model: str = EVAL_WEAK_MODEL,
 ) -> Benchmark:
     """MT Bench: route on the first turn; a question's score is the routed model's mean judgement
-    over both turns. Questions with either turn contaminated are dropped (RouteLLM's rule)."""
-    root = _evals_dir(data_dir) / "mt_bench"
-    questions = _read_jsonl(root / "question.jsonl")
-    contaminated = _contaminated(root / "contaminated_prompts.jsonl")
+    over both turns. Questions with either turn contaminated are dropped (RouteLLM's rule).
+    ``data_dir``: a folder in RouteLLM's layout (see :func:`eval_data`); None: the bundled copy."""
+    source = eval_data(data_dir)
+    questions, (judgements, where) = source.mt_bench_questions(), source.mt_bench_judgements()
+    contaminated = source.contaminated("mt-bench")
     scores: dict[tuple[int, str], list[float]] = {}
-    for row in _read_jsonl(root / "judgements.jsonl"):
+    for row in judgements:
         scores.setdefault((row["question_id"], canonical_model_name(row["model"])), []).append(float(row["score"]))
 
     def per_question(model: str) -> np.ndarray:
@@ -241,7 +221,7 @@ def load_mt_bench(
         for q in questions:
             turns = scores.get((q["question_id"], canonical_model_name(model)))
             if not turns:
-                raise ValueError(f"{root / 'judgements.jsonl'} has no judgement of {model!r} on question {q['question_id']}")
+                raise ValueError(f"{where} has no judgement of {model!r} on question {q['question_id']}")
             out.append(sum(turns) / len(turns))
         return np.array(out, dtype=np.float64)
 
@@ -287,10 +267,11 @@ BENCHMARKS: dict[str, Callable[..., Benchmark]] = {"mmlu": load_mmlu, "gsm8k": l
 
 
 def load_benchmark(
-    name_or_file: str, data_dir: str | os.PathLike[str], strong_model: str = EVAL_STRONG_MODEL,
+    name_or_file: str, data_dir: str | os.PathLike[str] | None = None, strong_model: str = EVAL_STRONG_MODEL,
     weak_model: str = EVAL_WEAK_MODEL,
 ) -> Benchmark:
-    """A built-in benchmark (``mmlu``, ``gsm8k``, ``mt-bench``) or a golden-label file."""
+    """A built-in benchmark (``mmlu``, ``gsm8k``, ``mt-bench``; from ``data_dir``, else the bundled
+    copy) or a golden-label file."""
     if name_or_file in BENCHMARKS:
         return BENCHMARKS[name_or_file](data_dir, strong_model, weak_model)
     if Path(name_or_file).is_file():

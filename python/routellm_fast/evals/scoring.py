@@ -46,15 +46,17 @@ def router_win_rates(
     """Win rates of each router on the benchmark's prompts, reusing cached ones.
 
     Routers on the same embedder share one embedding pass (and, with ``cache_dir``, a file of
-    prompt embeddings). The random router is scored ``random_iters`` times and never cached; other
+    prompt embeddings). The random router is scored ``random_iters`` times from its seed (so its
+    results on a benchmark do not depend on what was evaluated before) and never cached; other
     routers without a ``fingerprint`` are scored afresh each time.
     """
     cache = Path(cache_dir) if cache_dir is not None else None
     out: dict[str, np.ndarray | list[np.ndarray]] = {}
     embedded: dict[tuple[str, int], np.ndarray] = {}
     for method, router in routers.items():
-        if isinstance(router, RandomRouter):
-            out[method] = [router.score(benchmark.prompts) for _ in range(random_iters)]
+        if isinstance(router, RandomRouter):  # from its seed on every benchmark, as RouteLLM's random.seed(0)
+            runner = router.restarted()
+            out[method] = [runner.score(benchmark.prompts) for _ in range(random_iters)]
             continue
         path = _cache_path(cache, benchmark, router, method) if cache is not None else None
         if path is not None and path.is_file() and not overwrite_cache:

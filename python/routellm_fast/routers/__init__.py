@@ -3,7 +3,7 @@ names to them."""
 
 from __future__ import annotations
 
-from .base import NAME_TO_CLS, ROUTER_CLS, EmbeddingRouter, Router, register
+from .base import NAME_TO_CLS, NOT_IMPLEMENTED, ROUTER_CLS, EmbeddingRouter, Router, register, unknown_router
 from .bert import BERTRouter
 from .mf import ROUTELLM_EMBEDDING_MODEL, MatrixFactorizationRouter
 from .random import RandomRouter
@@ -12,6 +12,7 @@ from .sw_ranking import SWRankingRouter
 __all__ = [
     "BERTRouter",
     "NAME_TO_CLS",
+    "NOT_IMPLEMENTED",
     "ROUTELLM_EMBEDDING_MODEL",
     "ROUTER_CLS",
     "EmbeddingRouter",
@@ -20,4 +21,5 @@ __all__ = [
     "Router",
     "SWRankingRouter",
     "register",
+    "unknown_router",
 ]

@@ -29,7 +29,7 @@ from ..embedders import (
 )
 from ..policy import RoutedPair, choose
 
-__all__ = ["NAME_TO_CLS", "ROUTER_CLS", "EmbeddingRouter", "Router", "register"]
+__all__ = ["NAME_TO_CLS", "NOT_IMPLEMENTED", "ROUTER_CLS", "EmbeddingRouter", "Router", "register", "unknown_router"]
 
 #: RouteLLM name -> router class (RouteLLM's ``ROUTER_CLS``); filled by :func:`register`.
 ROUTER_CLS: dict[str, type[Router]] = {}
@@ -37,6 +37,20 @@ ROUTER_CLS: dict[str, type[Router]] = {}
 NAME_TO_CLS: dict[type[Router], str] = {}
 
 R = TypeVar("R", bound="type[Router]")
+
+#: RouteLLM's routers that routellm_fast does not implement yet, and what they need there.
+NOT_IMPLEMENTED: dict[str, str] = {
+    "causal_llm": "a Llama-3-8B classifier (checkpoint routellm/causal_llm_gpt4_augmented) run with torch on a GPU",
+}
+
+
+def unknown_router(name: object) -> str:
+    """Why ``name`` is no router here, naming what is missing for RouteLLM's routers not implemented yet."""
+    available = ", ".join(sorted(ROUTER_CLS))
+    if name in NOT_IMPLEMENTED:
+        return (f"routellm_fast does not implement RouteLLM's {name} router yet ({NOT_IMPLEMENTED[name]}); "  # type: ignore[index]
+                f"it has {available}. Use routellm's own {name} router, or one of these.")
+    return f"no router {name!r}; routellm_fast has {available}."
 
 
 def register(name: str) -> Callable[[R], R]:
@@ -64,6 +78,9 @@ class Router(abc.ABC):
     #: Keys (:func:`~routellm_fast.embedders.prompt_key`) of the prompts the router was trained
     #: on, so that an evaluation can leave them out; empty when unknown.
     training_prompt_keys: frozenset[bytes] = frozenset()
+    #: Win rates on the bundled sample prompts recorded with the router's files (the shipped routers
+    #: have them; :func:`routellm_fast.policy.sample_win_rates`), or None.
+    calibration: dict | None = None
 
     @abc.abstractmethod
     def score(self, prompts: Sequence[str]) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_prompts
+from ..hub import cached_hub_snapshot, is_hub_name, warn_shipped_instead
 from ..runtime import available_cpus, onnx_session
 from .base import Router, fingerprint, prompt_keys, register
 
@@ -86,6 +87,13 @@ class BERTRouter(Router):
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if is_hub_name(checkpoint_path):  # RouteLLM's default config: its published checkpoint
+            snapshot = cached_hub_snapshot(checkpoint_path, required=("config.json",))  # type: ignore[arg-type]
+            if snapshot is None:
+                from ..shipped import DEFAULT_BERT
+
+                warn_shipped_instead("bert", [checkpoint_path])
+            checkpoint_path = snapshot if snapshot is not None else DEFAULT_BERT
         path = Path(checkpoint_path)
         if not path.is_dir():
             raise FileNotFoundError(f"BERT checkpoint {str(path)!r} is not a directory (nothing is downloaded)")
@@ -107,6 +115,7 @@ class BERTRouter(Router):
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
             raise ValueError(f"{path / _METADATA_FILE}: max_length must be an integer >= 2, got {max_length!r}")
         self.metadata, self.max_length, self.num_labels = meta, max_length, num_labels
+        self.calibration = meta.get("calibration")
         self.device, self.batch_size = device, batch_size
         self.threads = threads or available_cpus()
 

@@ -12,6 +12,7 @@ from .. import _core
 from .._validation import lookup_model
 from ..checkpoints import load_mf_checkpoint
 from ..embedders import Embedder, EmbedFn
+from ..hub import cached_hub_snapshot, is_hub_name, warn_shipped_instead
 from ..models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, MODEL_IDS
 from .base import EmbeddingRouter, fingerprint, prompt_keys, register
 
@@ -28,6 +29,10 @@ class MatrixFactorizationRouter(EmbeddingRouter):
     ``model_ids`` maps model names to rows of the checkpoint's ``P.weight``; it defaults to the
     table the checkpoint records (``routellm_fast.json``), else RouteLLM's 64 names. Shapes left as
     None come from the checkpoint's ``config.json``, else RouteLLM's defaults (128, 64, 1536).
+
+    RouteLLM's hub name ``routellm/mf_gpt4_augmented`` (its default config) loads the checkpoint from
+    the local Hugging Face cache if it is there, else the shipped mf router, with one
+    :class:`~routellm_fast.hub.ShippedRouterWarning` (nothing is downloaded).
     """
 
     NO_PARALLEL = True
@@ -47,6 +52,15 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         model_ids: Mapping[str, int] | None = None,
         embedding_model: str | None = None,
     ) -> None:
+        if is_hub_name(checkpoint_path):  # RouteLLM's default config: its published checkpoint
+            snapshot = cached_hub_snapshot(checkpoint_path)  # type: ignore[arg-type]
+            if snapshot is not None:
+                checkpoint_path = snapshot
+            else:
+                from ..shipped import DEFAULT_MF
+
+                warn_shipped_instead("mf", [checkpoint_path])
+                checkpoint_path, hidden_size, num_models, text_dim = DEFAULT_MF, None, None, None
         ckpt = load_mf_checkpoint(checkpoint_path, hidden_size, num_models, text_dim, num_classes, use_proj)
         if model_ids is None:
             model_ids = ckpt.metadata.get("model_ids", MODEL_IDS)
@@ -67,6 +81,7 @@ class MatrixFactorizationRouter(EmbeddingRouter):
             "mf", ckpt.model_embeddings, ckpt.text_projection, ckpt.classifier, strong, weak, self.embedding_model
         )
         self.training_prompt_keys = prompt_keys(ckpt.training_prompt_keys)
+        self.calibration = ckpt.metadata.get("calibration")
 
     @property
     def embedding_dim(self) -> int:

@@ -20,7 +20,13 @@ class RandomRouter(Router):
     NO_PARALLEL = True  # parallelism makes the random stream non-deterministic
 
     def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
         self._rng = random.Random(seed)
+
+    def restarted(self) -> RandomRouter:
+        """A router whose stream starts again from this one's seed (RouteLLM's evaluation reseeds
+        before each router's run), or this router when it has no seed."""
+        return self if self.seed is None else RandomRouter(self.seed)
 
     def calculate_strong_win_rate(self, prompt: str) -> float:
         del prompt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..arena import (
     outcome_codes,
 )
 from ..embedders import Embedder, EmbedFn
+from ..hub import is_hub_name, warn_shipped_instead
 from ..models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 from .base import EmbeddingRouter, fingerprint, prompt_keys, register
 from .mf import ROUTELLM_EMBEDDING_MODEL
@@ -36,6 +38,10 @@ class SWRankingRouter(EmbeddingRouter):
     ``storage`` keeps the arena's prompt embeddings as ``"float32"`` (exact), ``"float16"`` or
     ``"int8"`` (per-row scaled), trading accuracy for memory and bandwidth (see README); by default
     the arena's own precision (a float16 arena file stays float16, anything else is float32).
+
+    RouteLLM's hub dataset names (its default config) are not downloaded: when every dataset named
+    is one of them and none is a local path, the shipped arena is used instead, with one
+    :class:`~routellm_fast.hub.ShippedRouterWarning`.
     """
 
     def __init__(
@@ -51,6 +57,12 @@ class SWRankingRouter(EmbeddingRouter):
         embedding_model: str = ROUTELLM_EMBEDDING_MODEL,
         arena: Source | None = None,
     ) -> None:
+        if arena is None and _all_hub_names(arena_battle_datasets, arena_embedding_datasets):
+            from ..shipped import DEFAULT_SW_ARENA  # RouteLLM's default config, offline
+
+            warn_shipped_instead("sw_ranking", [*_sources(arena_battle_datasets), *_sources(arena_embedding_datasets)])
+            arena_battle_datasets = arena_embedding_datasets = None
+            arena = DEFAULT_SW_ARENA
         if arena is not None:  # a compact arena file (routellm-fast train sw), e.g. from a YAML config
             if arena_battle_datasets is not None or arena_embedding_datasets is not None:
                 raise ValueError("give either arena= (a compact arena file) or the battle and embedding datasets")
@@ -187,6 +199,7 @@ class SWRankingRouter(EmbeddingRouter):
             self.models, num_tiers, storage, self._strong, self._weak, self.embedding_model,
         )
         self.training_prompt_keys = prompt_keys(arena.training_prompt_keys)
+        self.calibration = arena.metadata.get("calibration")
 
     @property
     def embedding_dim(self) -> int:
@@ -218,6 +231,18 @@ class SWRankingRouter(EmbeddingRouter):
         index = {m: i for i, m in enumerate(self.models)}
         a, b = lookup_model(model_a, index, "model_a"), lookup_model(model_b, index, "model_b")
         return self._arena.score(as_embeddings(embeddings, self.embedding_dim), a, b)
+
+
+def _sources(sources: Source | Iterable[Source] | None) -> list:
+    if sources is None:
+        return []
+    return [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+
+
+def _all_hub_names(battles: Source | Iterable[Source] | None, embeddings: Source | Iterable[Source] | None) -> bool:
+    """Whether both dataset lists name only RouteLLM's published datasets, none of them local."""
+    named = _sources(battles) + _sources(embeddings)
+    return bool(_sources(battles)) and bool(_sources(embeddings)) and all(is_hub_name(s) for s in named)
 
 
 def _recorded_embedder(arena: ArenaFile, where: object) -> str:
