@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import routellm_fast as rf
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import routellm_fast as rf
 from routellm_fast import _core
 

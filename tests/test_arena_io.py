@@ -9,9 +9,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_arena
-
 import routellm_fast as rf
+from conftest import make_arena
 
 
 def arena55k_rows(arena, short_every=7):

@@ -11,11 +11,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
-from upstream import Upstream
-
 import routellm_fast as rf
+from conftest import FIXTURES
 from routellm_fast.controller import RoutingError
+from upstream import Upstream
 
 STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"
 PROMPTS = ["Prove that the square root of 2 is irrational.", "hi", "Write a haiku about the sea.",

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from conftest import make_arena
 from core_helpers import core_arena, run_python
-
 from routellm_fast import _core
 
 STORAGES = ["float32", "float16", "int8"]

@@ -7,10 +7,9 @@ import os
 
 import numpy as np
 import pytest
+import routellm_fast as rf
 from conftest import make_arena
 from core_helpers import core_arena, run_python
-
-import routellm_fast as rf
 
 REPORT = "import json, os, routellm_fast as rf; print(json.dumps(rf.backend_info()))"
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import math
 
+import elo_reference as er
 import numpy as np
 import pytest
-
-import elo_reference as er
 import routellm_fast as rf
 
 

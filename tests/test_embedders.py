@@ -13,9 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
-
 import routellm_fast as rf
+from conftest import FIXTURES
 from routellm_fast import embedders
 
 

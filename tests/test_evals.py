@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from routellm_fast import evals
 from routellm_fast.cli import main as cli_main
 from routellm_fast.embedders import prompt_key

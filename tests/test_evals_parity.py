@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from routellm_fast import evals
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evals"

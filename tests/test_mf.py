@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
-
 import reference as ref
 import routellm_fast as rf
+from safetensors.numpy import save_file
 
 
 def write_checkpoint(path, rng, hidden=16, num_models=64, text_dim=40, use_proj=True, scale=10.0):

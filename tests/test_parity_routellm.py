@@ -12,9 +12,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
-
 import routellm_fast as rf
+from conftest import FIXTURES
 
 PARITY = FIXTURES / "parity"
 

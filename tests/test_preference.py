@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from routellm_fast.evals import Benchmark, load_gsm8k
 from routellm_fast.preference import (
     PreferenceData,

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
-
 import routellm_fast as rf
+from conftest import FIXTURES
 from routellm_fast.controller import RoutingError
-from routellm_fast.shipped import default_bert_router, default_mf_router, default_sw_router
+from routellm_fast.shipped import (
+    default_bert_router,
+    default_mf_router,
+    default_sw_router,
+)
 
 STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"
 PROMPTS = ["Prove that the square root of 2 is irrational.", "hi", "Write a haiku about the sea."]

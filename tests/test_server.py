@@ -17,12 +17,11 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from upstream import Upstream
-
 import routellm_fast as rf
 from routellm_fast.server import create_app
 from routellm_fast.shipped import default_threshold
 from routellm_fast.tables import read_prompts
+from upstream import Upstream
 
 uvicorn = pytest.importorskip("uvicorn")
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_arena
-
 import routellm_fast as rf
+from conftest import make_arena
 from routellm_fast.arena import ArenaFile, load_arena, save_arena
 from routellm_fast.models import canonical_model_name
 from routellm_fast.shipped import (
@@ -106,8 +105,12 @@ def test_shipped_routers_are_real_and_small():
 def test_shipped_routers_follow_the_recipe():
     """The shipped files hold what the recipe's data give (retraining mf takes minutes; its
     determinism is tested on small data in test_training.py)."""
-    from routellm_fast.recipe import default_training_data, mf_training_data, sw_training_data
     from routellm_fast.embedders import OnnxEmbedder
+    from routellm_fast.recipe import (
+        default_training_data,
+        mf_training_data,
+        sw_training_data,
+    )
 
     sources = default_training_data(SHARED)
     sw_data, mf_data = sw_training_data(sources), mf_training_data(sources)
@@ -232,7 +235,6 @@ def test_score_streams_every_format_in_chunks(tmp_path, monkeypatch):
     in every format, and a bad output type fails before any work."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from routellm_fast import cli
     from routellm_fast.tables import read_table
 

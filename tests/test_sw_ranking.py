@@ -8,10 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import make_arena
-
 import reference as ref
 import routellm_fast as rf
+from conftest import make_arena
 
 CODES = {"model_a": 0, "model_b": 1, "tie": 2}
 

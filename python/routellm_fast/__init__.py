@@ -22,9 +22,9 @@ from .hub import ShippedRouterWarning
 from .models import MODEL_IDS
 from .policy import Decision, ModelPair, RoutingError, calibrate_threshold
 from .routers import (
-    BERTRouter,
     NAME_TO_CLS,
     ROUTER_CLS,
+    BERTRouter,
     EmbeddingRouter,
     MatrixFactorizationRouter,
     RandomRouter,

@@ -32,9 +32,9 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 def _need_export_deps():
     try:
+        import onnx  # noqa: F401  (torch's ONNX exporter needs it)
         import torch
         import transformers
-        import onnx  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError as exc:
         raise ImportError(
             f"converting a Hugging Face checkpoint needs torch, transformers and onnx ({exc.name} is missing): "

@@ -46,7 +46,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from .controller import Controller
 from .embedders import CachedEmbedder, EmbeddingError
 from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
-from .policy import AUTO, Decision, RoutingError, message_text, parse_model_name, recorded_win_rates, share_threshold
+from .policy import (
+    AUTO,
+    Decision,
+    RoutingError,
+    message_text,
+    parse_model_name,
+    recorded_win_rates,
+    share_threshold,
+)
 from .routers import EmbeddingRouter
 from .upstream import Upstream, target
 

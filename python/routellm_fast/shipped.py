@@ -21,7 +21,13 @@ import numpy as np
 from .checkpoints import METADATA_FILE
 from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 from .policy import share_threshold
-from .routers import BERTRouter, MatrixFactorizationRouter, RandomRouter, Router, SWRankingRouter
+from .routers import (
+    BERTRouter,
+    MatrixFactorizationRouter,
+    RandomRouter,
+    Router,
+    SWRankingRouter,
+)
 
 __all__ = [
     "CALIBRATED_ROUTERS",

@@ -131,7 +131,12 @@ def bundle_eval_data(data_dir: str | os.PathLike[str], out_dir: str | os.PathLik
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .benchmarks import EVAL_STRONG_MODEL, EVAL_WEAK_MODEL, MMLU_DOMAINS, _model_column
+    from .benchmarks import (
+        EVAL_STRONG_MODEL,
+        EVAL_WEAK_MODEL,
+        MMLU_DOMAINS,
+        _model_column,
+    )
 
     source = RouteLLMEvalData(data_dir)
     out = Path(out_dir)

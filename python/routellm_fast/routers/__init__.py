@@ -3,7 +3,15 @@ names to them."""
 
 from __future__ import annotations
 
-from .base import NAME_TO_CLS, NOT_IMPLEMENTED, ROUTER_CLS, EmbeddingRouter, Router, register, unknown_router
+from .base import (
+    NAME_TO_CLS,
+    NOT_IMPLEMENTED,
+    ROUTER_CLS,
+    EmbeddingRouter,
+    Router,
+    register,
+    unknown_router,
+)
 from .bert import BERTRouter
 from .mf import ROUTELLM_EMBEDDING_MODEL, MatrixFactorizationRouter
 from .random import RandomRouter
