@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["EXECUTION_PROVIDERS", "available_cpus", "onnx_session"]
+__all__ = ["EXECUTION_PROVIDERS", "available_cpus", "encoder_feed", "onnx_session"]
 
 #: Device names accepted by :func:`onnx_session` and the execution providers they ask for, in order.
 EXECUTION_PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -71,3 +71,21 @@ def onnx_session(
             f"{session.get_providers()[0]}); check the CUDA/cuDNN installation"
         )
     return session
+
+
+def encoder_feed(ids: Sequence[Sequence[int]], token_types: bool) -> dict[str, Any]:
+    """The inputs of a BERT-style ONNX encoder for one batch of token-id lists, padded to the
+    batch's longest (``input_ids``, ``attention_mask`` and, when the model takes them, zero
+    ``token_type_ids``)."""
+    import numpy as np
+
+    longest = max(len(x) for x in ids)
+    input_ids = np.zeros((len(ids), longest), dtype=np.int64)
+    mask = np.zeros((len(ids), longest), dtype=np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = x
+        mask[row, : len(x)] = 1
+    feed = {"input_ids": input_ids, "attention_mask": mask}
+    if token_types:
+        feed["token_type_ids"] = np.zeros_like(input_ids)
+    return feed

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import check_prompts
-from ..runtime import available_cpus, onnx_session
+from ..runtime import available_cpus, encoder_feed, onnx_session
 
 __all__ = ["DEFAULT_EMBEDDER_NAME", "DEFAULT_MAX_TOKENS", "OnnxEmbedder", "shared_default_embedder"]
 
@@ -140,15 +140,8 @@ class OnnxEmbedder:
 
     def _run(self, ids: list[list[int]]) -> np.ndarray:
         """Mean-pooled, L2-normalised vectors for one batch of token-id lists."""
-        longest = max(len(x) for x in ids)
-        input_ids = np.zeros((len(ids), longest), dtype=np.int64)
-        mask = np.zeros((len(ids), longest), dtype=np.int64)
-        for row, x in enumerate(ids):
-            input_ids[row, : len(x)] = x
-            mask[row, : len(x)] = 1
-        feed = {"input_ids": input_ids, "attention_mask": mask}
-        if self._uses_token_types:
-            feed["token_type_ids"] = np.zeros_like(input_ids)
+        feed = encoder_feed(ids, self._uses_token_types)
+        mask = feed["attention_mask"]
         hidden = self._session.run([self._output], feed)[0]
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._validation import check_prompts
 from ..hub import cached_hub_snapshot, is_hub_name, warn_shipped_instead
-from ..runtime import available_cpus, onnx_session
+from ..runtime import available_cpus, encoder_feed, onnx_session
 from .base import Router, fingerprint, prompt_keys, register
 
 __all__ = ["BERT_CACHE_ENV", "BERTRouter"]
@@ -161,15 +161,7 @@ class BERTRouter(Router):
 
     def _run(self, ids: list[list[int]], session: Any) -> np.ndarray:
         """float32 logits ``[len(ids), num_labels]`` for one batch, padded to its longest prompt."""
-        longest = max(len(x) for x in ids)
-        input_ids = np.zeros((len(ids), longest), dtype=np.int64)
-        mask = np.zeros((len(ids), longest), dtype=np.int64)
-        for row, x in enumerate(ids):
-            input_ids[row, : len(x)] = x
-            mask[row, : len(x)] = 1
-        feed = {"input_ids": input_ids, "attention_mask": mask}
-        if self._uses_token_types:
-            feed["token_type_ids"] = np.zeros_like(input_ids)
+        feed = encoder_feed(ids, self._uses_token_types)
         return np.asarray(session.run(None, feed)[0])
 
     def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
