@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["EXECUTION_PROVIDERS", "available_cpus", "encoder_feed", "onnx_session"]
+__all__ = ["EXECUTION_PROVIDERS", "available_cpus", "encoder_feed", "onnx_session", "token_ids"]
 
 #: Device names accepted by :func:`onnx_session` and the execution providers they ask for, in order.
 EXECUTION_PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -89,3 +89,14 @@ def encoder_feed(ids: Sequence[Sequence[int]], token_types: bool) -> dict[str, A
     if token_types:
         feed["token_type_ids"] = np.zeros_like(input_ids)
     return feed
+
+
+def token_ids(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each prompt from an HF ``tokenizers.Tokenizer``; a prompt that is not valid
+    Unicode (a lone surrogate, which the tokenizer cannot take) is a ValueError naming it."""
+    for i, p in enumerate(prompts):
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"prompt {i} is not valid Unicode (it contains a lone surrogate)") from None
+    return [e.ids for e in tokenizer.encode_batch(prompts)]

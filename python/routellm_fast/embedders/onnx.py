@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import check_prompts
-from ..runtime import available_cpus, encoder_feed, onnx_session
+from ..runtime import available_cpus, encoder_feed, onnx_session, token_ids
 
 __all__ = ["DEFAULT_EMBEDDER_NAME", "DEFAULT_MAX_TOKENS", "OnnxEmbedder", "shared_default_embedder"]
 
@@ -149,12 +149,7 @@ class OnnxEmbedder:
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def _encode(self, prompts: list[str]) -> list[list[int]]:
-        for i, p in enumerate(prompts):
-            try:
-                p.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError(f"prompt {i} is not valid Unicode (it contains a lone surrogate)") from None
-        return [e.ids for e in self._tokenizer.encode_batch(prompts)]
+        return token_ids(self._tokenizer, prompts)
 
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
         """float32 ``[len(prompts), dim]`` unit vectors."""

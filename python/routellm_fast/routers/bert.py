@@ -16,7 +16,7 @@ import numpy as np
 
 from .._validation import check_prompts
 from ..hub import cached_hub_snapshot, is_hub_name, warn_shipped_instead
-from ..runtime import available_cpus, encoder_feed, onnx_session
+from ..runtime import available_cpus, encoder_feed, onnx_session, token_ids
 from .base import Router, fingerprint, prompt_keys, register
 
 __all__ = ["BERT_CACHE_ENV", "BERTRouter"]
@@ -167,12 +167,7 @@ class BERTRouter(Router):
     def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt as RouteLLM's tokenizer makes them (special tokens, truncation)."""
         prompts = check_prompts(prompts)
-        for i, p in enumerate(prompts):
-            try:
-                p.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError(f"prompt {i} is not valid Unicode (it contains a lone surrogate)") from None
-        return [e.ids for e in self._tokenizer.encode_batch(prompts)]
+        return token_ids(self._tokenizer, prompts)
 
     def logits(self, prompts: Sequence[str]) -> np.ndarray:
         """float32 logits ``[len(prompts), num_labels]``."""
