@@ -17,6 +17,7 @@
 
 #include "backend.hpp"
 #include "mf.hpp"
+#include "static_embed.hpp"
 #include "sw.hpp"
 #include "thread_pool.hpp"
 
@@ -280,7 +281,7 @@ py::array_t<double> score_rows(const Matrix& q, size_t min_rows_to_release, Fn&&
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "routellm_fast's compiled core: scoring kernels of the mf and sw_ranking routers.";
+  m.doc() = "routellm_fast's compiled core: scoring kernels of the mf and sw_ranking routers, and the static embedder.";
 
   m.def("backend_info", [] {
     py::dict info;
@@ -410,4 +411,64 @@ PYBIND11_MODULE(_core, m) {
           py::arg("embeddings"))
       .def_property_readonly("text_dim", &MfPairScorer::text_dim)
       .def(py::pickle(&mf_scorer_state, &mf_scorer_from_state));
+
+  py::class_<StaticEmbedder>(m, "StaticEmbedder")
+      .def(py::init([](std::vector<std::string> vocab, const py::array& table, const py::array& scales, int32_t unk_id,
+                       size_t max_tokens, bool normalize, size_t max_word_chars) {
+             require_dtype<int8_t>(table, "table");
+             if (table.ndim() != 2 || !(table.flags() & py::array::c_style))
+               throw py::value_error("table must be a C-contiguous 2-D int8 array [vocab, dim], got shape " + shape_of(table));
+             const size_t rows = static_cast<size_t>(table.shape(0)), dim = static_cast<size_t>(table.shape(1));
+             const float* s = require_vector<float>(scales, "scales", rows);
+             WordPieceAscii tokenizer(std::move(vocab), unk_id, max_word_chars);
+             return new StaticEmbedder(std::move(tokenizer), static_cast<const int8_t*>(table.data()), s, rows, dim,
+                                       max_tokens, normalize);
+           }),
+           py::arg("vocab"), py::arg("table"), py::arg("scales"), py::arg("unk_id"), py::arg("max_tokens") = 512,
+           py::arg("normalize") = true, py::arg("max_word_chars") = 100)
+      .def(
+          "embed",
+          [](const StaticEmbedder& e, const std::vector<std::string>& texts) {
+            py::array_t<float> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(texts.size()),
+                                                            static_cast<py::ssize_t>(e.dim())});
+            float* dst = out.mutable_data();
+            if (texts.size() < 8) {  // a few prompts take microseconds: not worth a GIL round trip
+              e.embed_texts(texts, dst);
+            } else {
+              py::gil_scoped_release release;
+              e.embed_texts(texts, dst);
+            }
+            return out;
+          },
+          py::arg("texts"))
+      .def(
+          "embed_ids",
+          [](const StaticEmbedder& e, const py::array& ids, const py::array& offsets) {
+            if (offsets.ndim() != 1 || offsets.shape(0) < 1)
+              throw py::value_error("offsets must be 1-D with n + 1 entries, got shape " + shape_of(offsets));
+            const size_t n = static_cast<size_t>(offsets.shape(0) - 1);
+            const int64_t* off = require_vector<int64_t>(offsets, "offsets", n + 1);
+            const int32_t* tok = require_vector<int32_t>(ids, "ids", static_cast<size_t>(ids.ndim() == 1 ? ids.shape(0) : 0));
+            if (off[n] != static_cast<int64_t>(ids.shape(0)))
+              throw py::value_error("offsets must end at len(ids) = " + std::to_string(ids.shape(0)) + ", got " +
+                                    std::to_string(off[n]));
+            py::array_t<float> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(e.dim())});
+            float* dst = out.mutable_data();
+            py::gil_scoped_release release;
+            e.embed_ids(tok, off, n, dst);
+            return out;
+          },
+          py::arg("ids"), py::arg("offsets"))
+      .def(
+          "tokenize",
+          [](const StaticEmbedder& e, const std::string& text) {
+            std::vector<int32_t> ids;
+            e.tokenizer().tokenize(text.data(), text.size(), e.max_tokens(), ids);
+            return ids;
+          },
+          py::arg("text"))
+      .def_property_readonly("dim", &StaticEmbedder::dim)
+      .def_property_readonly("vocab_size", &StaticEmbedder::vocab_size)
+      .def_property_readonly("max_tokens", &StaticEmbedder::max_tokens)
+      .def_property_readonly("normalize", &StaticEmbedder::normalize);
 }

@@ -67,3 +67,35 @@ class MfPairScorer:
     def score(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]: ...
     @property
     def text_dim(self) -> int: ...
+
+class StaticEmbedder:
+    """Mean of int8 table rows (times their scales) over a prompt's WordPiece tokens, L2-normalised.
+
+    Tokenises ASCII text exactly as HF ``tokenizers`` does a BERT uncased WordPiece vocabulary (no
+    added special tokens); callers tokenise other text themselves and use ``embed_ids``. Not picklable:
+    ``routellm_fast.StaticEmbedder`` pickles by its path and rebuilds this.
+    """
+
+    def __init__(
+        self,
+        vocab: list[str],
+        table: npt.NDArray[np.int8],
+        scales: npt.NDArray[np.float32],
+        unk_id: int,
+        max_tokens: int = 512,
+        normalize: bool = True,
+        max_word_chars: int = 100,
+    ) -> None: ...
+    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """float32 ``[len(texts), dim]``; ASCII texts only. Batches of 8+ release the GIL and use all threads."""
+    def embed_ids(self, ids: npt.NDArray[np.int32], offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Vectors of pre-tokenised prompts: prompt i is ``ids[offsets[i]:offsets[i + 1]]``."""
+    def tokenize(self, text: str) -> list[int]: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def normalize(self) -> bool: ...

@@ -18,6 +18,7 @@ from .models import DEFAULT_STRONG_MODEL as STRONG
 from .models import DEFAULT_WEAK_MODEL as WEAK
 from .policy import RoutingError
 from .routers import ROUTER_CLS, unknown_router
+from .shipped import SHIPPED_EMBEDDERS
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -34,7 +35,7 @@ def _controller(args: argparse.Namespace, progress_bar: bool = False, **kwargs):
     from .controller import Controller
 
     return Controller(args.routers, args.strong_model, args.weak_model, config=args.config,
-                      progress_bar=progress_bar, **kwargs)
+                      progress_bar=progress_bar, embedder=args.embedder, **kwargs)
 
 
 def _check_pct(pct: float) -> None:
@@ -167,7 +168,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     config.setdefault("random", {"seed": 0})  # reproducible random baseline, as RouteLLM's random.seed(0)
-    controller = Controller(args.routers, args.strong_model, args.weak_model, config=config)
+    controller = Controller(args.routers, args.strong_model, args.weak_model, config=config, embedder=args.embedder)
     benchmarks = [load_benchmark(b, args.data_dir, args.strong_model, args.weak_model) for b in args.benchmark]
     tables = []
     for benchmark in benchmarks:
@@ -238,6 +239,9 @@ def _add_router_args(p: argparse.ArgumentParser, default: Sequence[str] = ("sw_r
     p.add_argument("--config", help="YAML file mapping router names to constructor arguments (RouteLLM's format)")
     p.add_argument("--strong-model", default=STRONG, help=f"the strong model's name (default {STRONG})")
     p.add_argument("--weak-model", default=WEAK, help=f"the weak model's name (default {WEAK})")
+    p.add_argument("--embedder", choices=list(SHIPPED_EMBEDDERS), default="minilm",
+                   help="which shipped mf and sw_ranking: on all-MiniLM-L6-v2 (minilm, the default) or on the static "
+                        "embedder distilled from it (static: microseconds per prompt; see README)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--data-dir", type=Path, default=_default_data_dir(),
                        help="RouteLLM's evaluation files for --golden (default: $ROUTELLM_FAST_DATA, else the bundled copy)")
         t.add_argument("--out", type=Path, required=True)
-        t.add_argument("--embedder", default="default", help="'default' (local all-MiniLM-L6-v2) or an OpenAI embedding model")
+        t.add_argument("--embedder", default="default",
+                       help="'default' or 'minilm' (local all-MiniLM-L6-v2), 'static' (the local static embedder "
+                            "distilled from it) or an OpenAI embedding model")
         t.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
         t.add_argument("--val-share", type=float, default=0.05, help="prompts held out for validation (default 0.05)")
         t.add_argument("--strong-model", default=STRONG, help="must have battles in the data")

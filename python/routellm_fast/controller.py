@@ -34,7 +34,7 @@ from .policy import (
     parse_model_name,
 )
 from .routers import ROUTER_CLS, Router, unknown_router
-from .shipped import SHIPPED_ROUTERS
+from .shipped import EMBEDDER_ROUTERS, SHIPPED_EMBEDDERS, SHIPPED_ROUTERS
 from .upstream import Upstream
 
 __all__ = ["Controller", "ModelPair", "RoutingError"]
@@ -62,7 +62,9 @@ class Controller:
 
     ``config`` maps router names to constructor arguments (a dict, or a YAML file as RouteLLM's
     ``config.example.yaml``). A router missing from it uses the router this package ships
-    (``mf`` and ``sw_ranking``: local embeddings, no key; ``random``); others need an entry.
+    (``mf``, ``sw_ranking`` and ``bert``: local, no key; ``random``); others need an entry.
+    ``embedder`` (``"minilm"``, the default, or ``"static"``: microseconds per prompt) picks which
+    shipped mf and sw_ranking; a config entry of only ``{"embedder": "static"}`` does so for one router.
     """
 
     def __init__(
@@ -74,7 +76,11 @@ class Controller:
         api_base: str | None = None,
         api_key: str | None = None,
         progress_bar: bool = False,
+        *,
+        embedder: str = "minilm",
     ) -> None:
+        if embedder not in SHIPPED_EMBEDDERS:
+            raise RoutingError(f"Invalid embedder {embedder!r}: the shipped routers come on {', '.join(SHIPPED_EMBEDDERS)}.")
         self.model_pair = ModelPair(strong=strong_model, weak=weak_model)
         self.api_base, self.api_key, self.progress_bar = api_base, api_key, progress_bar
         self.model_counts: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -86,8 +92,11 @@ class Controller:
             if name not in ROUTER_CLS:
                 raise RoutingError(f"Invalid router {name}. Available routers are {list(ROUTER_CLS)}. "
                                    + unknown_router(name))
-            if name in settings:
-                self.routers[name] = ROUTER_CLS[name](**settings[name])
+            entry = settings.get(name)
+            if name in EMBEDDER_ROUTERS and (entry is None or entry.keys() == {"embedder"}):
+                self.routers[name] = SHIPPED_ROUTERS[name](embedder=(entry or {}).get("embedder", embedder))
+            elif entry is not None:
+                self.routers[name] = ROUTER_CLS[name](**entry)
             elif name in SHIPPED_ROUTERS:
                 self.routers[name] = SHIPPED_ROUTERS[name]()
             else:

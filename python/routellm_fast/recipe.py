@@ -1,8 +1,10 @@
 """The recipe that trains the routers shipped in the package (:mod:`routellm_fast.shipped` loads them).
 
 Both shipped routers (mf and sw_ranking, pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``)
-are trained on battles from the shared data, embedded with the local default embedder (all-MiniLM-L6-v2), so
-that ``pip install`` + one command routes a prompt with no key and no network:
+are trained on battles from the shared data, embedded with a local embedder (``--embedder minilm``:
+all-MiniLM-L6-v2, the default; ``--embedder static``: the static embedder distilled from it, whose
+routers ship next to the MiniLM ones), so that ``pip install`` + one command routes a prompt with no
+key and no network:
 
 * ``preference/alpaca_eval``: 130,049 judge battles over AlpacaEval's 805 instructions (Apache-2.0);
 * ``preference/arena_bench_v1``: 30,966 battles from GPT-4 grades of 15 models on 300 hard
@@ -23,8 +25,8 @@ record their win rates on the bundled sample prompts (``data/sample_prompts.json
 prompts of ``routellm-fast calibrate``): the thresholds for any share of strong-model calls.
 ``--calibrate-only`` recomputes just that, leaving the weights and arena byte for byte. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.models`).
 
-Rebuild with ``python -m routellm_fast.recipe --data-dir ../shared/data``: the same data and
-embedder give the same files.
+Rebuild with ``python -m routellm_fast.recipe --data-dir ../shared/data [--embedder static]``: the
+same data and embedder give the same files.
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ import numpy as np
 
 from .arena import load_arena
 from .checkpoints import METADATA_FILE
-from .embedders import Embedder, OnnxEmbedder
+from .embedders import EMBEDDER_ALIASES, Embedder, embedder_for
 from .evals import load_gsm8k, load_mmlu
 from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 from .policy import sample_prompts_digest, share_threshold
 from .preference import PreferenceData, golden_label_battles, load_preference
 from .routers import BERTRouter, MatrixFactorizationRouter, Router, SWRankingRouter
 from .routers.bert import _METADATA_FILE as BERT_METADATA_FILE
-from .shipped import DATA_DIR, DEFAULT_BERT, DEFAULT_MF, DEFAULT_SW_ARENA
+from .shipped import DATA_DIR, DEFAULT_BERT, SHIPPED_EMBEDDERS, shipped_files
 from .tables import SAMPLE_PROMPTS, read_prompts
 from .training import (
     MFTrainConfig,
@@ -134,12 +136,20 @@ def _replace_npz_member(path: Path, name: str, value: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def write_calibrations(out_dir: Path = DATA_DIR, embedder: Embedder | None = None) -> dict[str, dict]:
-    """(Re)write the calibration of the shipped routers in ``out_dir`` (mf, sw_ranking, and bert when
-    it is there), and nothing else: the weights and arena arrays stay byte for byte as they are."""
-    embedder = embedder or OnnxEmbedder()
+def local_embedder(embedder: str) -> Embedder:
+    """The local embedder a shipped router is trained on: ``"minilm"`` or ``"static"``."""
+    if embedder not in SHIPPED_EMBEDDERS:
+        raise ValueError(f"no local embedder {embedder!r}: choose one of {', '.join(SHIPPED_EMBEDDERS)}")
+    return embedder_for(EMBEDDER_ALIASES[embedder])
+
+
+def write_calibrations(out_dir: Path = DATA_DIR, embedder: str = "minilm", bert: bool = True) -> dict[str, dict]:
+    """(Re)write the calibration of the shipped mf and sw_ranking on ``embedder`` in ``out_dir`` (and
+    of bert when it is there and ``bert``), and nothing else: the weights and arena arrays stay
+    byte for byte as they are."""
     pair = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
-    mf_dir, arena_path = out_dir / DEFAULT_MF.name, out_dir / DEFAULT_SW_ARENA.name
+    mf_dir, arena_path = shipped_files(embedder, out_dir)
+    embedder = local_embedder(embedder)
     embeddings = embedder.embed(read_prompts())
     mf = MatrixFactorizationRouter(mf_dir, *pair, embed=embedder)
     meta_path = mf_dir / METADATA_FILE
@@ -152,7 +162,7 @@ def write_calibrations(out_dir: Path = DATA_DIR, embedder: Embedder | None = Non
     _replace_npz_member(arena_path, "metadata", np.array(json.dumps(metadata)))
     calibrations = {"mf": meta["calibration"], "sw_ranking": metadata["calibration"]}
     bert_dir = out_dir / DEFAULT_BERT.name
-    if (bert_dir / BERT_METADATA_FILE).is_file():  # the shipped bert router (routellm_fast.bert_recipe)
+    if bert and (bert_dir / BERT_METADATA_FILE).is_file():  # the shipped bert router (routellm_fast.bert_recipe)
         bert_meta = json.loads((bert_dir / BERT_METADATA_FILE).read_text())
         bert_meta["calibration"] = calibrations["bert"] = calibration(BERTRouter(bert_dir))
         (bert_dir / BERT_METADATA_FILE).write_text(json.dumps(bert_meta, indent=2) + "\n")
@@ -160,22 +170,24 @@ def write_calibrations(out_dir: Path = DATA_DIR, embedder: Embedder | None = Non
 
 
 def build_defaults(
-    data_dir: Path, out_dir: Path = DATA_DIR, embedder: Embedder | None = None,
+    data_dir: Path, out_dir: Path = DATA_DIR, embedder: str = "minilm",
     embedding_cache: Path | None = None, progress: bool = True,
 ) -> dict[str, dict]:
-    """Train both shipped routers from ``data_dir`` (the shared data folder) into ``out_dir`` and
-    calibrate them (:func:`write_calibrations`); returns their training reports."""
-    embedder = embedder or OnnxEmbedder()
+    """Train both shipped routers on local ``embedder`` (``"minilm"`` or ``"static"``) from
+    ``data_dir`` (the shared data folder) into ``out_dir`` and calibrate them
+    (:func:`write_calibrations`); returns their training reports."""
+    mf_dir, arena_path = shipped_files(embedder, out_dir)
+    model = local_embedder(embedder)
     sources = default_training_data(data_dir)
     mf_data, sw_data = mf_training_data(sources), sw_training_data(sources)
     pair = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
     reports = {
-        "mf": train_mf_router(mf_data, out_dir / DEFAULT_MF.name, embedder, config=MF_CONFIG, ties=MF_TIES,
+        "mf": train_mf_router(mf_data, mf_dir, model, config=MF_CONFIG, ties=MF_TIES,
                               val_share=VAL_SHARE, pair=pair, embedding_cache=embedding_cache, progress=progress),
-        "sw_ranking": train_sw_router(sw_data, out_dir / DEFAULT_SW_ARENA.name, embedder, val_share=VAL_SHARE,
+        "sw_ranking": train_sw_router(sw_data, arena_path, model, val_share=VAL_SHARE,
                                       pair=pair, embedding_cache=embedding_cache, progress=progress),
     }
-    write_calibrations(out_dir, embedder)
+    write_calibrations(out_dir, embedder, bert=False)
     return reports
 
 
@@ -183,17 +195,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m routellm_fast.recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="the shared data folder")
-    parser.add_argument("--out-dir", type=Path, default=DATA_DIR, help="where to write default_mf/ and default_sw_arena.npz")
+    parser.add_argument("--out-dir", type=Path, default=DATA_DIR,
+                        help="where to write default_mf[_static]/ and default_sw_arena[_static].npz")
+    parser.add_argument("--embedder", choices=list(SHIPPED_EMBEDDERS), default="minilm",
+                        help="the local embedder to train on (default minilm)")
     parser.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="only recompute the calibration of the routers in --out-dir (no training, no --data-dir)")
     args = parser.parse_args(argv)
     if args.calibrate_only:
-        for name, cal in write_calibrations(args.out_dir).items():
+        for name, cal in write_calibrations(args.out_dir, args.embedder).items():
             print(f"{name}: threshold for 50% strong calls {share_threshold(cal['win_rates'], 0.5):.5f} "
                   f"({cal['prompts']})")
         return 0
-    reports = build_defaults(args.data_dir, args.out_dir, embedding_cache=args.embedding_cache)
+    reports = build_defaults(args.data_dir, args.out_dir, args.embedder, embedding_cache=args.embedding_cache)
     for name, report in reports.items():
         val = report["validation"]
         print(f"{name}: {report['data']}; held-out pairwise accuracy {val['pairwise_accuracy']:.4f} "

@@ -91,12 +91,13 @@ def encoder_feed(ids: Sequence[Sequence[int]], token_types: bool) -> dict[str, A
     return feed
 
 
-def token_ids(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each prompt from an HF ``tokenizers.Tokenizer``; a prompt that is not valid
-    Unicode (a lone surrogate, which the tokenizer cannot take) is a ValueError naming it."""
+def token_ids(tokenizer: Any, prompts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
+    """Token ids of each prompt from an HF ``tokenizers.Tokenizer`` (with its template's special
+    tokens, unless ``add_special_tokens`` is false); a prompt that is not valid Unicode (a lone
+    surrogate, which the tokenizer cannot take) is a ValueError naming it."""
     for i, p in enumerate(prompts):
         try:
             p.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError(f"prompt {i} is not valid Unicode (it contains a lone surrogate)") from None
-    return [e.ids for e in tokenizer.encode_batch(prompts)]
+    return [e.ids for e in tokenizer.encode_batch(prompts, add_special_tokens=add_special_tokens)]

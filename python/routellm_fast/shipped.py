@@ -2,9 +2,10 @@
 them and their calibrated thresholds. Loading them imports no training or evaluation code; the
 recipe that trains them is :mod:`routellm_fast.recipe`.
 
-Both (mf and sw_ranking, pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``) score
-all-MiniLM-L6-v2 embeddings made locally, so ``pip install`` + one command routes a prompt with no
-key and no network. Each records its win rates on the bundled sample prompts
+mf and sw_ranking (pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``) ship twice, once per
+local embedder (:data:`SHIPPED_EMBEDDERS`): on all-MiniLM-L6-v2 (``"minilm"``, the default) and on the
+static embedder distilled from it (``"static"``: microseconds per prompt), so ``pip install`` + one
+command routes a prompt with no key and no network. Each records its win rates on the bundled sample prompts
 (``data/sample_prompts.jsonl``, the default prompts of ``routellm-fast calibrate``), which give the
 threshold for any share of strong-model calls.
 """
@@ -31,6 +32,8 @@ from .routers import (
 
 __all__ = [
     "CALIBRATED_ROUTERS",
+    "EMBEDDER_ROUTERS",
+    "SHIPPED_EMBEDDERS",
     "DEFAULT_BERT",
     "DEFAULT_MF",
     "DEFAULT_SW_ARENA",
@@ -40,28 +43,44 @@ __all__ = [
     "default_sw_router",
     "default_threshold",
     "shipped_calibration",
+    "shipped_files",
 ]
 
 DATA_DIR = Path(__file__).parent / "data"
-#: The shipped mf checkpoint (RouteLLM's layout) and sw_ranking arena.
+#: The shipped mf checkpoint (RouteLLM's layout) and sw_ranking arena on the default embedder.
 DEFAULT_MF = DATA_DIR / "default_mf"
 DEFAULT_SW_ARENA = DATA_DIR / "default_sw_arena.npz"
+#: Local embedders the shipped mf and sw_ranking come trained on (``--embedder``), default first, and
+#: the suffix of their files: ``default_mf<suffix>/``, ``default_sw_arena<suffix>.npz``.
+SHIPPED_EMBEDDERS = {"minilm": "", "static": "_static"}
 #: The shipped bert router (routellm_fast.bert_recipe): model.onnx + tokenizer + metadata.
 DEFAULT_BERT = DATA_DIR / "default_bert"
 
 
+def shipped_files(embedder: str = "minilm", data_dir: Path = DATA_DIR) -> tuple[Path, Path]:
+    """The shipped mf checkpoint directory and sw_ranking arena file trained on ``embedder``
+    (``"minilm"`` or ``"static"``), under ``data_dir``."""
+    if embedder not in SHIPPED_EMBEDDERS:
+        raise ValueError(f"no shipped routers on embedder {embedder!r}: choose one of {', '.join(SHIPPED_EMBEDDERS)}")
+    suffix = SHIPPED_EMBEDDERS[embedder]
+    return data_dir / f"{DEFAULT_MF.name}{suffix}", data_dir / f"{DEFAULT_SW_ARENA.stem}{suffix}.npz"
+
+
 def default_mf_router(
-    strong_model: str = DEFAULT_STRONG_MODEL, weak_model: str = DEFAULT_WEAK_MODEL, **kwargs
+    strong_model: str = DEFAULT_STRONG_MODEL, weak_model: str = DEFAULT_WEAK_MODEL, *, embedder: str = "minilm",
+    **kwargs,
 ) -> MatrixFactorizationRouter:
-    """The shipped matrix-factorisation router (local embeddings)."""
-    return MatrixFactorizationRouter(DEFAULT_MF, strong_model, weak_model, **kwargs)
+    """The shipped matrix-factorisation router on local ``embedder`` (``"minilm"`` or ``"static"``)."""
+    return MatrixFactorizationRouter(shipped_files(embedder)[0], strong_model, weak_model, **kwargs)
 
 
 def default_sw_router(
-    strong_model: str = DEFAULT_STRONG_MODEL, weak_model: str = DEFAULT_WEAK_MODEL, **kwargs
+    strong_model: str = DEFAULT_STRONG_MODEL, weak_model: str = DEFAULT_WEAK_MODEL, *, embedder: str = "minilm",
+    **kwargs,
 ) -> SWRankingRouter:
-    """The shipped sw_ranking router (local embeddings; its arena kept in float16, as shipped)."""
-    return SWRankingRouter.from_arena(DEFAULT_SW_ARENA, strong_model, weak_model, **kwargs)
+    """The shipped sw_ranking router on local ``embedder`` (``"minilm"`` or ``"static"``; its arena
+    kept in float16, as shipped)."""
+    return SWRankingRouter.from_arena(shipped_files(embedder)[1], strong_model, weak_model, **kwargs)
 
 
 def default_bert_router(**kwargs) -> BERTRouter:
@@ -76,25 +95,29 @@ SHIPPED_ROUTERS: dict[str, Callable[..., Router]] = {
 }
 #: Shipped routers that carry calibrated thresholds.
 CALIBRATED_ROUTERS = ("mf", "sw_ranking", "bert")
+#: Shipped routers that come on each of SHIPPED_EMBEDDERS (bert embeds its prompts itself).
+EMBEDDER_ROUTERS = ("mf", "sw_ranking")
 
 
-@lru_cache(maxsize=len(CALIBRATED_ROUTERS))
-def shipped_calibration(router: str) -> dict:
+@lru_cache(maxsize=2 * len(CALIBRATED_ROUTERS))
+def shipped_calibration(router: str, embedder: str = "minilm") -> dict:
     """A shipped router's calibration (``{"prompts": ..., "prompts_sha256": ..., "pair": ...,
     "win_rates": [...]}``: its win rates on the bundled sample prompts), read once; for sw_ranking
-    without decompressing its arena."""
-    if router == "sw_ranking":
-        with np.load(DEFAULT_SW_ARENA, allow_pickle=False) as z:
-            return json.loads(str(z["metadata"]))["calibration"]
+    without decompressing its arena. ``embedder``: which of the shipped mf/sw_ranking (``"minilm"``
+    or ``"static"``)."""
+    if router not in CALIBRATED_ROUTERS:
+        raise ValueError(f"no shipped router {router!r} with a calibration (shipped: {', '.join(CALIBRATED_ROUTERS)})")
     if router == "bert":
         return json.loads((DEFAULT_BERT / "routellm_fast_bert.json").read_text())["calibration"]
-    if router == "mf":
-        return json.loads((DEFAULT_MF / METADATA_FILE).read_text())["calibration"]
-    raise ValueError(f"no shipped router {router!r} with a calibration (shipped: {', '.join(CALIBRATED_ROUTERS)})")
+    mf_dir, arena_path = shipped_files(embedder)
+    if router == "sw_ranking":
+        with np.load(arena_path, allow_pickle=False) as z:
+            return json.loads(str(z["metadata"]))["calibration"]
+    return json.loads((mf_dir / METADATA_FILE).read_text())["calibration"]
 
 
-def default_threshold(strong_model_pct: float = 0.5, router: str = "sw_ranking") -> float:
+def default_threshold(strong_model_pct: float = 0.5, router: str = "sw_ranking", embedder: str = "minilm") -> float:
     """The shipped ``router``'s threshold that sends ``strong_model_pct`` (any share in [0, 1]) of the
     bundled sample prompts to the strong model (default pair): what ``routellm-fast calibrate
     --strong-model-pct P`` and ``route --strong-model-pct P`` use."""
-    return share_threshold(shipped_calibration(router)["win_rates"], strong_model_pct)
+    return share_threshold(shipped_calibration(router, embedder)["win_rates"], strong_model_pct)
