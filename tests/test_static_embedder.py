@@ -259,3 +259,15 @@ def test_controller_and_cli_select_the_static_routers():
         fields = dict(f.split("=") for f in line.split("\t")[1:])
         assert float(fields["win_rate"]) == pytest.approx(static.routers[name].calculate_strong_win_rate(prompt), abs=5e-6)
         assert float(fields["threshold"]) == pytest.approx(default_threshold(0.5, name, "static"), abs=5e-6)
+
+
+def test_server_routes_on_the_static_routers():
+    import httpx
+    from routellm_fast.server import ServerSettings
+    from test_server import Running
+
+    prompt = "What is 17 * 23?"
+    want = default_mf_router(embedder="static").calculate_strong_win_rate(prompt)
+    with Running(ServerSettings(routers=["mf"], embedder="static").app()) as running:
+        decision = httpx.post(running.url + "/v1/route", json={"model": "router-mf-0.5", "prompt": prompt}).json()
+    assert decision["router"] == "mf" and decision["win_rate"] == pytest.approx(want, abs=1e-12)

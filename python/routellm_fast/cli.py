@@ -131,7 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
         routers=args.routers, strong_model=args.strong_model, weak_model=args.weak_model, config=args.config,
         base_url=args.base_url, api_key=args.api_key, client_api_key=args.client_api_key,
         max_body_bytes=args.max_body_bytes, target_strong_pct=args.target_strong_pct, window=args.window,
-        upstream_timeout=args.upstream_timeout, verbose=args.verbose,
+        upstream_timeout=args.upstream_timeout, verbose=args.verbose, embedder=args.embedder,
     )
     serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0

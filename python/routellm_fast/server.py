@@ -303,6 +303,8 @@ class ServerSettings:
     window: int = 1000
     upstream_timeout: float = 60.0
     verbose: bool = False
+    #: Which shipped mf and sw_ranking (``--embedder``): ``"minilm"`` or ``"static"``.
+    embedder: str = "minilm"
 
     def app(self):
         """The controller and app these settings describe."""
@@ -310,7 +312,7 @@ class ServerSettings:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
             logger.setLevel(logging.INFO)
         controller = Controller(self.routers, self.strong_model, self.weak_model, config=self.config,
-                                api_base=self.base_url, api_key=self.api_key)
+                                api_base=self.base_url, api_key=self.api_key, embedder=self.embedder)
         return create_app(controller, client_api_key=self.client_api_key, max_body_bytes=self.max_body_bytes,
                           target_strong_pct=self.target_strong_pct, window=self.window,
                           upstream_timeout=self.upstream_timeout)
