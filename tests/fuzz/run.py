@@ -1,7 +1,8 @@
-"""Run a fuzz target under atheris (libFuzzer): ``python tests/fuzz/run.py core|loaders [libFuzzer flags]``.
+"""Run a fuzz target under atheris (libFuzzer): ``python tests/fuzz/run.py core|loaders|static [libFuzzer flags]``.
 
     python tests/fuzz/run.py loaders tests/fuzz/corpus/loaders -runs=1000000
     python tests/fuzz/run.py core tests/fuzz/corpus/core -max_total_time=600
+    python tests/fuzz/run.py static tests/fuzz/corpus/static -runs=1000000
 
 A finding (an exception no user is promised, a crash) stops the run with the input saved as
 ``crash-*``; libFuzzer's last line says how many inputs ran.
@@ -15,7 +16,7 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("core", "loaders"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("core", "loaders", "static"):
         raise SystemExit(__doc__)
     with atheris.instrument_imports():  # coverage of the targets and the package's Python code
         from targets import TARGETS

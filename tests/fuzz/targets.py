@@ -191,4 +191,55 @@ def fuzz_loaders(data: bytes) -> None:
         pass
 
 
-TARGETS = {"core": fuzz_core, "loaders": fuzz_loaders}
+_STATIC = None
+_HF_TOKENIZER = None
+
+
+def fuzz_static(data: bytes) -> None:
+    """The static embedder: any text, embedded (finite unit vectors or a promised refusal), with the
+    core's ASCII WordPiece checked against HF tokenizers token for token; and the compiled
+    ``StaticEmbedder`` built from fuzzed vocabularies, tables and token ids."""
+    global _STATIC, _HF_TOKENIZER
+    if _STATIC is None:
+        from routellm_fast.embedders import StaticEmbedder
+        from tokenizers import Tokenizer
+
+        _STATIC = StaticEmbedder()
+        _HF_TOKENIZER = Tokenizer.from_file(str(_STATIC.path / "tokenizer.json"))
+        _HF_TOKENIZER.no_truncation()
+        _HF_TOKENIZER.no_padding()
+    fdp = atheris.FuzzedDataProvider(data)
+    what = fdp.ConsumeIntInRange(0, 2)
+    try:
+        if what == 0:
+            texts = [fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 300)) if fdp.ConsumeBool()
+                     else fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 300)).decode("ascii", "replace").replace("\ufffd", "#")
+                     for _ in range(fdp.ConsumeIntInRange(1, 4))]
+            vectors = _STATIC.embed(texts)
+            if not (np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)):
+                raise AssertionError(f"not finite unit vectors for {texts!r}")
+            for text in texts:
+                if _STATIC._core_tokenizes(text):
+                    want = _HF_TOKENIZER.encode(text, add_special_tokens=False).ids[: _STATIC.max_tokens]
+                    if _STATIC._core.tokenize(text) != want:
+                        raise AssertionError(f"the core tokenises {text!r} unlike HF tokenizers")
+        elif what == 1:
+            n = fdp.ConsumeIntInRange(0, 6)
+            ids = _array(fdp, (fdp.ConsumeIntInRange(0, 12),), np.int32 if fdp.ConsumeBool() else None)
+            offsets = _array(fdp, (n + 1,), np.int64 if fdp.ConsumeBool() else None)
+            _STATIC._core.embed_ids(ids, offsets)
+        else:
+            rows, dim = fdp.ConsumeIntInRange(0, 6), fdp.ConsumeIntInRange(0, 5)
+            vocab = [fdp.PickValueInList(["[UNK]", "a", "##a", "b", "##", "", "ab", fdp.ConsumeUnicode(3)])
+                     for _ in range(fdp.ConsumeIntInRange(0, 7))]
+            core = _core.StaticEmbedder(vocab, _array(fdp, (rows, dim), np.int8 if fdp.ConsumeBool() else None),
+                                        _array(fdp, (fdp.ConsumeIntInRange(0, 7),), np.float32 if fdp.ConsumeBool() else None),
+                                        fdp.ConsumeIntInRange(-1, 7), fdp.ConsumeIntInRange(0, 3), fdp.ConsumeBool(),
+                                        fdp.ConsumeIntInRange(0, 5))
+            core.embed([fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 40)).decode("ascii", "replace")
+                        for _ in range(fdp.ConsumeIntInRange(0, 9))])
+    except REFUSALS:
+        pass
+
+
+TARGETS = {"core": fuzz_core, "loaders": fuzz_loaders, "static": fuzz_static}
