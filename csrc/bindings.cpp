@@ -262,6 +262,28 @@ MfPairScorer* mf_scorer_from_state(const py::object& state) {
   return new MfPairScorer(hi, hi + d, d);
 }
 
+// mf weights from the arrays of a checkpoint (pointers into them: they must outlive the call).
+MfWeights mf_weights(const py::array& model_embeddings, const py::object& text_projection, const py::array& classifier) {
+  const Matrix p = require_matrix(model_embeddings, "model_embeddings");
+  if (p.ld != p.cols) throw py::value_error("model_embeddings must be C-contiguous");
+  MfWeights w;
+  w.model_embeddings = p.data;
+  w.num_models = static_cast<int>(p.rows);
+  w.hidden = static_cast<int>(p.cols);
+  w.text_dim = w.hidden;
+  if (!text_projection.is_none()) {
+    const Matrix proj = require_matrix(text_projection.cast<py::array>(), "text_projection");
+    if (proj.ld != proj.cols) throw py::value_error("text_projection must be C-contiguous");
+    if (static_cast<int>(proj.rows) != w.hidden)
+      throw py::value_error("text_projection must have " + std::to_string(w.hidden) + " rows (the hidden size), got " +
+                            std::to_string(proj.rows));
+    w.text_projection = proj.data;
+    w.text_dim = static_cast<int>(proj.cols);
+  }
+  w.classifier = require_vector<float>(classifier, "classifier", static_cast<size_t>(w.hidden));
+  return w;
+}
+
 // Allocates the output with the GIL held, then runs fn without it, unless the work is too small
 // for releasing and re-acquiring the GIL to pay (a few mf decisions take well under a microsecond).
 template <class Fn>
@@ -376,29 +398,26 @@ PYBIND11_MODULE(_core, m) {
                              [](const SwArena& a) { return py::array_t<double>(a.model_ratings().size(), a.model_ratings().data()); })
       .def_property_readonly("model_tier",
                              [](const SwArena& a) { return py::array_t<int>(a.model_tier().size(), a.model_tier().data()); })
+      .def(
+          "score_ratings",
+          [](const SwArena& arena, const py::array& queries) {
+            const Matrix q = require_matrix(queries, "embeddings", static_cast<long>(arena.dim()));
+            py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), arena.n_players()});
+            double* dst = out.mutable_data();
+            py::gil_scoped_release release;
+            arena.score_ratings(q.data, q.rows, q.ld, dst);
+            return out;
+          },
+          py::arg("embeddings"))
+      .def_property_readonly("n_players", &SwArena::n_players)
+      .def_property_readonly("model_player",
+                             [](const SwArena& a) { return py::array_t<int>(a.model_player().size(), a.model_player().data()); })
       .def(py::pickle(&sw_arena_state, &sw_arena_from_state));
 
   py::class_<MfPairScorer>(m, "MfPairScorer")
       .def(py::init([](const py::array& model_embeddings, const py::object& text_projection,
                        const py::array& classifier, int strong_model, int weak_model) {
-             const Matrix p = require_matrix(model_embeddings, "model_embeddings");
-             if (p.ld != p.cols) throw py::value_error("model_embeddings must be C-contiguous");
-             MfWeights w;
-             w.model_embeddings = p.data;
-             w.num_models = static_cast<int>(p.rows);
-             w.hidden = static_cast<int>(p.cols);
-             w.text_dim = w.hidden;
-             if (!text_projection.is_none()) {
-               const Matrix proj = require_matrix(text_projection.cast<py::array>(), "text_projection");
-               if (proj.ld != proj.cols) throw py::value_error("text_projection must be C-contiguous");
-               if (static_cast<int>(proj.rows) != w.hidden)
-                 throw py::value_error("text_projection must have " + std::to_string(w.hidden) +
-                                       " rows (the hidden size), got " + std::to_string(proj.rows));
-               w.text_projection = proj.data;
-               w.text_dim = static_cast<int>(proj.cols);
-             }
-             w.classifier = require_vector<float>(classifier, "classifier", static_cast<size_t>(w.hidden));
-             return new MfPairScorer(w, strong_model, weak_model);
+             return new MfPairScorer(mf_weights(model_embeddings, text_projection, classifier), strong_model, weak_model);
            }),
            py::arg("model_embeddings"), py::arg("text_projection"), py::arg("classifier"), py::arg("strong_model"),
            py::arg("weak_model"))
@@ -411,6 +430,25 @@ PYBIND11_MODULE(_core, m) {
           py::arg("embeddings"))
       .def_property_readonly("text_dim", &MfPairScorer::text_dim)
       .def(py::pickle(&mf_scorer_state, &mf_scorer_from_state));
+
+  py::class_<MfModelScorer>(m, "MfModelScorer")
+      .def(py::init([](const py::array& model_embeddings, const py::object& text_projection, const py::array& classifier) {
+             return new MfModelScorer(mf_weights(model_embeddings, text_projection, classifier));
+           }),
+           py::arg("model_embeddings"), py::arg("text_projection"), py::arg("classifier"))
+      .def(
+          "logits",
+          [](const MfModelScorer& s, const py::array& queries) {
+            const Matrix q = require_matrix(queries, "embeddings", s.text_dim());
+            py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), s.num_models()});
+            double* dst = out.mutable_data();
+            py::gil_scoped_release release;
+            s.logits(q.data, q.rows, q.ld, dst);
+            return out;
+          },
+          py::arg("embeddings"))
+      .def_property_readonly("num_models", &MfModelScorer::num_models)
+      .def_property_readonly("text_dim", &MfModelScorer::text_dim);
 
   py::class_<StaticEmbedder>(m, "StaticEmbedder")
       .def(py::init([](std::vector<std::string> vocab, const py::array& table, const py::array& scales, int32_t unk_id,

@@ -124,4 +124,80 @@ class MfPairScorer {
   RowsView view_;
 };
 
+// Every model's mf score at once, for routing among many models: logit(m) = v_m . e with
+// v_m = W_proj^T (w * normalize(P[m])), each v_m stored as hi/lo float rows like the pair vector, so
+// logit(a) - logit(b) is the pair scorer's v . e to double rounding.
+class MfModelScorer {
+ public:
+  explicit MfModelScorer(const MfWeights& m) : models_(m.num_models), text_dim_(m.text_dim) {
+    if (m.num_models < 1) throw std::invalid_argument("the mf checkpoint has no models");
+    if (!m.text_projection && m.text_dim != m.hidden)
+      throw std::invalid_argument("without a text projection text_dim (" + std::to_string(m.text_dim) +
+                                  ") must equal the hidden size (" + std::to_string(m.hidden) + ")");
+    const size_t stride = padded_stride(static_cast<size_t>(m.text_dim));
+    buffer_ = AlignedBuffer(2 * static_cast<size_t>(models_) * stride * sizeof(float));
+    view_ = RowsView{Storage::f32, buffer_.data(), 2 * static_cast<size_t>(models_), static_cast<size_t>(m.text_dim), stride};
+    float* rows = reinterpret_cast<float*>(buffer_.data());
+    const int h = m.hidden;
+    std::vector<double> u(h), v(m.text_dim);
+    for (int model = 0; model < models_; ++model) {
+      const float* p = m.model_embeddings + static_cast<size_t>(model) * h;
+      double n2 = 0.0;
+      for (int k = 0; k < h; ++k) {
+        if (!std::isfinite(p[k])) throw std::invalid_argument("model embedding P[" + std::to_string(model) + "] is not finite");
+        n2 += static_cast<double>(p[k]) * p[k];
+      }
+      const double scale = 1.0 / std::max(std::sqrt(n2), 1e-12);  // torch's normalize eps
+      for (int k = 0; k < h; ++k) u[k] = static_cast<double>(m.classifier[k]) * (p[k] * scale);
+      if (m.text_projection) {
+        std::fill(v.begin(), v.end(), 0.0);
+        for (int k = 0; k < h; ++k) {
+          const float* row = m.text_projection + static_cast<size_t>(k) * m.text_dim;
+          for (int j = 0; j < m.text_dim; ++j) v[j] += u[k] * row[j];
+        }
+      } else {
+        v = u;
+      }
+      float* hi = rows + (2 * static_cast<size_t>(model)) * stride;
+      float* lo = hi + stride;
+      for (int j = 0; j < m.text_dim; ++j) {
+        if (!std::isfinite(v[j])) throw std::invalid_argument("mf weights give model " + std::to_string(model) + " a non-finite vector");
+        hi[j] = static_cast<float>(v[j]);
+        lo[j] = static_cast<float>(v[j] - static_cast<double>(hi[j]));
+      }
+    }
+  }
+
+  int num_models() const { return models_; }
+  int text_dim() const { return text_dim_; }
+
+  // Logits of every model for n prompt embeddings (rows ld_q floats apart) into out[n, num_models].
+  void logits(const float* queries, size_t n, size_t ld_q, double* out) const {
+    const DotKernels& kernels = active_kernels();
+    const size_t M = static_cast<size_t>(models_);
+    constexpr size_t kChunk = 64;
+    const size_t tasks = (n + kChunk - 1) / kChunk;
+    ThreadPool::instance().parallel_for(tasks, [&](size_t t) {
+      const size_t q0 = t * kChunk, q1 = std::min(n, q0 + kChunk);
+      std::vector<double> parts((q1 - q0) * 2 * M);  // (hi, lo) dot products per query and model
+      kernels.dot_rows(queries + q0 * ld_q, q1 - q0, ld_q, view_, 0, 2 * M, parts.data(), 2 * M);
+      for (size_t q = q0; q < q1; ++q) {
+        const double* row = parts.data() + (q - q0) * 2 * M;
+        for (size_t m = 0; m < M; ++m) {
+          const double logit = row[2 * m] + row[2 * m + 1];
+          if (!std::isfinite(logit))
+            throw std::invalid_argument("prompt embedding row " + std::to_string(q) +
+                                        " contains NaN or inf (or values so large the score overflows)");
+          out[q * M + m] = logit;
+        }
+      }
+    });
+  }
+
+ private:
+  int models_, text_dim_;
+  AlignedBuffer buffer_;
+  RowsView view_;
+};
+
 }  // namespace rlf

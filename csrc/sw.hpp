@@ -166,12 +166,54 @@ class SwArena {
     check_model(weak_model, "weak_model");
     const int strong = model_player_[strong_model];
     const int weak = model_player_[weak_model];
-    std::vector<double> query_factor(n);
-    for (size_t q = 0; q < n; ++q) query_factor[q] = query_inv_norm(queries + q * ld_q, q);
     if (strong == weak) {  // one tier, one rating: RouteLLM's formula gives exactly 1/2
+      for (size_t q = 0; q < n; ++q) query_inv_norm(queries + q * ld_q, q);
       std::fill(out, out + n, 0.5);
       return;
     }
+    for_each_query(queries, n, ld_q, [&](double* sims, double factor, size_t q) {
+      out[q] = win_rate(sims, factor, q, strong, weak);
+    });
+  }
+
+  // Each query's fitted tier ratings (Elo scale, one per player of the per-prompt fit: the arena's
+  // non-empty tiers in tier order, see model_player()) into out[n, n_players()], with the top-rated
+  // tier at its own fitted rating. Where the fit has no finite maximum, a tier's rating is the top
+  // tier's plus its limiting rating difference from it (-inf for tiers that lose every battle
+  // against it); a tier whose difference has no limit is refused, naming the query.
+  void score_ratings(const float* queries, size_t n, size_t ld_q, double* out) const {
+    const size_t T = static_cast<size_t>(n_players_);
+    const double elo = 400.0 / std::log(10.0);
+    for_each_query(queries, n, ld_q, [&](double* sims, double factor, size_t q) {
+      const EloFit fit = prompt_fit(sims, factor, q);
+      double* row = out + q * T;
+      if (fit.converged) {
+        for (size_t t = 0; t < T; ++t) row[t] = elo * fit.theta[t];
+        return;
+      }
+      int top = 0;  // a tier no other tier is ordered above: the one every difference is taken from
+      for (int t = 1; t < n_players_; ++t)
+        if (rating_difference(fit, t, top) > 0.0) top = t;
+      for (int t = 0; t < n_players_; ++t) {
+        std::string why;
+        const double d = t == top ? 0.0 : rating_difference(fit, t, top, &why, [&](int p) { return tier_label(p); });
+        if (std::isnan(d))
+          throw std::invalid_argument("query embedding row " + std::to_string(q) + ": no rating of " + tier_label(t) +
+                                      " relative to " + tier_label(top) + ": " + why);
+        row[t] = elo * (fit.theta[top] + d);
+      }
+    });
+  }
+
+  int n_players() const { return n_players_; }
+  const std::vector<int>& model_player() const { return model_player_; }
+
+ private:
+  // fn(sims, query_factor, q) for each query q, with sims its raw dot products with every arena row.
+  template <class Fn>
+  void for_each_query(const float* queries, size_t n, size_t ld_q, Fn&& fn) const {
+    std::vector<double> query_factor(n);
+    for (size_t q = 0; q < n; ++q) query_factor[q] = query_inv_norm(queries + q * ld_q, q);
     ThreadPool& pool = ThreadPool::instance();
     const size_t P = n_prompts();
     // Queries go through in groups whose similarity matrix stays within ~64 MB.
@@ -188,13 +230,10 @@ class SwArena {
         const size_t r0 = t * chunk, r1 = std::min(P, r0 + chunk);
         kernels.dot_rows(queries + g0 * ld_q, g, ld_q, prompts_.view, r0, r1, sims.data() + r0, P);
       });
-      pool.parallel_for(g, [&](size_t q) {
-        out[g0 + q] = win_rate(sims.data() + q * P, query_factor[g0 + q], g0 + q, strong, weak);
-      });
+      pool.parallel_for(g, [&](size_t q) { fn(sims.data() + q * P, query_factor[g0 + q], g0 + q); });
     }
   }
 
- private:
   void check_model(int m, const char* what) const {
     if (m < 0 || m >= n_models_)
       throw std::invalid_argument(std::string(what) + " index " + std::to_string(m) + " is outside the arena's " +
@@ -376,7 +415,8 @@ class SwArena {
     return used;
   }
 
-  double win_rate(double* sims, double query_factor, size_t query_row, int strong, int weak) const {
+  // The similarity-weighted Elo fit of one query from its raw dot products with the arena's rows.
+  EloFit prompt_fit(double* sims, double query_factor, size_t query_row) const {
     const size_t P = n_prompts();
     double max_sim = -std::numeric_limits<double>::infinity();
     for (size_t p = 0; p < P; ++p) {
@@ -406,10 +446,16 @@ class SwArena {
       y1[r] = y[2 * r];
       y0[r] = y[2 * r + 1];
     }
-    const EloFit fit = fit_elo(n_players_, rows_, y1.data(), y0.data());
+    EloFit fit = fit_elo(n_players_, rows_, y1.data(), y0.data());
     if (!fit.solved)
       throw std::runtime_error("query embedding row " + std::to_string(query_row) +
                                ": the similarity-weighted Elo fit did not converge (weights underflowed)");
+    return fit;
+  }
+
+  double win_rate(double* sims, double query_factor, size_t query_row, int strong, int weak) const {
+    const EloFit fit = prompt_fit(sims, query_factor, query_row);
+    const double ln10 = std::log(10.0);
     // Without a finite maximum the win rate is its limit (0 or 1 across one-sided groups of tiers);
     // refuse only when the likelihood leaves it free.
     std::string why;

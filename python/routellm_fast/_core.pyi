@@ -52,6 +52,13 @@ class SwArena:
     def model_ratings(self) -> npt.NDArray[np.float64]: ...
     @property
     def model_tier(self) -> npt.NDArray[np.int32]: ...
+    def score_ratings(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Each prompt's fitted tier ratings, Elo points, ``[n, n_players]`` (players: the non-empty
+        tiers in tier order; ``model_player`` maps models to them). Differences are what matter."""
+    @property
+    def n_players(self) -> int: ...
+    @property
+    def model_player(self) -> npt.NDArray[np.int32]: ...
 
 class MfPairScorer:
     """Pickles (protocol 2+) to its pair vector and unpickles to a scorer that scores bit for bit alike."""
@@ -99,3 +106,19 @@ class StaticEmbedder:
     def max_tokens(self) -> int: ...
     @property
     def normalize(self) -> bool: ...
+
+class MfModelScorer:
+    """Every model's mf logit at once (routing among many models); not picklable (the router rebuilds it)."""
+
+    def __init__(
+        self,
+        model_embeddings: npt.NDArray[np.float32],
+        text_projection: npt.NDArray[np.float32] | None,
+        classifier: npt.NDArray[np.float32],
+    ) -> None: ...
+    def logits(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """float64 ``[n, num_models]``: logit(a) - logit(b) is the pair scorer's log-odds."""
+    @property
+    def num_models(self) -> int: ...
+    @property
+    def text_dim(self) -> int: ...

@@ -54,8 +54,39 @@ def _share_threshold(router, name: str, pct: float) -> float:
     return calibrate_threshold(router, None, pct)
 
 
+def _parse_models(items: Sequence[str] | None) -> dict[str, float] | None:
+    """``["gpt-4-1106-preview=10", "mixtral-8x7b-instruct-v0.1=0.6"]`` -> ``{name: cost}``."""
+    if not items:
+        return None
+    models = {}
+    for item in items:
+        name, sep, cost = item.rpartition("=")
+        try:
+            models[name] = float(cost)
+        except ValueError:
+            name = ""
+        if not sep or not name:
+            raise ValueError(f"--models takes NAME=COST entries (cost per 1M tokens or any relative cost), got {item!r}")
+    return models
+
+
 def _route(args: argparse.Namespace) -> int:
     """Route one prompt with each router (default: the shipped sw_ranking; local embeddings, no key)."""
+    models = _parse_models(args.models)
+    if models is not None:  # among many models: a threshold or a cost weight, and every model's score
+        from .policy import CostWeight
+
+        if (args.threshold is None) == (args.cost_weight is None):
+            raise ValueError("--models needs --threshold T (the N-model threshold rule) or --cost-weight LAMBDA")
+        rule = CostWeight(args.cost_weight) if args.cost_weight is not None else args.threshold
+        controller = _controller(args, models=models)
+        for name in args.routers:
+            d = controller.decide(args.prompt, name, rule, count=False)
+            scores = " ".join(f"{m}={s:.5f}" for m, s in d.scores.items())  # type: ignore[union-attr]
+            print(f"{d.model}\twin_rate_vs_best={d.win_rate:.5f}\trule={d.threshold}\trouter={name}\tscores: {scores}")
+        return 0
+    if args.cost_weight is not None:
+        raise ValueError("--cost-weight routes among many models: give --models NAME=COST ...")
     if args.threshold is None:
         _check_pct(args.strong_model_pct)
     controller = _controller(args)
@@ -260,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--strong-model-pct", type=float, default=0.5,
                        help="use the threshold that sends this share of the sample prompts to the strong model, "
                             "as calibrate prints it (default 0.5)")
+    group.add_argument("--cost-weight", type=float, help="with --models: the cost-aware rule with this lambda >= 0")
+    route.add_argument("--models", nargs="+", metavar="NAME=COST",
+                       help="route among these models with their costs instead of the pair (mf, sw_ranking): "
+                            "--threshold T picks the cheapest model no dearer one beats with win rate >= T, "
+                            "--cost-weight L trades win rate against relative cost")
     route.set_defaults(func=_route)
 
     score = sub.add_parser("score", help="win rates for every prompt of a file (jsonl/csv/parquet with 'prompt')")

@@ -23,12 +23,14 @@ import numpy as np
 
 from .policy import (
     AUTO,
+    CostWeight,
     Decision,
     ModelPair,
     OnlineThreshold,
     RoutingError,
     calibrate_threshold,
     check_route,
+    choose_models,
     is_strong,
     message_text,
     parse_model_name,
@@ -65,6 +67,13 @@ class Controller:
     (``mf``, ``sw_ranking`` and ``bert``: local, no key; ``random``); others need an entry.
     ``embedder`` (``"minilm"``, the default, or ``"static"``: microseconds per prompt) picks which
     shipped mf and sw_ranking; a config entry of only ``{"embedder": "static"}`` does so for one router.
+
+    ``models`` (``{name: cost}``, any cost unit, e.g. $ per 1M tokens) routes among many models
+    instead of the pair: ``router-<name>-<t>`` picks the cheapest model that no dearer one beats with
+    a win rate of at least t (with the pair's two models, RouteLLM's rule), ``router-<name>-cost-<lambda>``
+    the model with the best predicted win rate against the best candidate minus lambda times its
+    relative cost (:func:`routellm_fast.policy.choose_models`). Needs routers with per-model scores
+    (mf, sw_ranking).
     """
 
     def __init__(
@@ -78,6 +87,7 @@ class Controller:
         progress_bar: bool = False,
         *,
         embedder: str = "minilm",
+        models: Mapping[str, float] | None = None,
     ) -> None:
         if embedder not in SHIPPED_EMBEDDERS:
             raise RoutingError(f"Invalid embedder {embedder!r}: the shipped routers come on {', '.join(SHIPPED_EMBEDDERS)}.")
@@ -104,6 +114,20 @@ class Controller:
                     f"Router {name} needs a config entry (e.g. config={{'{name}': {{'checkpoint_path': ...}}}}): "
                     f"this package ships no default {name} router yet."
                 )
+        self.models: dict[str, float] | None = None
+        if models is not None:
+            if not isinstance(models, Mapping) or len(models) < 2:
+                raise RoutingError("models must map at least two model names to their costs")
+            self.models = {str(k): float(v) for k, v in models.items()}
+            if not all(np.isfinite(c) and c >= 0 for c in self.models.values()):
+                raise RoutingError(f"model costs must be finite and >= 0, got {self.models}")
+            for name, router in self.routers.items():  # every model known to every router, before any request
+                try:
+                    router.score_models_embeddings(np.zeros((0, router.embedding_dim), np.float32), list(self.models))
+                except (TypeError, AttributeError):
+                    raise RoutingError(f"Router {name} cannot route among many models (mf and sw_ranking can).") from None
+                except ValueError as exc:
+                    raise RoutingError(f"Router {name}: {exc}") from None
         self._upstream: Upstream | None = None
         # The OpenAI SDK's shape: controller.chat.completions.create(...)
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.completion, acreate=self.acompletion))
@@ -125,6 +149,10 @@ class Controller:
         for the online threshold), with the win rate and threshold it was picked by. ``count`` adds
         it to ``model_counts``."""
         check_route(self.routers, router, threshold)
+        if self.models is not None:
+            return self._decide_among_models(prompt, router, threshold, count)
+        if isinstance(threshold, CostWeight):
+            raise RoutingError(f"Threshold {threshold} routes among many models: build the Controller with models=.")
         if threshold == AUTO and router not in self.online_thresholds:
             raise RoutingError(f"Threshold {AUTO} needs an online threshold (use_online_threshold, or "
                                "the server's --target-strong-pct).")
@@ -139,6 +167,22 @@ class Controller:
             with self._counts_lock:
                 self.model_counts[router][model] += 1
         return Decision(model, router, used, win_rate, strong)
+
+    def _decide_among_models(self, prompt: str, router: str, threshold: float | CostWeight, count: bool) -> Decision:
+        if threshold == AUTO:
+            raise RoutingError("Threshold auto is for two models; among many use a threshold or cost-<lambda>.")
+        names = list(self.models)  # type: ignore[arg-type]
+        scores = self.routers[router].score_models([prompt], names)
+        pick = int(choose_models(scores, list(self.models.values()), threshold)[0])  # type: ignore[union-attr]
+        row = scores[0]
+        win_rate = float(1.0 / (1.0 + np.exp(-(row[pick] - row.max()))))
+        dearest = max(self.models.values())  # type: ignore[union-attr]
+        model = names[pick]
+        if count:
+            with self._counts_lock:
+                self.model_counts[router][model] += 1
+        return Decision(model, router, threshold, win_rate, self.models[model] == dearest,  # type: ignore[index]
+                        scores=dict(zip(names, row.tolist())))
 
     def route(self, prompt: str, router: str, threshold: float) -> str:
         """The model ``router`` picks for ``prompt`` at ``threshold``."""

@@ -11,6 +11,10 @@
   prompts by default, whose win rates the shipped routers record: :func:`sample_win_rates`) and
   :class:`OnlineThreshold`, which keeps the share of strong-model calls near a target over a sliding
   window (what RouteLLM's issue #36 asks for).
+* Many models with their costs (:func:`choose_models`, :func:`calibrate_models`): from per-model
+  scores on one logit scale (``router.score_models``) to the model each prompt goes to, by the
+  threshold rule generalised to N models (two models: RouteLLM's rule) or a cost-aware rule
+  (``router-<router>-cost-<lambda>``, :class:`CostWeight`).
 """
 
 from __future__ import annotations
@@ -31,13 +35,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTO",
+    "CostWeight",
     "Decision",
     "ModelPair",
     "OnlineThreshold",
     "RoutingError",
+    "calibrate_models",
     "calibrate_threshold",
     "check_route",
     "choose",
+    "choose_models",
     "is_strong",
     "message_text",
     "parse_model_name",
@@ -68,14 +75,30 @@ class ModelPair:
 
 
 @dataclass(frozen=True)
+class CostWeight:
+    """The cost-aware rule among many models with weight ``value`` = lambda >= 0 (model name
+    ``router-<router>-cost-<lambda>``): each prompt goes to the model maximising its predicted win
+    rate against the best candidate minus lambda times its cost relative to the dearest candidate."""
+
+    value: float
+
+    def __str__(self) -> str:
+        return f"cost-{self.value:g}"
+
+
+@dataclass(frozen=True)
 class Decision:
-    """One routing decision: the model chosen, by which router, at which threshold, from which win rate."""
+    """One routing decision: the model chosen, by which router, at which threshold, from which win
+    rate. Among many models (``scores`` set: per-model scores on one logit scale), ``win_rate`` is
+    the chosen model's predicted win rate against the best-scored candidate and ``strong`` whether it
+    is the dearest candidate."""
 
     model: str
     router: str
-    threshold: float
+    threshold: float | CostWeight
     win_rate: float
     strong: bool
+    scores: Mapping[str, float] | None = None
 
 
 def is_strong(win_rate: float, threshold: float) -> bool:
@@ -101,6 +124,14 @@ def parse_model_name(model: Any) -> tuple[str, float | str]:
         raise RoutingError(f"Invalid model {model}. {_MODEL_FORMAT}")
     if threshold_text == AUTO:
         return router, AUTO
+    if threshold_text.startswith("cost-"):
+        try:
+            weight = float(threshold_text[5:])
+        except ValueError:
+            raise RoutingError(f"Cost weight {threshold_text[5:]} must be a float.") from None
+        if not (math.isfinite(weight) and weight >= 0):
+            raise RoutingError(f"Invalid cost weight {weight}: it must be a finite number >= 0.")
+        return router, CostWeight(weight)  # type: ignore[return-value]
     try:
         return router, float(threshold_text)
     except ValueError as exc:
@@ -114,7 +145,7 @@ def check_route(routers: Collection[str], router: Any, threshold: Any) -> None:
         raise RoutingError("Router or threshold unspecified.")
     if router not in routers:
         raise RoutingError(f"Invalid router {router}. Available routers are {list(routers)}.")
-    if threshold == AUTO:
+    if threshold == AUTO or isinstance(threshold, CostWeight):
         return
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) or not (
         math.isfinite(threshold) and 0 <= threshold <= 1
@@ -259,3 +290,102 @@ class OnlineThreshold:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+# -- many models with their costs
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warnings at +-inf
+
+
+def _cost_order(costs: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    costs = np.asarray(costs, dtype=np.float64)
+    if costs.shape != (k,):
+        raise ValueError(f"need one cost per model: {k} models, got costs of shape {costs.shape}")
+    if not (np.isfinite(costs).all() and (costs >= 0).all()):
+        raise ValueError(f"costs must be finite and >= 0, got {costs.tolist()}")
+    return costs, np.argsort(costs, kind="stable")  # equal costs keep the given order
+
+
+def _check_scores(scores: Any) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] < 1:
+        raise ValueError(f"scores must be [prompts, models] with at least one model, got shape {scores.shape}")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    return scores
+
+
+def choose_models(scores: Any, costs: Any, rule: float | CostWeight) -> np.ndarray:
+    """The model index each prompt goes to, from per-model ``scores`` ``[n, k]`` on one logit scale
+    (model a beats model b with probability ``sigmoid(s_a - s_b)``) and a cost per model.
+
+    * ``rule`` a threshold t in [0, 1]: the cheapest model that no dearer candidate beats with a
+      win rate of at least t. With two models this is RouteLLM's rule (the strong model when its win
+      rate is >= t); t = 0 always picks the dearest, t = 1 the cheapest (unless a dearer one wins
+      for certain).
+    * ``rule`` a :class:`CostWeight` lambda: the model maximising its win rate against the
+      best-scored candidate minus ``lambda * cost / max(costs)``; ties go to the cheaper model.
+    """
+    scores = _check_scores(scores)
+    n, k = scores.shape
+    costs, order = _cost_order(costs, k)
+    ranked = scores[:, order]  # cheapest first
+    if isinstance(rule, CostWeight):
+        value = _sigmoid(ranked - ranked.max(axis=1, keepdims=True))
+        top = costs.max()
+        value = value - rule.value * (costs[order] / top if top > 0 else 0.0)
+        return order[np.argmax(value, axis=1)]
+    t = check_threshold_value(rule)
+    # Best score among the dearer candidates of each position (-inf for the dearest).
+    dearer = np.full((n, k), -np.inf)
+    if k > 1:
+        dearer[:, :-1] = np.maximum.accumulate(ranked[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    qualifies = _sigmoid(dearer - ranked) < t
+    qualifies[:, -1] = True
+    return order[np.argmax(qualifies, axis=1)]
+
+
+def check_threshold_value(threshold: Any) -> float:
+    """A threshold of the N-model rule: a number in [0, 1]."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise TypeError(f"threshold must be a number in [0, 1] or a CostWeight, got {type(threshold).__name__}")
+    if not (math.isfinite(threshold) and 0 <= threshold <= 1):
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    return float(threshold)
+
+
+def calibrate_models(scores: Any, costs: Any, target_cost: float, rule: str = "threshold",
+                     iterations: int = 60) -> float | CostWeight:
+    """The threshold (``rule="threshold"``) or cost weight (``rule="cost"``) whose choices on these
+    prompts' ``scores`` cost at most ``target_cost`` on average (per prompt, in the units of
+    ``costs``), spending as much of it as the rule allows: the N-model counterpart of
+    :func:`calibrate_threshold`. Raises ValueError when even the cheapest choices cost more."""
+    scores = _check_scores(scores)
+    costs, _ = _cost_order(costs, scores.shape[1])
+    if not math.isfinite(target_cost) or target_cost < 0:
+        raise ValueError(f"target_cost must be a finite number >= 0, got {target_cost!r}")
+    if rule == "threshold":
+        make, lo, hi = (lambda x: x), 0.0, 1.0  # spending falls as t rises
+    elif rule == "cost":
+        make, lo, hi = CostWeight, 0.0, 1.0  # spending falls as lambda rises
+        while costs[choose_models(scores, costs, CostWeight(hi))].mean() > target_cost and hi < 1e12:
+            hi *= 2
+    else:
+        raise ValueError(f"rule must be 'threshold' or 'cost', got {rule!r}")
+
+    def spend(x: float) -> float:
+        return float(costs[choose_models(scores, costs, make(x))].mean())
+
+    if spend(hi) > target_cost:
+        raise ValueError(f"even the cheapest choices cost {spend(hi):.6g} per prompt on average, above {target_cost}")
+    if spend(lo) <= target_cost:
+        return make(lo)
+    for _ in range(iterations):  # invariant: spend(lo) > target >= spend(hi)
+        mid = 0.5 * (lo + hi)
+        if spend(mid) > target_cost:
+            lo = mid
+        else:
+            hi = mid
+    return make(hi)

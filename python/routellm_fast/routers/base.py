@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from .._validation import as_embeddings, check_prompts, check_threshold
+from .._validation import as_embeddings, check_prompts, check_threshold, lookup_model
 from ..embedders import (
     CachedEmbedder,
     CallableEmbedder,
@@ -94,6 +94,13 @@ class Router(abc.ABC):
         """``routed_pair.strong`` when the win rate is at least ``threshold`` (in [0, 1]), else weak."""
         threshold = check_threshold(threshold)
         return choose(self.calculate_strong_win_rate(prompt), threshold, routed_pair)
+
+    def score_models(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
+        """Per-model scores for routing among many models, float64 ``[len(prompts), len(models)]`` on
+        one logit scale: model a beats model b on a prompt with probability ``sigmoid(s_a - s_b)``
+        (:func:`routellm_fast.policy.choose_models` turns them into choices). mf and sw_ranking have
+        them; routers that only compare their pair raise TypeError."""
+        raise TypeError(f"the {self} router compares its two models only; score_models needs mf or sw_ranking")
 
     def __str__(self) -> str:
         return NAME_TO_CLS.get(type(self), type(self).__name__)
@@ -185,18 +192,44 @@ class EmbeddingRouter(Router):
         """
         return self._score_matrix(as_embeddings(embeddings, self.embedding_dim))
 
-    def score(self, prompts: Sequence[str]) -> np.ndarray:
-        prompts = check_prompts(prompts)
-        if not prompts:
-            return np.empty(0, dtype=np.float64)
+    def _embed(self, prompts: Sequence[str]) -> np.ndarray:
         vectors = as_embeddings((self._embedder or self.embedder).embed(prompts), self.embedding_dim,
                                 name="embed() output")
         if vectors.shape[0] != len(prompts):
             raise ValueError(f"embed() returned {vectors.shape[0]} vectors for {len(prompts)} prompts")
-        return self._score_matrix(vectors)
+        return vectors
+
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        prompts = check_prompts(prompts)
+        if not prompts:
+            return np.empty(0, dtype=np.float64)
+        return self._score_matrix(self._embed(prompts))
+
+    #: Model name -> the index _model_scores takes (set by routers that score many models).
+    _model_index: dict[str, int] | None = None
+
+    def _model_scores(self, embeddings: np.ndarray, models: np.ndarray) -> np.ndarray:
+        raise TypeError(f"the {self} router compares its two models only")
+
+    def score_models_embeddings(self, embeddings: Any, models: Sequence[str]) -> np.ndarray:
+        """:meth:`score_models` for prompt embeddings ``[n, dim]``."""
+        if isinstance(models, str) or not models:
+            raise ValueError("models must be a non-empty list of model names")
+        if self._model_index is None:
+            return Router.score_models(self, [], models)
+        index = np.array([lookup_model(m, self._model_index, "model") for m in models], dtype=np.int64)
+        return self._model_scores(as_embeddings(embeddings, self.embedding_dim), index)
+
+    def score_models(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
+        prompts = check_prompts(prompts)
+        if not prompts:
+            self.score_models_embeddings(np.empty((0, self.embedding_dim), np.float32), models)  # checks models
+            return np.empty((0, len(models)), dtype=np.float64)
+        return self.score_models_embeddings(self._embed(prompts), models)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_embedder_lock"}
+        # The lock, and the many-model scorer (rebuilt from the router's weights on first use).
+        return {k: v for k, v in self.__dict__.items() if k not in ("_embedder_lock", "_models_scorer")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

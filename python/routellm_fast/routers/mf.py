@@ -89,3 +89,16 @@ class MatrixFactorizationRouter(EmbeddingRouter):
 
     def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray:
         return self._scorer.score(embeddings)
+
+    @property
+    def _model_index(self) -> dict[str, int]:  # type: ignore[override]
+        return {m: i for m, i in self.model_ids.items() if 0 <= i < len(self.checkpoint.model_embeddings)}
+
+    def _model_scores(self, embeddings: np.ndarray, models: np.ndarray) -> np.ndarray:
+        # Each model's logit (RouteLLM's per-model score): logit(a) - logit(b) is the pair's.
+        scorer = self.__dict__.get("_models_scorer")
+        if scorer is None:
+            ckpt = self.checkpoint
+            scorer = self._models_scorer = _core.MfModelScorer(ckpt.model_embeddings, ckpt.text_projection,
+                                                               ckpt.classifier[0])
+        return scorer.logits(embeddings)[:, models]

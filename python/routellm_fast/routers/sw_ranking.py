@@ -226,6 +226,16 @@ class SWRankingRouter(EmbeddingRouter):
     def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray:
         return self._arena.score(embeddings, self._strong, self._weak)
 
+    @property
+    def _model_index(self) -> dict[str, int]:  # type: ignore[override]
+        return {m: i for i, m in enumerate(self.models)}
+
+    def _model_scores(self, embeddings: np.ndarray, models: np.ndarray) -> np.ndarray:
+        # Each model's tier rating from the prompt's fit, Elo points to natural log-odds: the pair's
+        # win rate is 1 / (1 + 10 ** (-diff / 400)) = sigmoid(diff * ln 10 / 400).
+        players = self._arena.model_player[models]
+        return self._arena.score_ratings(embeddings)[:, players] * (np.log(10.0) / 400.0)
+
     def score_pair(self, embeddings: Any, model_a: str, model_b: str) -> np.ndarray:
         """Win rates of ``model_a`` over ``model_b`` (any two arena models) for prompt embeddings."""
         index = {m: i for i, m in enumerate(self.models)}

@@ -1,0 +1,193 @@
+"""Routing among many models with their costs: per-model scores from the core (mf logits, sw_ranking
+tier ratings) against float64 NumPy references, the pair win rate unchanged, the N-model rules
+against brute force, their calibration, and the Controller and CLI on top."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import reference as ref
+import routellm_fast as rf
+from conftest import make_arena
+from routellm_fast.controller import Controller
+from routellm_fast.policy import (
+    CostWeight,
+    RoutingError,
+    calibrate_models,
+    choose_models,
+    parse_model_name,
+)
+from routellm_fast.shipped import default_mf_router, default_sw_router
+from routellm_fast.tables import read_prompts
+
+CODES = {"model_a": 0, "model_b": 1, "tie": 2}
+STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def test_mf_scores_every_model_as_a_float64_reference():
+    router = default_mf_router(embedder="static")
+    ckpt = router.checkpoint
+    prompts = list(read_prompts())[:100]
+    emb = router.embedder.embed(prompts)
+    models = [m for m, i in sorted(router.model_ids.items(), key=lambda kv: kv[1]) if i < len(ckpt.model_embeddings)]
+    got = router.score_models(prompts, models)
+    p = ckpt.model_embeddings.astype(np.float64)
+    pn = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    text = emb.astype(np.float64) @ ckpt.text_projection.astype(np.float64).T
+    want = (text[:, None, :] * pn[[router.model_ids[m] for m in models]][None]) @ ckpt.classifier[0].astype(np.float64)
+    assert got.shape == (100, len(models)) and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    # The pair's win rate, from these, is the pair scorer's.
+    pair = router.score_models(prompts, [STRONG, WEAK])
+    np.testing.assert_allclose(sigmoid(pair[:, 0] - pair[:, 1]), router.score(prompts), rtol=0, atol=1e-12)
+
+
+def test_sw_ranking_tier_ratings_match_a_float64_reference():
+    rng = np.random.default_rng(3)
+    arena = make_arena(rng, n_battles=800, dim=12, n_models=9, reuse=0.2)
+    router = rf.SWRankingRouter.from_battles(arena["model_a"], arena["model_b"], arena["winner"], arena["embeddings"],
+                                             "model-0", "model-1")
+    tier = router.model2tier
+    players = sorted(set(tier.values()))
+    player = {t: i for i, t in enumerate(players)}
+    ta = np.array([player[tier[m]] for m in arena["model_a"]])
+    tb = np.array([player[tier[m]] for m in arena["model_b"]])
+    outcome = np.array([CODES[w] for w in arena["winner"]])
+    got = router.score_models_embeddings(arena["queries"], arena["names"])
+    battle_emb = arena["embeddings"].astype(np.float64)
+    for q, row in zip(arena["queries"], got):
+        sims = battle_emb @ q / (np.linalg.norm(battle_emb, axis=1) * np.linalg.norm(q))
+        ratings = ref.elo_ratings(ta, tb, outcome, len(players), 10 * 10 ** (sims / sims.max()))
+        want = np.array([ratings[player[tier[m]]] for m in arena["names"]]) * np.log(10) / 400
+        # Ratings are defined up to a constant: compare differences from the first model.
+        np.testing.assert_allclose(row - row[0], want - want[0], rtol=0, atol=1e-8)
+    for a, b in itertools.combinations(range(len(arena["names"])), 2):
+        np.testing.assert_allclose(sigmoid(got[:, a] - got[:, b]),
+                                   router.score_pair(arena["queries"], arena["names"][a], arena["names"][b]),
+                                   rtol=0, atol=1e-12)
+
+
+def brute_force(scores, costs, rule):
+    """The rules written out per prompt, over every candidate."""
+    out = []
+    k = len(costs)
+    order = sorted(range(k), key=lambda m: (costs[m], m))
+    for s in scores:
+        if isinstance(rule, CostWeight):
+            best = max(s)
+            values = [sigmoid(s[m] - best) - rule.value * costs[m] / max(costs) for m in order]
+            out.append(order[int(np.argmax(values))])
+        else:
+            for pos, m in enumerate(order):
+                dearer = order[pos + 1:]
+                if all(sigmoid(s[j] - s[m]) < rule for j in dearer):
+                    out.append(m)
+                    break
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rules_equal_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 7))
+    scores = rng.normal(0, 1.5, (300, k))
+    costs = rng.choice([0.2, 0.5, 1.0, 3.0, 10.0], k)  # equal costs happen: ties keep the given order
+    for rule in (0.0, 0.1, 0.37, 0.5, 0.8, 1.0, CostWeight(0.0), CostWeight(0.05), CostWeight(0.3), CostWeight(5.0)):
+        np.testing.assert_array_equal(choose_models(scores, costs, rule), brute_force(scores, costs, rule), str(rule))
+
+
+def test_two_models_keep_routellms_rule():
+    router = default_sw_router(embedder="static")
+    prompts = list(read_prompts())
+    rates = router.score(prompts)
+    scores = router.score_models(prompts, [STRONG, WEAK])
+    for threshold in np.quantile(rates, [0.1, 0.5, 0.9]).tolist() + [0.0, 0.3, 1.0]:
+        picks = choose_models(scores, [10.0, 0.6], threshold)
+        clear = np.abs(rates - threshold) > 1e-12
+        np.testing.assert_array_equal((picks == 0)[clear], (rates >= threshold)[clear])
+
+
+def test_calibration_reaches_a_target_cost():
+    router = default_mf_router(embedder="static")
+    models = [STRONG, WEAK, "claude-2.1", "gpt-3.5-turbo-1106"]
+    costs = np.array([10.0, 0.6, 8.0, 1.5])
+    scores = router.score_models(list(read_prompts()), models)
+    for rule in ("threshold", "cost"):
+        for target in (0.7, 2.0, 5.0):
+            value = calibrate_models(scores, costs, target, rule)
+            spent = costs[choose_models(scores, costs, value)].mean()
+            assert spent <= target + 1e-12 and spent > target - 1.0, (rule, target, value, spent)
+    assert calibrate_models(scores, costs, 100.0) == 0.0  # affordable: every prompt may get the dearest pick
+    with pytest.raises(ValueError, match="cheapest"):
+        calibrate_models(scores, costs, 0.1)
+    with pytest.raises(ValueError, match="rule"):
+        calibrate_models(scores, costs, 1.0, "budget")
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="one cost per model"):
+        choose_models(np.zeros((2, 3)), [1.0, 2.0], 0.5)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        choose_models(np.zeros((2, 2)), [1.0, -2.0], 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        choose_models(np.array([[0.0, np.nan]]), [1.0, 2.0], 0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        choose_models(np.zeros((2, 2)), [1.0, 2.0], 1.5)
+    router = default_mf_router(embedder="static")
+    with pytest.raises(ValueError, match="gpt-4-1106-preview"):
+        router.score_models(["hi"], [STRONG, "gpt-4-1106-previw"])
+    with pytest.raises(ValueError, match="non-empty"):
+        router.score_models(["hi"], [])
+    assert router.score_models([], [STRONG, WEAK]).shape == (0, 2)
+    with pytest.raises(TypeError, match="two models only"):
+        rf.RandomRouter().score_models(["hi"], [STRONG, WEAK])
+    assert parse_model_name("router-mf-cost-0.25") == ("mf", CostWeight(0.25))
+    for bad in ("router-mf-cost-x", "router-mf-cost--1", "router-mf-cost-inf"):
+        with pytest.raises(RoutingError):
+            parse_model_name(bad)
+
+
+def test_controller_routes_among_models():
+    models = {STRONG: 10.0, WEAK: 0.6, "claude-2.1": 8.0}
+    c = Controller(["mf", "sw_ranking"], STRONG, WEAK, embedder="static", models=models)
+    prompt = "Prove that there are infinitely many primes."
+    for name in ("mf", "sw_ranking"):
+        router = c.routers[name]
+        scores = router.score_models([prompt], list(models))
+        for rule in (0.2, 0.5, CostWeight(0.1)):
+            d = c.decide(prompt, name, rule)
+            assert d.model == list(models)[choose_models(scores, list(models.values()), rule)[0]]
+            assert d.scores == dict(zip(models, scores[0].tolist()))
+    assert sum(c.model_counts["mf"].values()) == 3
+    assert c.route(prompt, "mf", 1.0) == WEAK  # the cheapest unless a dearer model wins for certain
+    with pytest.raises(RoutingError, match="auto"):
+        c.decide(prompt, "mf", "auto")
+    with pytest.raises(RoutingError, match="models="):
+        Controller(["mf"], STRONG, WEAK, embedder="static").decide(prompt, "mf", CostWeight(0.1))
+    with pytest.raises(RoutingError, match="cannot route among many models"):
+        Controller(["random"], STRONG, WEAK, models=models)
+    with pytest.raises(RoutingError, match="claude-9"):
+        Controller(["mf"], STRONG, WEAK, embedder="static", models={STRONG: 1, "claude-9": 2})
+    with pytest.raises(RoutingError, match="at least two"):
+        Controller(["mf"], STRONG, WEAK, embedder="static", models={STRONG: 1})
+
+
+def test_cli_route_among_models():
+    out = subprocess.run(
+        [sys.executable, "-m", "routellm_fast", "route", "What is 2+2?", "--router", "mf", "--embedder", "static",
+         "--models", f"{STRONG}=10", f"{WEAK}=0.6", "claude-2.1=8", "--cost-weight", "0.2"],
+        capture_output=True, text=True, check=True).stdout
+    model, *fields = out.strip().split("\t")
+    c = Controller(["mf"], STRONG, WEAK, embedder="static", models={STRONG: 10, WEAK: 0.6, "claude-2.1": 8})
+    assert model == c.decide("What is 2+2?", "mf", CostWeight(0.2)).model and "rule=cost-0.2" in fields
+    bad = subprocess.run([sys.executable, "-m", "routellm_fast", "route", "x", "--models", f"{STRONG}=ten"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "NAME=COST" in bad.stderr
