@@ -106,13 +106,15 @@ def _mutated_state(fdp: atheris.FuzzedDataProvider, state: tuple) -> tuple:
 def fuzz_core(data: bytes) -> None:
     """Every compiled entry point with arrays of any dtype, shape, stride and value."""
     fdp = atheris.FuzzedDataProvider(data)
-    what = fdp.ConsumeIntInRange(0, 4)
+    what = fdp.ConsumeIntInRange(0, 5)
     try:
         if what == 0:
             args, kwargs = _arena_args(fdp)
             arena = _core.SwArena(*args, **kwargs)
             queries = _array(fdp, (fdp.ConsumeIntInRange(0, 4), arena.dim if fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 9)),
                              np.float32 if fdp.ConsumeBool() else None)
+            if fdp.ConsumeBool():
+                arena.score_ratings(queries)
             arena.score(queries, fdp.ConsumeIntInRange(-1, 8), fdp.ConsumeIntInRange(-1, 8))
             copy = pickle.loads(pickle.dumps(arena))
             copy.score(queries, 0, 0)
@@ -126,6 +128,13 @@ def fuzz_core(data: bytes) -> None:
             scorer.score(_array(fdp, (fdp.ConsumeIntInRange(0, 5), scorer.text_dim if fdp.ConsumeBool() else 3),
                                 np.float32 if fdp.ConsumeBool() else None))
             _core.MfPairScorer.__new__(_core.MfPairScorer).__setstate__(_mutated_state(fdp, scorer.__getstate__()))
+        elif what == 5:
+            models, hidden, text = fdp.ConsumeIntInRange(0, 5), fdp.ConsumeIntInRange(0, 6), fdp.ConsumeIntInRange(0, 6)
+            proj = None if fdp.ConsumeIntInRange(0, 4) == 0 else _array(fdp, (hidden, text), np.float32 if fdp.ConsumeBool() else None)
+            scorer = _core.MfModelScorer(_array(fdp, (models, hidden), np.float32 if fdp.ConsumeBool() else None), proj,
+                                         _array(fdp, (hidden,), np.float32 if fdp.ConsumeBool() else None))
+            scorer.logits(_array(fdp, (fdp.ConsumeIntInRange(0, 5), scorer.text_dim if fdp.ConsumeBool() else 3),
+                                 np.float32 if fdp.ConsumeBool() else None))
         elif what == 2:
             _core.dedup_rows(_array(fdp, _shape(fdp, fdp.ConsumeIntInRange(1, 3)), np.float32 if fdp.ConsumeBool() else None))
         elif what == 3:
