@@ -191,3 +191,36 @@ def test_cli_route_among_models():
     bad = subprocess.run([sys.executable, "-m", "routellm_fast", "route", "x", "--models", f"{STRONG}=ten"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "NAME=COST" in bad.stderr
+
+
+def test_aiq_and_hull():
+    from routellm_fast.evals.many_models import _upper_hull, aiq
+
+    # Flat quality 0.5 from cost 1 to 3 over the range [1, 3]: AIQ 0.5; a point under the chord is dropped.
+    assert aiq(np.array([[1.0, 0.5], [3.0, 0.5]]), (1.0, 3.0)) == pytest.approx(0.5)
+    hull = _upper_hull(np.array([[1.0, 0.0], [2.0, 0.4], [2.0, 0.1], [3.0, 1.0], [2.5, 0.3]]))
+    assert hull.tolist() == [[1.0, 0.0], [3.0, 1.0]]
+    assert aiq(hull, (1.0, 3.0)) == pytest.approx(0.5, abs=1e-3)
+    # Nothing affordable below the cheapest point: quality 0 there.
+    assert aiq(np.array([[2.0, 1.0]]), (1.0, 3.0)) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_cost_quality_curves_on_alpaca_eval():
+    from pathlib import Path
+
+    from routellm_fast.evals.many_models import (
+        ALPACA_CANDIDATES,
+        alpaca_quality,
+        evaluate_many_models,
+    )
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    prompts, quality = alpaca_quality(shared, list(ALPACA_CANDIDATES))
+    assert len(prompts) == 805 and quality.shape == (805, 5)
+    assert ((quality >= 0) & (quality <= 1)).all() and abs(quality[:, 0].mean() - 0.5) < 0.02  # gpt-4 vs itself
+    result = evaluate_many_models("sw_ranking", default_sw_router(embedder="static"), prompts[:300], quality[:300],
+                                  ALPACA_CANDIDATES)
+    a = result.aiq
+    assert result.prompts == 300 and a["oracle"] >= max(a["router (cost weight)"], a["random"])
+    costs = np.array(list(ALPACA_CANDIDATES.values()))
+    assert result.curve[0, 0] <= costs.max() and result.curve[-1, 0] >= costs.min()  # lambda 0 .. 10 spans the range
