@@ -14,8 +14,11 @@ Endpoints:
 
 With ``client_api_key`` every route but ``/health`` needs ``Authorization: Bearer <key>``. Routing
 errors are 400 JSON (``{"object": "error", "message": ...}`` as RouteLLM), bad bearer tokens 401,
-oversized bodies 413, upstream failures 502 and upstream timeouts 504 — never an unhandled 500.
-Scoring runs in worker threads, off the event loop.
+oversized bodies 413, request bodies nested deeper than ``MAX_NESTING`` 400, upstream failures 502
+(also an answer that is not JSON, not a JSON object, or a stream without a valid first chunk) and
+upstream timeouts 504 — never an unhandled 500. Once a stream has started, an upstream failure (an
+invalid chunk, a dropped connection) ends it with an OpenAI error event, ``data: {"error": {...}}``,
+then ``data: [DONE]``. Scoring runs in worker threads, off the event loop.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -58,7 +61,7 @@ from .policy import (
 from .routers import EmbeddingRouter
 from .upstream import Upstream, target
 
-__all__ = ["ServerSettings", "create_app", "serve"]
+__all__ = ["KEEP_ALIVE_S", "MAX_NESTING", "ServerSettings", "create_app", "serve"]
 
 logger = logging.getLogger("routellm_fast.server")
 
@@ -71,15 +74,83 @@ REQUEST_FIELDS = frozenset(inspect.signature(openai.resources.chat.completions.A
     - {"self"} - TRANSPORT_OPTIONS
 
 
+#: How deep a request body may nest (chat requests nest a few levels; JSON schemas in ``tools`` or
+#: ``response_format`` some more): deeper bodies are refused before any recursive code (the openai
+#: client's, LiteLLM's) can hit Python's recursion limit on them.
+MAX_NESTING = 128
+#: uvicorn's keep-alive timeout (its default is 5 s): above the idle time of clients' pooled
+#: connections (httpx and the openai client keep them 5 s, browsers and proxies up to 60 s), so that
+#: the server does not close a connection just as a client sends its next request on it.
+KEEP_ALIVE_S = 75
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"object": "error", "message": message}, status_code=status)
 
 
-def _as_dict(response: Any) -> Any:
-    """A response object (openai's or LiteLLM's) as JSON-ready data."""
+def _error_event(message: str, kind: str = "upstream_error") -> str:
+    """An error inside a started stream, as OpenAI sends it (the openai client raises ``APIError``
+    with this message)."""
+    return f"data: {json.dumps({'error': {'message': message, 'type': kind, 'param': None, 'code': None}})}\n\n"
+
+
+class _BadUpstream(Exception):
+    """An upstream answer that is not a chat completion (or chunk) at all."""
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _as_dict(response: Any) -> dict:
+    """A completion (openai's or LiteLLM's object, or a mapping) as JSON-ready data; ``_BadUpstream``
+    for anything else (the openai client returns a non-JSON body as a string, and JSON that is not
+    an object as it is)."""
     if hasattr(response, "model_dump"):
         return response.model_dump(exclude_none=True)
-    return dict(response)
+    if isinstance(response, Mapping):
+        return dict(response)
+    kind = "a body that is not JSON" if isinstance(response, str) else "JSON that is not an object"
+    raise _BadUpstream(f"{kind}: {_shown(response)}")
+
+
+def _chunk_json(chunk: Any) -> str:
+    """One stream chunk as the JSON of an SSE ``data:`` line; ``_BadUpstream`` for a chunk that is
+    not a JSON object."""
+    if hasattr(chunk, "model_dump_json"):
+        return chunk.model_dump_json()
+    if isinstance(chunk, Mapping):
+        return json.dumps(dict(chunk))
+    raise _BadUpstream(f"a stream chunk that is not a JSON object: {_shown(chunk)}")
+
+
+def _content_type(stream: Any) -> str:
+    """The Content-Type of an openai stream's HTTP response ("" when unknown, as for LiteLLM's)."""
+    response = getattr(stream, "response", None)
+    headers = getattr(response, "headers", None)
+    return headers.get("content-type", "") if headers is not None else ""
+
+
+async def _close(stream: Any) -> None:
+    """Close an upstream stream (openai's ``AsyncStream.close``; LiteLLM's wrappers may have none)."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        result = close()
+        if inspect.isawaitable(result):
+            await result
+
+
+def _too_deep(body: Any, limit: int) -> bool:
+    """Whether ``body`` nests containers deeper than ``limit`` (iterative: no recursion limit)."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 class _TooLarge(Exception):
@@ -167,8 +238,13 @@ def create_app(
             body = json.loads(bytes(raw))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RoutingError(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:  # json's C decoder stops at the recursion limit and says so
+            raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.") from None
         if not isinstance(body, dict):
             raise RoutingError("request body must be a JSON object.")
+        # Only a body with more brackets than MAX_NESTING can nest that deep: others are not walked.
+        if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _too_deep(body, MAX_NESTING):
+            raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.")
         return body
 
     @app.exception_handler(RoutingError)
@@ -241,19 +317,69 @@ def create_app(
         except openai.APIError as exc:
             upstream_errors.labels("connection").inc()
             return _error(502, f"upstream model {model} failed: {exc}")
-        if body.get("stream"):
-            async def events() -> AsyncIterator[str]:
-                try:
-                    async for chunk in response:
-                        data = chunk.model_dump_json() if hasattr(chunk, "model_dump_json") else json.dumps(_as_dict(chunk))
-                        yield f"data: {data}\n\n"
-                except openai.APIError as exc:  # the status line is gone: report in-band
-                    upstream_errors.labels("stream").inc()
-                    yield f"data: {json.dumps({'object': 'error', 'message': str(exc)})}\n\n"
-                yield "data: [DONE]\n\n"
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # a body labelled JSON that is not
+            upstream_errors.labels("invalid").inc()
+            return _error(502, f"upstream model {model} answered invalid JSON: {exc}")
+        if not body.get("stream"):
+            try:
+                return JSONResponse(_as_dict(response))
+            except _BadUpstream as exc:
+                upstream_errors.labels("invalid").inc()
+                return _error(502, f"upstream model {model} answered {exc}")
 
-            return StreamingResponse(events(), media_type="text/event-stream")
-        return JSONResponse(_as_dict(response))
+        # A stream: its first chunk is read before the status line is sent, so that an upstream
+        # whose answer is no stream at all (an HTML page, invalid JSON) gets a 502, not a 200.
+        chunks = aiter(response)
+        try:
+            first = _chunk_json(await anext(chunks))
+        except StopAsyncIteration:
+            await _close(response)
+            upstream_errors.labels("invalid").inc()
+            content_type = _content_type(response)
+            return _error(502, f"upstream model {model} answered a stream without any chunk"
+                               + (f" (Content-Type: {content_type})" if content_type else ""))
+        except openai.APITimeoutError:
+            await _close(response)
+            upstream_errors.labels("timeout").inc()
+            return _error(504, f"upstream model {model} timed out")
+        except openai.APIError as exc:
+            await _close(response)
+            upstream_errors.labels("stream").inc()
+            return _error(502, f"upstream model {model} failed: {exc}")
+        except (ValueError, _BadUpstream) as exc:  # json's JSONDecodeError, UnicodeDecodeError
+            await _close(response)
+            upstream_errors.labels("invalid").inc()
+            return _error(502, f"upstream model {model} sent an invalid stream chunk: {exc}")
+        except Exception as exc:  # anything else the upstream's client raises
+            await _close(response)
+            upstream_errors.labels("stream").inc()
+            logger.exception("upstream stream of model %s failed", model)
+            return _error(502, f"upstream model {model} failed: {type(exc).__name__}: {exc}")
+
+        async def events() -> AsyncIterator[str]:
+            # The status line is gone: a failure from here on is reported in-band, then [DONE].
+            try:
+                yield f"data: {first}\n\n"
+                async for chunk in chunks:
+                    yield f"data: {_chunk_json(chunk)}\n\n"
+            except openai.APITimeoutError:
+                upstream_errors.labels("timeout").inc()
+                yield _error_event(f"upstream model {model} timed out mid-stream", "upstream_timeout")
+            except openai.APIError as exc:
+                upstream_errors.labels("stream").inc()
+                yield _error_event(f"upstream model {model} failed mid-stream: {exc}")
+            except (ValueError, _BadUpstream) as exc:
+                upstream_errors.labels("invalid").inc()
+                yield _error_event(f"upstream model {model} sent an invalid stream chunk: {exc}")
+            except Exception as exc:  # anything else the upstream's client raises: still end the stream
+                upstream_errors.labels("stream").inc()
+                logger.exception("upstream stream of model %s failed", model)
+                yield _error_event(f"upstream model {model} failed mid-stream: {type(exc).__name__}: {exc}")
+            finally:  # also when the client goes away mid-stream: release the upstream connection
+                await _close(response)
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.get("/metrics")
     async def metrics():
@@ -334,16 +460,15 @@ def serve(settings: ServerSettings | Controller, host: str = "127.0.0.1", port: 
     ``kwargs`` go to :func:`create_app`)."""
     import uvicorn
 
-    log_level = "info"
+    options = {"host": host, "port": port, "log_level": "info", "timeout_keep_alive": KEEP_ALIVE_S}
     if isinstance(settings, Controller):
-        uvicorn.run(create_app(settings, **kwargs), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(settings, **kwargs), **options)
         return
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if workers <= 1:
-        uvicorn.run(settings.app(), host=host, port=port, log_level=log_level)
+        uvicorn.run(settings.app(), **options)
         return
     # uvicorn starts worker processes that import the app: hand them the settings.
     os.environ[_SETTINGS_ENV] = json.dumps(asdict(settings))
-    uvicorn.run("routellm_fast.server:_app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level)
+    uvicorn.run("routellm_fast.server:_app_from_environment", factory=True, workers=workers, **options)
