@@ -224,3 +224,30 @@ def test_cost_quality_curves_on_alpaca_eval():
     assert result.prompts == 300 and a["oracle"] >= max(a["router (cost weight)"], a["random"])
     costs = np.array(list(ALPACA_CANDIDATES.values()))
     assert result.curve[0, 0] <= costs.max() and result.curve[-1, 0] >= costs.min()  # lambda 0 .. 10 spans the range
+
+
+def test_server_routes_among_models_as_the_controller():
+    import httpx
+    import openai
+    from routellm_fast.server import ServerSettings
+    from test_server import Running
+    from upstream import Upstream
+
+    models = {STRONG: 10.0, WEAK: 0.6, "claude-2.1": 8.0}
+    prompt = "Write a limerick about routers."
+    c = Controller(["mf"], STRONG, WEAK, embedder="static", models=models)
+    with Upstream() as up, Running(ServerSettings(routers=["mf"], embedder="static", models=models,
+                                                      base_url=up.url).app()) as running:
+        for name, rule in (("router-mf-cost-0.05", CostWeight(0.05)), ("router-mf-0.4", 0.4)):
+            answer = httpx.post(running.url + "/v1/route", json={"model": name, "prompt": prompt}).json()
+            want = c.decide(prompt, "mf", rule)
+            assert answer["model"] == want.model and answer["scores"] == pytest.approx(want.scores, abs=1e-12)
+            assert answer["threshold"] == (str(rule) if isinstance(rule, CostWeight) else rule)
+            client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+            done = client.chat.completions.create(model=name, messages=[{"role": "user", "content": prompt}])
+            assert done.model == want.model
+        # A model routed among may be named directly; its list includes it.
+        ids = [m["id"] for m in httpx.get(running.url + "/v1/models").json()["data"]]
+        assert "claude-2.1" in ids
+        bad = httpx.post(running.url + "/v1/route", json={"model": "router-mf-cost-x", "prompt": prompt})
+        assert bad.status_code == 400 and "Cost weight" in bad.json()["message"]

@@ -163,6 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
         base_url=args.base_url, api_key=args.api_key, client_api_key=args.client_api_key,
         max_body_bytes=args.max_body_bytes, target_strong_pct=args.target_strong_pct, window=args.window,
         upstream_timeout=args.upstream_timeout, verbose=args.verbose, embedder=args.embedder,
+        models=_parse_models(args.models),
     )
     serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
@@ -331,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="online mode: 'router-<name>-auto' keeps this share of strong calls over a sliding window, "
                             "starting from the calibrated threshold")
     serve.add_argument("--window", type=int, default=1000, help="online mode: decisions in the sliding window")
+    serve.add_argument("--models", nargs="+", metavar="NAME=COST",
+                       help="route among these models with their costs (mf, sw_ranking): 'router-<name>-<t>' picks the "
+                            "cheapest model no dearer one beats with win rate >= t, 'router-<name>-cost-<lambda>' trades "
+                            "win rate against relative cost; /v1/route also returns every model's score")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
     serve.add_argument("--upstream-timeout", type=float, default=60.0, help="seconds before an upstream call is a 504")
     serve.set_defaults(func=_serve)

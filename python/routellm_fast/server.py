@@ -9,7 +9,8 @@ Endpoints:
   (``--target-strong-pct``); the strong or weak model's own name reaches that model directly.
   OpenAI request fields are forwarded by name, unknown ones in the body; the openai client's call
   options (``timeout``, ``extra_headers``, ``extra_query``, ``extra_body``) never come from a client.
-* ``POST /v1/route`` — the decision only, no LLM call: ``{model, router, threshold, win_rate}``.
+* ``POST /v1/route`` — the decision only, no LLM call: ``{model, router, threshold, win_rate}``, and
+  ``scores`` (per model) when the server routes among many models (``--models``; ``router-<name>-cost-<lambda>``).
 * ``GET /v1/models`` (names that work), ``GET /health``, ``GET /metrics`` (Prometheus).
 
 With ``client_api_key`` every route but ``/health`` needs ``Authorization: Bearer <key>``. Routing
@@ -51,6 +52,7 @@ from .embedders import CachedEmbedder, EmbeddingError
 from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 from .policy import (
     AUTO,
+    CostWeight,
     Decision,
     RoutingError,
     message_text,
@@ -211,6 +213,9 @@ def create_app(
             return _error(413, f"request body over {max_body_bytes} bytes")
         return await call_next(request)
 
+    # Models a request may name directly: the pair, and the models routed among.
+    direct_models = list(dict.fromkeys([pair.strong, pair.weak, *(controller.models or {})]))
+
     def parse_target(body: dict) -> tuple[str, str | float]:
         if "model" in body:
             return parse_model_name(body["model"])
@@ -223,7 +228,7 @@ def create_app(
         decisions.labels(router, decision.model).inc()
         latency.labels(router).observe(time.perf_counter() - start)
         if logger.isEnabledFor(logging.INFO):
-            logger.info("router=%s threshold=%.5f win_rate=%.5f -> %s; counts %s", router, decision.threshold,
+            logger.info("router=%s threshold=%s win_rate=%.5f -> %s; counts %s", router, _rule_text(decision.threshold),
                         decision.win_rate, decision.model,
                         {r: dict(c) for r, c in controller.model_counts.items()})
         return decision
@@ -280,7 +285,7 @@ def create_app(
             rates = recorded_win_rates(router)
             ids.append(f"router-{name}-{round(share_threshold(rates, 0.5), 5) if rates is not None else 0.5}")
         data = [{"id": i, "object": "model", "created": now, "owned_by": "routellm_fast"} for i in ids]
-        data += [{"id": m, "object": "model", "created": now, "owned_by": "upstream"} for m in (pair.strong, pair.weak)]
+        data += [{"id": m, "object": "model", "created": now, "owned_by": "upstream"} for m in direct_models]
         return {"object": "list", "data": data}
 
     @app.post("/v1/route")
@@ -289,12 +294,16 @@ def create_app(
         router, threshold = parse_target(body)
         prompt = body["prompt"] if isinstance(body.get("prompt"), str) else message_text(body.get("messages"))
         decision = await asyncio.to_thread(decide, router, threshold, prompt)
-        return {"model": decision.model, "router": router, "threshold": decision.threshold, "win_rate": decision.win_rate}
+        answer = {"model": decision.model, "router": router, "threshold": _rule_value(decision.threshold),
+                  "win_rate": decision.win_rate}
+        if decision.scores is not None:
+            answer["scores"] = decision.scores
+        return answer
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = await read_json(request)
-        if body.get("model") in (pair.strong, pair.weak):  # a model named directly: proxied as it is
+        if body.get("model") in direct_models:  # a model named directly: proxied as it is
             model = body["model"]
             direct.labels(model).inc()
         else:
@@ -410,6 +419,15 @@ class _LiveMetrics:
         yield from (hits, misses, threshold, share)
 
 
+def _rule_text(threshold: Any) -> str:
+    return str(threshold) if isinstance(threshold, CostWeight) else f"{float(threshold):.5f}"
+
+
+def _rule_value(threshold: Any) -> Any:
+    """A decision's threshold in JSON: the number, or ``"cost-<lambda>"`` for the cost-aware rule."""
+    return str(threshold) if isinstance(threshold, CostWeight) else threshold
+
+
 @dataclass
 class ServerSettings:
     """What ``routellm-fast serve`` is started with (RouteLLM's ``openai_server`` flags and ours):
@@ -431,6 +449,8 @@ class ServerSettings:
     verbose: bool = False
     #: Which shipped mf and sw_ranking (``--embedder``): ``"minilm"`` or ``"static"``.
     embedder: str = "minilm"
+    #: Route among these models with their costs (``--models``); None: the pair.
+    models: dict[str, float] | None = None
 
     def app(self):
         """The controller and app these settings describe."""
@@ -438,7 +458,8 @@ class ServerSettings:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
             logger.setLevel(logging.INFO)
         controller = Controller(self.routers, self.strong_model, self.weak_model, config=self.config,
-                                api_base=self.base_url, api_key=self.api_key, embedder=self.embedder)
+                                api_base=self.base_url, api_key=self.api_key, embedder=self.embedder,
+                                models=self.models)
         return create_app(controller, client_api_key=self.client_api_key, max_body_bytes=self.max_body_bytes,
                           target_strong_pct=self.target_strong_pct, window=self.window,
                           upstream_timeout=self.upstream_timeout)
