@@ -409,6 +409,52 @@ PYBIND11_MODULE(_core, m) {
             return out;
           },
           py::arg("embeddings"))
+      .def(
+          "score_counts",
+          [](const SwArena& arena, const py::array& counts, int strong_model, int weak_model) {
+            require_dtype<double>(counts, "counts");
+            if (counts.ndim() != 2 || counts.shape(1) != static_cast<py::ssize_t>(arena.count_slots()) ||
+                !(counts.flags() & py::array::c_style))
+              throw py::value_error("counts must be a C-contiguous float64 array [n, " +
+                                    std::to_string(arena.count_slots()) + "], got shape " + shape_of(counts));
+            const size_t n = static_cast<size_t>(counts.shape(0));
+            py::array_t<double> out(static_cast<py::ssize_t>(n));
+            const double* y = static_cast<const double*>(counts.data());
+            double* dst = out.mutable_data();
+            py::gil_scoped_release release;
+            arena.score_counts(y, n, strong_model, weak_model, dst);
+            return out;
+          },
+          py::arg("counts"), py::arg("strong_model"), py::arg("weak_model"))
+      .def(
+          "device_tables",
+          [](const py::object& self) {
+            // Read-only views of the tables the arena was built into, for the GPU backend to copy
+            // once: both backends score from one build. The arrays keep the arena alive.
+            const SwArena& a = self.cast<const SwArena&>();
+            auto view = [&](py::dtype dtype, std::vector<py::ssize_t> shape, std::vector<py::ssize_t> strides,
+                            const void* data) {
+              py::array arr(std::move(dtype), std::move(shape), std::move(strides), data, self);
+              arr.attr("setflags")(py::arg("write") = false);
+              return arr;
+            };
+            const RowsView& rows = a.prompt_rows().view;
+            const char* code = rows.storage == Storage::f32 ? "float32" : rows.storage == Storage::f16 ? "float16" : "int8";
+            const py::ssize_t item = static_cast<py::ssize_t>(element_size(rows.storage));
+            const py::ssize_t P = static_cast<py::ssize_t>(rows.rows);
+            py::dict t;
+            t["prompt_rows"] = view(py::dtype(code), {P, static_cast<py::ssize_t>(rows.dim)},
+                                    {static_cast<py::ssize_t>(rows.stride) * item, item}, rows.data);
+            t["row_factor"] = view(py::dtype::of<double>(), {P}, {8}, a.prompt_rows().row_factor.data());
+            t["entry_begin"] = view(py::dtype::of<uint64_t>(), {static_cast<py::ssize_t>(a.entry_begin().size())}, {8},
+                                    a.entry_begin().data());
+            t["entry_slot"] = view(py::dtype::of<uint32_t>(), {static_cast<py::ssize_t>(a.entry_slot().size())}, {4},
+                                   a.entry_slot().data());
+            t["entry_count"] = view(py::dtype::of<double>(), {static_cast<py::ssize_t>(a.entry_count().size())}, {8},
+                                    a.entry_count().data());
+            t["count_slots"] = a.count_slots();
+            return t;
+          })
       .def_property_readonly("n_players", &SwArena::n_players)
       .def_property_readonly("model_player",
                              [](const SwArena& a) { return py::array_t<int>(a.model_player().size(), a.model_player().data()); })

@@ -205,6 +205,21 @@ class SwArena {
     });
   }
 
+  // Win rates from per-query weighted counts y[n, count_slots()] (as the GPU backend sums them:
+  // kernels/sw_counts.cu), into out[n]; the fits run on the thread pool.
+  void score_counts(const double* y, size_t n, int strong_model, int weak_model, double* out) const {
+    check_model(strong_model, "strong_model");
+    check_model(weak_model, "weak_model");
+    const int strong = model_player_[strong_model], weak = model_player_[weak_model];
+    const size_t slots = count_slots();
+    ThreadPool::instance().parallel_for(n, [&](size_t q) {
+      out[q] = strong == weak ? 0.5 : fit_win_rate(counts_fit(y + q * slots, q), q, strong, weak);
+    });
+  }
+
+  // Slots of a query's weighted counts: (pair row, outcome) pairs.
+  size_t count_slots() const { return 2 * rows_.size(); }
+
   int n_players() const { return n_players_; }
   const std::vector<int>& model_player() const { return model_player_; }
 
@@ -441,10 +456,17 @@ class SwArena {
       const double w = std::exp(ln10 * (sims[p] - r_max));
       for (size_t e = entry_begin_[p]; e < entry_begin_[p + 1]; ++e) y[entry_slot_[e]] += w * entry_count_[e];
     }
+    return counts_fit(y.data(), query_row);
+  }
+
+  // The fit from a query's weighted counts y[2 * pair row + outcome] (what prompt_fit sums, or a GPU).
+  EloFit counts_fit(const double* y, size_t query_row) const {
     std::vector<double> y1(rows_.size()), y0(rows_.size());
     for (size_t r = 0; r < rows_.size(); ++r) {
       y1[r] = y[2 * r];
       y0[r] = y[2 * r + 1];
+      if (!(std::isfinite(y1[r]) && std::isfinite(y0[r]) && y1[r] >= 0.0 && y0[r] >= 0.0))
+        throw std::invalid_argument("query " + std::to_string(query_row) + ": weighted counts must be finite and >= 0");
     }
     EloFit fit = fit_elo(n_players_, rows_, y1.data(), y0.data());
     if (!fit.solved)
@@ -454,7 +476,10 @@ class SwArena {
   }
 
   double win_rate(double* sims, double query_factor, size_t query_row, int strong, int weak) const {
-    const EloFit fit = prompt_fit(sims, query_factor, query_row);
+    return fit_win_rate(prompt_fit(sims, query_factor, query_row), query_row, strong, weak);
+  }
+
+  double fit_win_rate(const EloFit& fit, size_t query_row, int strong, int weak) const {
     const double ln10 = std::log(10.0);
     // Without a finite maximum the win rate is its limit (0 or 1 across one-sided groups of tiers);
     // refuse only when the likelihood leaves it free.

@@ -40,9 +40,18 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 
 
 def backend_info() -> dict:
-    """Which SIMD code path runs (``generic``, ``avx2``, ``avx512``), which this CPU supports, and
-    how many threads batched scoring uses."""
-    return dict(_core.backend_info())
+    """Which SIMD code path runs (``generic``, ``avx2``, ``avx512``), which this CPU supports, how
+    many threads batched scoring uses, and whether a GPU is usable (``cuda_available``, the device,
+    or ``cuda_reason``) and what ``device="auto"`` picks (``device``)."""
+    from .cuda import cuda_info, resolve_device
+
+    info = dict(_core.backend_info())
+    info.update(cuda_info())
+    try:
+        info["device"] = resolve_device("auto")
+    except (RuntimeError, ValueError) as exc:  # $ROUTELLM_FAST_DEVICE asks for what is not there
+        info["device"], info["device_error"] = "cpu", str(exc)
+    return info
 
 
 def set_num_threads(n: int) -> None:

@@ -227,10 +227,39 @@ class EmbeddingRouter(Router):
             return np.empty((0, len(models)), dtype=np.float64)
         return self.score_models_embeddings(self._embed(prompts), models)
 
+    #: What the router was asked to score on (``"cpu"``, ``"cuda"``, ``"auto"``) and the precision of
+    #: its GPU dot products; ``device`` is what that resolved to here.
+    _device_request: str = "cpu"
+    gpu_precision: str = "float32"
+
+    def _set_device(self, device: str | None, gpu_precision: str = "float32") -> None:
+        from ..cuda import PRECISIONS, resolve_device
+
+        if gpu_precision not in PRECISIONS:
+            raise ValueError(f"gpu_precision must be one of {', '.join(PRECISIONS)}, got {gpu_precision!r}")
+        self._device_request, self.gpu_precision = device or "auto", gpu_precision
+        self.device = resolve_device(device)
+        self._gpu = None
+
+    def _gpu_scorer(self) -> Any:
+        """The router's GPU scorer, built on first use (its tables copied to the GPU once)."""
+        with self._embedder_lock:
+            if getattr(self, "_gpu", None) is None:
+                self._gpu = self._make_gpu_scorer()
+            return self._gpu
+
+    def _make_gpu_scorer(self) -> Any:
+        raise RuntimeError(f"the {self} router has no GPU path")
+
     def __getstate__(self) -> dict:
-        # The lock, and the many-model scorer (rebuilt from the router's weights on first use).
-        return {k: v for k, v in self.__dict__.items() if k not in ("_embedder_lock", "_models_scorer")}
+        # Not pickled: the lock, the many-model scorer and the GPU scorer (rebuilt on first use),
+        # and the resolved device (resolved again where the router is unpickled).
+        skip = ("_embedder_lock", "_models_scorer", "_gpu", "device")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._embedder_lock = threading.Lock()
+        from ..cuda import resolve_device
+
+        self.device, self._gpu = resolve_device(self._device_request), None

@@ -18,6 +18,8 @@ from .base import EmbeddingRouter, fingerprint, prompt_keys, register
 
 __all__ = ["ROUTELLM_EMBEDDING_MODEL", "MatrixFactorizationRouter"]
 
+#: Batches from this size score on the GPU when the router is on one (device="cuda" or "auto").
+MF_GPU_MIN_BATCH = 4096
 #: The embedding model of RouteLLM's published checkpoints and arena embedding datasets.
 ROUTELLM_EMBEDDING_MODEL = "text-embedding-3-small"
 
@@ -51,6 +53,7 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         embed: Embedder | EmbedFn | None = None,
         model_ids: Mapping[str, int] | None = None,
         embedding_model: str | None = None,
+        device: str | None = "auto",
     ) -> None:
         if is_hub_name(checkpoint_path):  # RouteLLM's default config: its published checkpoint
             snapshot = cached_hub_snapshot(checkpoint_path)  # type: ignore[arg-type]
@@ -82,13 +85,22 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         )
         self.training_prompt_keys = prompt_keys(ckpt.training_prompt_keys)
         self.calibration = ckpt.metadata.get("calibration")
+        self._set_device(device)
 
     @property
     def embedding_dim(self) -> int:
         return self._scorer.text_dim
 
     def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray:
+        # One decision is a dot product: below a large batch, the CPU core beats a GPU round trip.
+        if self.device == "cuda" and len(embeddings) >= MF_GPU_MIN_BATCH:
+            return self._gpu_scorer().score(embeddings)
         return self._scorer.score(embeddings)
+
+    def _make_gpu_scorer(self):
+        from ..cuda import CudaMfScorer
+
+        return CudaMfScorer(self._scorer)
 
     @property
     def _model_index(self) -> dict[str, int]:  # type: ignore[override]

@@ -56,6 +56,8 @@ class SWRankingRouter(EmbeddingRouter):
         storage: str | None = None,
         embedding_model: str = ROUTELLM_EMBEDDING_MODEL,
         arena: Source | None = None,
+        device: str | None = "auto",
+        gpu_precision: str = "float32",
     ) -> None:
         if arena is None and _all_hub_names(arena_battle_datasets, arena_embedding_datasets):
             from ..shipped import DEFAULT_SW_ARENA  # RouteLLM's default config, offline
@@ -69,12 +71,14 @@ class SWRankingRouter(EmbeddingRouter):
             loaded = load_arena(arena)
             self._build_arena(loaded, strong_model, weak_model, num_tiers, embed, storage,
                               _recorded_embedder(loaded, arena))
+            self._set_device(device, gpu_precision)
             return
         if arena_battle_datasets is None or arena_embedding_datasets is None:
             raise ValueError("sw_ranking needs arena_battle_datasets and arena_embedding_datasets, or arena=FILE")
         battles = load_battles(arena_battle_datasets)
         embeddings = load_embeddings(arena_embedding_datasets)
         self._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
+        self._set_device(device, gpu_precision)
 
     @classmethod
     def from_battles(
@@ -90,12 +94,15 @@ class SWRankingRouter(EmbeddingRouter):
         embed: Embedder | EmbedFn | None = None,
         storage: str | None = None,
         embedding_model: str = ROUTELLM_EMBEDDING_MODEL,
+        device: str | None = "auto",
+        gpu_precision: str = "float32",
     ) -> SWRankingRouter:
         """Build from arrays: one embedding row per battle; ``winner`` in model_a/model_b/tie."""
         outcome = outcome_codes(winner)
         battles = Battles(np.asarray(list(model_a), dtype=object), np.asarray(list(model_b), dtype=object), outcome)
         router = cls.__new__(cls)
         router._build(battles, embeddings, strong_model, weak_model, num_tiers, embed, storage, embedding_model)
+        router._set_device(device, gpu_precision)
         return router
 
     @classmethod
@@ -108,6 +115,8 @@ class SWRankingRouter(EmbeddingRouter):
         *,
         embed: Embedder | EmbedFn | None = None,
         storage: str | None = None,
+        device: str | None = "auto",
+        gpu_precision: str = "float32",
     ) -> SWRankingRouter:
         """Load a compact arena file (:func:`routellm_fast.arena.save_arena`), or use an
         :class:`~routellm_fast.arena.ArenaFile` in memory; the embedder it was built with is recorded
@@ -115,6 +124,7 @@ class SWRankingRouter(EmbeddingRouter):
         arena = path if isinstance(path, ArenaFile) else load_arena(path)
         router = cls.__new__(cls)
         router._build_arena(arena, strong_model, weak_model, num_tiers, embed, storage, _recorded_embedder(arena, path))
+        router._set_device(device, gpu_precision)
         return router
 
     def _build(
@@ -224,7 +234,14 @@ class SWRankingRouter(EmbeddingRouter):
         return self._arena.storage_bytes
 
     def _score_matrix(self, embeddings: np.ndarray) -> np.ndarray:
+        if self.device == "cuda":
+            return self._gpu_scorer().score(embeddings, self._strong, self._weak)
         return self._arena.score(embeddings, self._strong, self._weak)
+
+    def _make_gpu_scorer(self):
+        from ..cuda import CudaSwScorer
+
+        return CudaSwScorer(self._arena, self.gpu_precision)
 
     @property
     def _model_index(self) -> dict[str, int]:  # type: ignore[override]
