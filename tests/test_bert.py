@@ -201,3 +201,44 @@ def test_shipped_default_bert_router_works_offline_with_no_config():
     assert main(["route", "Prove that there are infinitely many primes.", "--router", "bert"]) == 0
     copy = pickle.loads(pickle.dumps(router))
     np.testing.assert_array_equal(copy.score(PROMPTS[:5]), rates[:5])
+
+
+def test_fused_graph_keeps_parity(tmp_path):
+    """export-bert fuses the graph with onnxruntime's transformer optimizer (optimize_bert). Fusing the
+    committed fixture (exported unfused) keeps RouteLLM's win rates within 1e-5, one by one and
+    batched. Needs onnx and sympy (the optimizer's), not torch."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("sympy")
+    from routellm_fast.bert_export import optimize_bert
+
+    fused_dir = tmp_path / "fused"
+    shutil.copytree(FIXTURE, fused_dir)
+    fused = optimize_bert(FIXTURE / "model.onnx", fused_dir / "model.onnx", num_heads=2, hidden_size=32)
+    assert fused == {"EmbedLayerNormalization": 1, "Attention": 2, "BiasGelu": 2, "SkipLayerNormalization": 4}
+    router = rf.BERTRouter(fused_dir, batch_size=5)
+    np.testing.assert_allclose(router.score(PROMPTS), WIN_RATES, rtol=0, atol=1e-5)
+    np.testing.assert_allclose([router.calculate_strong_win_rate(p) for p in PROMPTS], WIN_RATES, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(router.score(PROMPTS), rf.BERTRouter(FIXTURE).score(PROMPTS), rtol=0, atol=1e-5)
+
+
+def test_shipped_bert_is_fused_and_int8_stored():
+    """The shipped router's graph is fused (one Attention per layer) with its weights still stored as int8."""
+    onnx = pytest.importorskip("onnx")
+    from routellm_fast.shipped import DEFAULT_BERT
+
+    model = onnx.load(str(DEFAULT_BERT / "model.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Attention") == 6 and ops.count("SkipLayerNormalization") == 12 and "Softmax" not in ops
+    assert sum(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer) == 26
+
+
+def test_shipped_bert_calibration_is_its_own():
+    """The recorded calibration is the shipped model's win rates on the bundled sample prompts."""
+    from routellm_fast.shipped import default_bert_router
+    from routellm_fast.tables import read_prompts
+
+    router = default_bert_router()
+    prompts = read_prompts()
+    rows = np.linspace(0, len(prompts) - 1, 40).astype(int)
+    recorded = np.asarray(router.calibration["win_rates"])
+    np.testing.assert_allclose(router.score([prompts[i] for i in rows]), recorded[rows], rtol=0, atol=1e-5)

