@@ -245,8 +245,12 @@ def _load_nvrtc() -> ctypes.CDLL:
         pass
     spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
     for folder in (spec.submodule_search_locations or []) if spec else []:
-        for lib in sorted((Path(folder) / "lib").glob("libnvrtc.so*")):
-            if "alt" not in lib.name and "builtins" not in lib.name:
+        libs = sorted((Path(folder) / "lib").glob("libnvrtc*.so*"))
+        for lib in libs:  # NVRTC opens its builtins library by name: load it first, globally
+            if lib.name.startswith("libnvrtc-builtins.so"):
+                ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+        for lib in libs:
+            if lib.name.startswith("libnvrtc.so"):
                 return ctypes.CDLL(str(lib))
     return ctypes.CDLL("libnvrtc.so")
 
