@@ -113,6 +113,8 @@ def _score(args: argparse.Namespace) -> int:
         raise ValueError("--output must not be the --input file")
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    if args.engine == "ray":
+        return _score_ray(args, source, out)
     controller = _controller(args)
     from tqdm import tqdm
 
@@ -133,6 +135,88 @@ def _score(args: argparse.Namespace) -> int:
         raise
     print(f"scored {done} prompts with {', '.join(args.routers)} -> {out}", file=sys.stderr)
     return 0
+
+
+def _score_ray(args: argparse.Namespace, source: Path, out: Path) -> int:
+    """``score --engine ray``: the file is read here as the local engine reads it (in chunks, into
+    Ray's object store), scored by Ray Data actors that unpickle the routers built here once each,
+    and written here in input order, the same file the local engine writes."""
+    import logging
+
+    from .distributed import import_ray, score_dataset
+    from .tables import TableWriter, iter_tables
+
+    ray = import_ray()
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise ValueError(f"--ray-actors must be >= 1, got {args.ray_actors}")
+    if not args.ray_cpus_per_actor > 0:
+        raise ValueError(f"--ray-cpus-per-actor must be > 0, got {args.ray_cpus_per_actor}")
+    if not args.ray_gpus_per_actor >= 0:
+        raise ValueError(f"--ray-gpus-per-actor must be >= 0, got {args.ray_gpus_per_actor}")
+    controller = _controller(args)  # router and config errors surface here, before Ray starts
+    from tqdm import tqdm
+
+    data_logger = logging.getLogger("ray.data")
+    data_level = data_logger.level
+    data_context = ray.data.DataContext.get_current()
+    progress_bars = data_context.enable_progress_bars
+    started = not ray.is_initialized()
+    if started:
+        if args.ray_address in (None, "local"):
+            ray.init(address=args.ray_address, include_dashboard=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address=args.ray_address, logging_level=logging.WARNING)
+    done = 0
+    try:
+        data_logger.setLevel(logging.ERROR if args.quiet else logging.WARNING)
+        data_context.enable_progress_bars = False  # the bar below counts rows
+        refs, total = [], 0
+        for chunk in iter_tables(source, args.chunk_size):
+            _check_prompt_column(chunk, source)
+            if chunk.num_rows:
+                refs.append(ray.put(chunk))
+                total += chunk.num_rows
+        try:
+            with TableWriter(out) as writer, tqdm(total=total, unit="prompt", disable=args.quiet,
+                                                  desc=f"scoring with {', '.join(args.routers)} on Ray") as bar:
+                if refs:
+                    # no more actors than chunks: an actor without a chunk would only be started
+                    actors = None if args.ray_actors is None else min(args.ray_actors, len(refs))
+                    scored = score_dataset(ray.data.from_arrow_refs(refs), controller.routers,
+                                           batch_size=args.chunk_size, concurrency=actors,
+                                           num_cpus_per_actor=args.ray_cpus_per_actor,
+                                           num_gpus_per_actor=args.ray_gpus_per_actor)
+                    for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+                        writer.write(batch)
+                        done += batch.num_rows
+                        bar.update(batch.num_rows)
+        except BaseException:
+            out.unlink(missing_ok=True)  # no half-written output
+            raise
+    finally:
+        data_logger.setLevel(data_level)
+        data_context.enable_progress_bars = progress_bars
+        if started:
+            ray.shutdown()
+    print(f"scored {done} prompts with {', '.join(args.routers)} on Ray -> {out}", file=sys.stderr)
+    return 0
+
+
+def _check_prompt_column(chunk, source: Path) -> None:
+    """The errors the local engine gives for a missing or non-text prompt column, before Ray runs."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "prompt" not in chunk.column_names:
+        raise ValueError(f"{source} has no column 'prompt' (columns: {', '.join(chunk.column_names)})")
+    prompts = chunk.column("prompt")
+    if not (pa.types.is_string(prompts.type) or pa.types.is_large_string(prompts.type)
+            or pa.types.is_null(prompts.type)):
+        raise TypeError(f"prompt 0 must be a str, got {prompts.type} values in {source}")
+    if prompts.null_count:
+        first = pc.index(pc.is_null(prompts), True).as_py()
+        raise TypeError(f"prompt {first} must be a str, got NoneType")
+
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -305,6 +389,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help=".jsonl, .csv or .parquet: the input's columns plus win_rate_<router> per router")
     score.add_argument("--chunk-size", type=int, default=4096, help="rows read, scored and written at a time")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local: this process, every core (default); ray: actors on a Ray cluster, each "
+                            "building the routers once (needs the 'ray' extra; output in input order, as local)")
+    score.add_argument("--ray-address", help="with --engine ray: 'auto' (the running cluster: ray start, "
+                       "$RAY_ADDRESS), 'local' (a new Ray instance on this machine) or a cluster address "
+                       "(default, as ray.init(): $RAY_ADDRESS, else the cluster `ray start` last started on this "
+                       "machine, else a new local instance)")
+    score.add_argument("--ray-actors", type=int, help="with --engine ray: scoring actors (default: the "
+                       "cluster's CPUs over --ray-cpus-per-actor)")
+    score.add_argument("--ray-cpus-per-actor", type=float, default=1.0,
+                       help="with --engine ray: CPUs (scoring threads) per actor (default 1)")
+    score.add_argument("--ray-gpus-per-actor", type=float, default=0.0,
+                       help="with --engine ray: GPUs per actor, for routers that score on one (default 0)")
     _add_router_args(score)
     score.set_defaults(func=_score)
 
