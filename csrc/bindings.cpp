@@ -262,6 +262,16 @@ MfPairScorer* mf_scorer_from_state(const py::object& state) {
   return new MfPairScorer(hi, hi + d, d);
 }
 
+// A float64 [q.rows, cols] result filled by fn(q, out) without the GIL (per-model or per-tier scores).
+template <class Fn>
+py::array_t<double> score_table(const Matrix& q, py::ssize_t cols, Fn&& fn) {
+  py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), cols});
+  double* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  fn(q, dst);
+  return out;
+}
+
 // mf weights from the arrays of a checkpoint (pointers into them: they must outlive the call).
 MfWeights mf_weights(const py::array& model_embeddings, const py::object& text_projection, const py::array& classifier) {
   const Matrix p = require_matrix(model_embeddings, "model_embeddings");
@@ -402,11 +412,9 @@ PYBIND11_MODULE(_core, m) {
           "score_ratings",
           [](const SwArena& arena, const py::array& queries) {
             const Matrix q = require_matrix(queries, "embeddings", static_cast<long>(arena.dim()));
-            py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), arena.n_players()});
-            double* dst = out.mutable_data();
-            py::gil_scoped_release release;
-            arena.score_ratings(q.data, q.rows, q.ld, dst);
-            return out;
+            return score_table(q, arena.n_players(), [&](const Matrix& x, double* out) {
+              arena.score_ratings(x.data, x.rows, x.ld, out);
+            });
           },
           py::arg("embeddings"))
       .def(
@@ -486,11 +494,7 @@ PYBIND11_MODULE(_core, m) {
           "logits",
           [](const MfModelScorer& s, const py::array& queries) {
             const Matrix q = require_matrix(queries, "embeddings", s.text_dim());
-            py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), s.num_models()});
-            double* dst = out.mutable_data();
-            py::gil_scoped_release release;
-            s.logits(q.data, q.rows, q.ld, dst);
-            return out;
+            return score_table(q, s.num_models(), [&](const Matrix& x, double* out) { s.logits(x.data, x.rows, x.ld, out); });
           },
           py::arg("embeddings"))
       .def_property_readonly("num_models", &MfModelScorer::num_models)

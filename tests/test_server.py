@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import threading
 import time
 import types
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -34,6 +36,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_process(args: list[str], log_path, env: dict | None = None):
+    """`routellm-fast serve ARGS` in a child process on a free port, its output in log_path; yields
+    the port once /health answers, and stops it with SIGINT (as Ctrl-C) afterwards."""
+    port = free_port()
+    with open(log_path, "w+") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "routellm_fast", "serve", *args, "--port", str(port)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None and time.time() < deadline, Path(log_path).read_text()
+                time.sleep(0.2)
+            yield port
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 class Running:
@@ -298,37 +328,16 @@ def test_provider_prefixed_models_need_litellm(upstream, monkeypatch):
 def test_cli_serve_takes_routellm_flags(upstream, tmp_path):
     """RouteLLM's `openai_server` command line: --api-key is the upstream key, --workers, --verbose;
     clients authenticate with --client-api-key ($ROUTELLM_FAST_CLIENT_API_KEY)."""
-    port = free_port()
     env = {**os.environ, "ROUTELLM_FAST_CLIENT_API_KEY": "sk-client"}
     env.pop("OPENAI_API_KEY", None)
-    command = [sys.executable, "-m", "routellm_fast", "serve", "--routers", "random", "--base-url", upstream.url,
-               "--api-key", "sk-upstream", "--port", str(port), "--workers", "2", "--verbose"]
-    log = open(tmp_path / "server.log", "w+")
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.2)
+    args = ["--routers", "random", "--base-url", upstream.url, "--api-key", "sk-upstream", "--workers", "2", "--verbose"]
+    with serve_process(args, tmp_path / "server.log", env) as port:
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client", max_retries=0)
         assert c.chat.completions.create(model="router-random-0.0", messages=[{"role": "user", "content": "hi"}]).model == STRONG
         assert upstream.requests[-1]["auth"] == "Bearer sk-upstream"
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-upstream", max_retries=0) \
                 .chat.completions.create(model="router-random-0.0", messages=[{"role": "user", "content": "hi"}])
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
     output = (tmp_path / "server.log").read_text()
     assert "router=random threshold=0.00000" in output and f"-> {STRONG}" in output  # --verbose
     assert output.count("Started server process") == 2  # --workers 2

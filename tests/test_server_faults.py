@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -16,7 +14,7 @@ import openai
 import pytest
 import routellm_fast as rf
 from routellm_fast.server import KEEP_ALIVE_S, MAX_NESTING, create_app
-from test_server import STRONG, WEAK, Running, free_port
+from test_server import STRONG, WEAK, Running, serve_process
 from upstream import Upstream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -184,29 +182,8 @@ def test_serve_keeps_idle_connections_open_longer_than_clients_pool_them(upstrea
     default 5 s, the time httpx and the openai client keep one in their pools: a client never sends
     a request on a connection the server is closing."""
     assert KEEP_ALIVE_S > 60
-    port = free_port()
-    log = open(tmp_path / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "routellm_fast", "serve", "--routers", "random", "--base-url",
-                             upstream.url, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.2)
+    with serve_process(["--routers", "random", "--base-url", upstream.url], tmp_path / "server.log") as port:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             assert http_get(sock, "/health").startswith(b"HTTP/1.1 200")
             time.sleep(6.0)  # idle past uvicorn's default timeout_keep_alive of 5 s
             assert http_get(sock, "/health").startswith(b"HTTP/1.1 200")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()

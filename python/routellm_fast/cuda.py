@@ -151,17 +151,9 @@ class CudaSwScorer:
         self.dim = rows.shape[1]
         self._kernel = _module().get_function("sw_counts_f64" if precision == "float64" else "sw_counts_f32")
         self._dtype = dtype
-        self._pinned: dict[int, np.ndarray] = {}
-
-    def _host_buffer(self, n: int) -> np.ndarray:
-        """A pinned (page-locked) host buffer for n queries' counts, reused across batches."""
-        import cupy as cp
-
-        buf = self._pinned.get(n)
-        if buf is None:
-            mem = cp.cuda.alloc_pinned_memory(n * self.slots * 8)
-            buf = self._pinned[n] = np.frombuffer(mem, np.float64, n * self.slots).reshape(n, self.slots)
-        return buf
+        # One pinned (page-locked) host buffer for a batch's counts, reused by every batch.
+        mem = cp.cuda.alloc_pinned_memory(BATCH * self.slots * 8)
+        self._pinned = np.frombuffer(mem, np.float64, BATCH * self.slots).reshape(BATCH, self.slots)
 
     def counts(self, emb: np.ndarray) -> np.ndarray:
         """Each query's similarity-weighted counts, float64 ``[n, slots]`` (host)."""
@@ -188,7 +180,7 @@ class CudaSwScorer:
                          (dots, np.int64(dots.shape[1]), self.row_factor, qf, self.entry_begin, self.entry_slot,
                           self.entry_count, np.int32(dots.shape[1]), np.int32(self.slots), counts, status),
                          shared_mem=(self.slots + 32) * 8)
-            host = self._host_buffer(b)
+            host = self._pinned[:b]
             counts.get(out=host, stream=stream)
             flags = status.get(stream=stream)
             stream.synchronize()

@@ -216,7 +216,7 @@ class EmbeddingRouter(Router):
         if isinstance(models, str) or not models:
             raise ValueError("models must be a non-empty list of model names")
         if self._model_index is None:
-            return Router.score_models(self, [], models)
+            raise TypeError(f"the {self} router compares its two models only; score_models needs mf or sw_ranking")
         index = np.array([lookup_model(m, self._model_index, "model") for m in models], dtype=np.int64)
         return self._model_scores(as_embeddings(embeddings, self.embedding_dim), index)
 

@@ -85,6 +85,8 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         )
         self.training_prompt_keys = prompt_keys(ckpt.training_prompt_keys)
         self.calibration = ckpt.metadata.get("calibration")
+        # Models with a row in the checkpoint, for score_models.
+        self._model_index = {m: i for m, i in self.model_ids.items() if 0 <= i < len(ckpt.model_embeddings)}
         self._set_device(device)
 
     @property
@@ -101,10 +103,6 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         from ..cuda import CudaMfScorer
 
         return CudaMfScorer(self._scorer)
-
-    @property
-    def _model_index(self) -> dict[str, int]:  # type: ignore[override]
-        return {m: i for m, i in self.model_ids.items() if 0 <= i < len(self.checkpoint.model_embeddings)}
 
     def _model_scores(self, embeddings: np.ndarray, models: np.ndarray) -> np.ndarray:
         # Each model's logit (RouteLLM's per-model score): logit(a) - logit(b) is the pair's.

@@ -194,6 +194,7 @@ class SWRankingRouter(EmbeddingRouter):
             model_names=self.models,
         )
         self.strong_model, self.weak_model = strong_model, weak_model
+        self._model_index = index  # for score_models and score_pair
         self._strong = lookup_model(strong_model, index, "strong_model")
         self._weak = lookup_model(weak_model, index, "weak_model")
         ratings = self._arena.model_ratings
@@ -243,10 +244,6 @@ class SWRankingRouter(EmbeddingRouter):
 
         return CudaSwScorer(self._arena, self.gpu_precision)
 
-    @property
-    def _model_index(self) -> dict[str, int]:  # type: ignore[override]
-        return {m: i for i, m in enumerate(self.models)}
-
     def _model_scores(self, embeddings: np.ndarray, models: np.ndarray) -> np.ndarray:
         # Each model's tier rating from the prompt's fit, Elo points to natural log-odds: the pair's
         # win rate is 1 / (1 + 10 ** (-diff / 400)) = sigmoid(diff * ln 10 / 400).
@@ -255,8 +252,7 @@ class SWRankingRouter(EmbeddingRouter):
 
     def score_pair(self, embeddings: Any, model_a: str, model_b: str) -> np.ndarray:
         """Win rates of ``model_a`` over ``model_b`` (any two arena models) for prompt embeddings."""
-        index = {m: i for i, m in enumerate(self.models)}
-        a, b = lookup_model(model_a, index, "model_a"), lookup_model(model_b, index, "model_b")
+        a, b = lookup_model(model_a, self._model_index, "model_a"), lookup_model(model_b, self._model_index, "model_b")
         return self._arena.score(as_embeddings(embeddings, self.embedding_dim), a, b)
 
 
