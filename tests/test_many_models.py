@@ -214,8 +214,11 @@ def test_cost_quality_curves_on_alpaca_eval():
         evaluate_many_models,
     )
 
+    prompts, quality = alpaca_quality(list(ALPACA_CANDIDATES))  # the bundled copy
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    prompts, quality = alpaca_quality(shared, list(ALPACA_CANDIDATES))
+    if (shared / "preference" / "alpaca_eval").is_dir():  # equal to the shared data it was made from
+        theirs = alpaca_quality(list(ALPACA_CANDIDATES), shared)
+        assert theirs[0] == prompts and np.array_equal(theirs[1], quality)
     assert len(prompts) == 805 and quality.shape == (805, 5)
     assert ((quality >= 0) & (quality <= 1)).all() and abs(quality[:, 0].mean() - 0.5) < 0.02  # gpt-4 vs itself
     result = evaluate_many_models("sw_ranking", default_sw_router(embedder="static"), prompts[:300], quality[:300],

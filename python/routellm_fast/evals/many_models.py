@@ -53,11 +53,35 @@ ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 REFERENCE = "gpt-4-1106-preview"
 
 
-def alpaca_quality(data_dir: str | os.PathLike[str], models: Sequence[str]) -> tuple[list[str], np.ndarray]:
+#: The quality matrix of :data:`ALPACA_CANDIDATES`, bundled (zstd parquet: prompt + one column per
+#: model), so the evaluation's data needs no ../shared; written by :func:`bundle_alpaca_quality`.
+BUNDLED_QUALITY = Path(__file__).resolve().parent.parent / "data" / "evals" / "alpaca_eval_quality.parquet"
+
+
+def bundle_alpaca_quality(data_dir: str | os.PathLike[str], out: Path = BUNDLED_QUALITY) -> Path:
+    """Write the bundled copy of :func:`alpaca_quality` for :data:`ALPACA_CANDIDATES` from the shared data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    prompts, quality = alpaca_quality(list(ALPACA_CANDIDATES), data_dir)
+    table = pa.table({"prompt": prompts, **{m: quality[:, i] for i, m in enumerate(ALPACA_CANDIDATES)}})
+    pq.write_table(table, out, compression="zstd")
+    return out
+
+
+def alpaca_quality(models: Sequence[str], data_dir: str | os.PathLike[str] | None = None) -> tuple[list[str], np.ndarray]:
     """The instructions and the quality ``[n, len(models)]`` of each model's answer (probability the
-    judge prefers it to gpt-4-1106-preview's), over the instructions every model has."""
+    judge prefers it to gpt-4-1106-preview's), over the instructions every model has. With no
+    ``data_dir``, the bundled copy (the candidates of :data:`ALPACA_CANDIDATES`)."""
     from ..tables import read_jsonl, read_table
 
+    if data_dir is None:
+        table = read_table(BUNDLED_QUALITY)
+        missing = [m for m in models if m not in table.column_names]
+        if missing:
+            raise ValueError(f"the bundled AlpacaEval quality has no {', '.join(missing)}: pass data_dir")
+        return [str(p) for p in table.column("prompt").to_pylist()], np.column_stack(
+            [table.column(m).to_numpy() for m in models]).astype(np.float64)
     folder = Path(data_dir) / "preference" / "alpaca_eval"
     battles = read_table(folder / "battles.csv").to_pandas()
     battles = battles[(battles["annotator"] == ANNOTATOR)
@@ -227,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..shipped import default_sw_router
 
     models = ALPACA_CANDIDATES
-    prompts, quality = alpaca_quality(args.data_dir, list(models))
+    prompts, quality = alpaca_quality(list(models), args.data_dir)
     held_out = ~training_split(prompts, 0.5, salt="many-models:")
     prompts, quality = [p for p, h in zip(prompts, held_out) if h], quality[held_out]
     with tempfile.TemporaryDirectory() as tmp:
