@@ -21,7 +21,9 @@ needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU and CuPy
 
 
 def test_kernels_compile_for_hopper(tmp_path):
-    for path in sorted(cuda._kernels_dir().glob("*.cu")):
+    kernels = sorted(cuda._kernels_dir().glob("*.cu"))
+    assert [k.name for k in kernels] == ["sw_counts.cu"]
+    for path in kernels:
         ptx = cuda.nvrtc_ptx(path.read_text(), arch="sm_90")
         assert ".target sm_90" in ptx and ".entry sw_counts_f32" in ptx and ".entry sw_counts_f64" in ptx
         if shutil.which("nvcc"):  # the CUDA toolkit's compiler too, where it is installed

@@ -32,6 +32,7 @@ def test_short_fuzzing_pass(name, tmp_path):
         (corpus / path.name).write_bytes(path.read_bytes())
     result = subprocess.run(
         [sys.executable, str(FUZZ / "run.py"), name, str(corpus), "-seed=1", "-max_total_time=12", "-timeout=20",
+         "-rss_limit_mb=6144",  # under AddressSanitizer (.ci/sanitize) the interpreter alone passes libFuzzer's 2 GB default
          f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
     )
