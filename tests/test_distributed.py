@@ -172,6 +172,38 @@ def test_cli_score_engine_ray(cluster, tmp_path, prompts, want, source, output):
     _check(got.to_pydict(), prompts, want)
 
 
+def test_score_dataset_among_models(cluster, tmp_path, prompts, static_routers):
+    """With models and a rule: per-model score columns and the chosen model, equal to in-process
+    score_columns; and `score --models --engine ray` writes what the local engine writes."""
+    from routellm_fast import cli
+    from routellm_fast.distributed import score_dataset
+    from routellm_fast.policy import CostWeight, score_columns
+
+    few = prompts[:600]
+    models = {"gpt-4-1106-preview": 10.0, "mixtral-8x7b-instruct-v0.1": 0.6, "claude-2.1": 8.0}
+    want = score_columns(static_routers, few, models, CostWeight(0.3))
+    rows = _rows(score_dataset(_dataset(few), static_routers, models=models, rule=CostWeight(0.3), concurrency=2))
+    assert list(rows)[2:] == list(want)
+    for name, values in want.items():
+        if values.dtype == object:
+            assert rows[name] == values.tolist(), name
+        else:
+            np.testing.assert_allclose(rows[name], values, rtol=0, atol=1e-12, err_msg=name)
+    with pytest.raises(ValueError, match="rule chooses among models"):
+        score_dataset(_dataset(few), static_routers, rule=0.5)
+    with pytest.raises(ValueError, match="threshold must be in"):
+        score_dataset(_dataset(few), static_routers, models=models, rule=1.5)
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in few))
+    common = ["score", "--input", str(source), "--chunk-size", "200", "--quiet", "--routers", "mf",
+              "--embedder", "static", "--models", *(f"{m}={c}" for m, c in models.items()), "--threshold", "0.3"]
+    out_ray, out_local = source.with_name("ray.parquet"), source.with_name("local.parquet")
+    assert cli.main([*common, "--output", str(out_ray), "--engine", "ray", "--ray-actors", "2"]) == 0
+    assert cli.main([*common, "--output", str(out_local)]) == 0
+    assert read_table(out_ray).equals(read_table(out_local))
+
+
 def test_cli_engine_ray_errors(cluster, tmp_path):
     from routellm_fast import cli
 

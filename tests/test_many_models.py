@@ -5,6 +5,7 @@ against brute force, their calibration, and the Controller and CLI on top."""
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 
@@ -191,6 +192,64 @@ def test_cli_route_among_models():
     bad = subprocess.run([sys.executable, "-m", "routellm_fast", "route", "x", "--models", f"{STRONG}=ten"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "NAME=COST" in bad.stderr
+
+
+def test_cli_score_among_models(tmp_path):
+    """`score --models`: a score_<router>_<model> column per model equal to router.score_models, and
+    with a rule the chosen model, equal to choose_models."""
+    from routellm_fast import cli
+    from routellm_fast.tables import read_table
+
+    prompts = list(read_prompts())[:300]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in enumerate(prompts)))
+    models = {STRONG: 10.0, WEAK: 0.6, "claude-2.1": 8.0}
+    common = ["score", "--input", str(tmp_path / "in.jsonl"), "--quiet", "--routers", "mf", "sw_ranking",
+              "--embedder", "static", "--chunk-size", "128", "--models", *(f"{m}={c}" for m, c in models.items())]
+    assert cli.main([*common, "--output", str(tmp_path / "scores.parquet")]) == 0
+    assert cli.main([*common, "--output", str(tmp_path / "picks.parquet"), "--cost-weight", "0.25"]) == 0
+    scores, picks = read_table(tmp_path / "scores.parquet"), read_table(tmp_path / "picks.parquet")
+    assert scores.column_names == ["id", "prompt", *(f"score_{r}_{m}" for r in ("mf", "sw_ranking") for m in models)]
+    assert picks.column_names == [*scores.column_names[:5], "model_mf", *scores.column_names[5:], "model_sw_ranking"]
+    for name, router in {"mf": default_mf_router(embedder="static"), "sw_ranking": default_sw_router(embedder="static")}.items():
+        want = router.score_models(prompts, list(models))
+        got = np.column_stack([scores.column(f"score_{name}_{m}").to_numpy() for m in models])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+        chosen = np.array(list(models))[choose_models(want, list(models.values()), CostWeight(0.25))]
+        assert picks.column(f"model_{name}").to_pylist() == chosen.tolist()
+    assert cli.main([*common[:-6], "--output", str(tmp_path / "x.parquet"), "--cost-weight", "0.2"]) == 2
+    assert cli.main([*common, "--output", str(tmp_path / "x.parquet"), "--cost-weight", "-1"]) == 2
+    assert cli.main([*common, "--output", str(tmp_path / "x.parquet"), "--threshold", "2"]) == 2
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_cli_calibrate_for_a_target_cost(tmp_path, capsys):
+    """`calibrate --models --target-cost`: the threshold or cost weight printed spends at most the
+    target on the prompts and is what calibrate_models finds (rounded up to the digits printed)."""
+    from routellm_fast import cli
+
+    prompts = list(read_prompts())[:400]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    models = {STRONG: 10.0, WEAK: 0.6, "claude-2.1": 8.0}
+    costs = list(models.values())
+    router = default_mf_router(embedder="static")
+    scores = router.score_models(prompts, list(models))
+    for rule in ("threshold", "cost"):
+        assert cli.main(["calibrate", "--router", "mf", "--embedder", "static", "--prompts", str(tmp_path / "p.jsonl"),
+                         "--models", *(f"{m}={c}" for m, c in models.items()), "--target-cost", "5",
+                         "--rule", rule]) == 0
+        line = capsys.readouterr().out.strip()
+        model = line.split("(model ")[1].split(")")[0]
+        name, printed = parse_model_name(model)
+        assert name == "mf" and isinstance(printed, CostWeight) == (rule == "cost")
+        spent = np.asarray(costs)[choose_models(scores, costs, printed)].mean()
+        assert spent <= 5 and f"spends {spent:.6g} on 400 prompts" in line
+        exact = calibrate_models(scores, costs, 5, rule)
+        value = exact.value if rule == "cost" else exact
+        assert (printed.value if rule == "cost" else printed) == pytest.approx(value, rel=1e-5)
+    assert cli.main(["calibrate", "--router", "mf", "--target-cost", "5"]) == 2
+    assert cli.main(["calibrate", "--router", "mf", "--embedder", "static", "--target-cost", "0.1",
+                     "--models", *(f"{m}={c}" for m, c in models.items())]) == 2  # below the cheapest model
+    assert "cheapest" in capsys.readouterr().err
 
 
 def test_aiq_and_hull():

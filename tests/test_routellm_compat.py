@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import routellm_fast as rf
 from conftest import FIXTURES
-from routellm_fast.controller import RoutingError
 from routellm_fast.shipped import (
     default_bert_router,
     default_mf_router,
@@ -74,9 +73,10 @@ def test_hub_checkpoint_in_the_huggingface_cache_is_used(tmp_path, monkeypatch):
     assert router.embedding_model == "text-embedding-3-small"
 
 
-def test_routers_not_implemented_yet_say_what_is_missing():
-    with pytest.raises(RoutingError, match=r"Invalid router causal_llm\..*does not implement RouteLLM's causal_llm "
-                                           r"router yet \(a Llama-3-8B classifier .*torch"):
+def test_routellms_causal_checkpoint_is_read_from_the_local_cache_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"routellm/causal_llm_gpt4_augmented is not in the local Hugging Face "
+                                                r"cache \(nothing is downloaded\).*export-causal"):
         rf.Controller(["causal_llm"], STRONG, WEAK, config=ROUTELLM_CONFIG)
 
 
@@ -113,14 +113,14 @@ def test_routellm_program_with_no_config_and_no_key_runs_offline():
             bert = Controller(routers=["bert"], strong_model="gpt-4-1106-preview", weak_model="mixtral-8x7b-instruct-v0.1")
         assert isinstance(bert.routers["bert"], routellm_fast.BERTRouter)
         assert any("routellm/bert_gpt4_augmented" in str(w.message) for w in caught)
-        try:  # not implemented here: RouteLLM's own, whose failure to load offline says what is missing
+        try:  # ours, whose 8B checkpoint is read from the local Hugging Face cache only
             Controller(routers=["causal_llm"], strong_model="gpt-4-1106-preview", weak_model="mixtral-8x7b-instruct-v0.1")
-        except RuntimeError as exc:
+        except FileNotFoundError as exc:
             message = str(exc)
         else:
             raise AssertionError("causal_llm was built offline")
         assert "routellm/causal_llm_gpt4_augmented" in message, message
-        assert "does not implement RouteLLM's causal_llm router yet" in message, message
+        assert "nothing is downloaded" in message, message
         print("OK")
     """)
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]

@@ -25,6 +25,7 @@ from .routers import (
     NAME_TO_CLS,
     ROUTER_CLS,
     BERTRouter,
+    CausalLLMRouter,
     EmbeddingRouter,
     MatrixFactorizationRouter,
     RandomRouter,
@@ -67,6 +68,7 @@ def set_simd(name: str) -> None:
 
 __all__ = [
     "BERTRouter",
+    "CausalLLMRouter",
     "BadFileError",
     "Battles",
     "CachedEmbedder",

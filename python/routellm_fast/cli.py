@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,7 @@ import routellm_fast as rf
 
 from .models import DEFAULT_STRONG_MODEL as STRONG
 from .models import DEFAULT_WEAK_MODEL as WEAK
-from .policy import RoutingError
+from .policy import RoutingError, check_threshold_value
 from .routers import ROUTER_CLS, unknown_router
 from .shipped import SHIPPED_EMBEDDERS
 
@@ -70,23 +72,38 @@ def _parse_models(items: Sequence[str] | None) -> dict[str, float] | None:
     return models
 
 
+def _models_rule(args: argparse.Namespace, need_rule: bool) -> tuple[dict[str, float] | None, Any]:
+    """``--models`` and its rule (``--threshold`` or ``--cost-weight``), checked together."""
+    from .policy import CostWeight
+
+    models = _parse_models(args.models)
+    if models is None:
+        if args.cost_weight is not None:
+            raise ValueError("--cost-weight routes among many models: give --models NAME=COST ...")
+        return None, None
+    if args.threshold is not None and args.cost_weight is not None:
+        raise ValueError("give --threshold or --cost-weight, not both")
+    if need_rule and args.threshold is None and args.cost_weight is None:
+        raise ValueError("--models needs --threshold T (the N-model threshold rule) or --cost-weight LAMBDA")
+    if args.cost_weight is not None:
+        if not (math.isfinite(args.cost_weight) and args.cost_weight >= 0):
+            raise ValueError(f"--cost-weight must be a finite number >= 0, got {args.cost_weight}")
+        return models, CostWeight(args.cost_weight)
+    if args.threshold is not None:
+        check_threshold_value(args.threshold)
+    return models, args.threshold
+
+
 def _route(args: argparse.Namespace) -> int:
     """Route one prompt with each router (default: the shipped sw_ranking; local embeddings, no key)."""
-    models = _parse_models(args.models)
+    models, rule = _models_rule(args, need_rule=True)
     if models is not None:  # among many models: a threshold or a cost weight, and every model's score
-        from .policy import CostWeight
-
-        if (args.threshold is None) == (args.cost_weight is None):
-            raise ValueError("--models needs --threshold T (the N-model threshold rule) or --cost-weight LAMBDA")
-        rule = CostWeight(args.cost_weight) if args.cost_weight is not None else args.threshold
         controller = _controller(args, models=models)
         for name in args.routers:
             d = controller.decide(args.prompt, name, rule, count=False)
             scores = " ".join(f"{m}={s:.5f}" for m, s in d.scores.items())  # type: ignore[union-attr]
             print(f"{d.model}\twin_rate_vs_best={d.win_rate:.5f}\trule={d.threshold}\trouter={name}\tscores: {scores}")
         return 0
-    if args.cost_weight is not None:
-        raise ValueError("--cost-weight routes among many models: give --models NAME=COST ...")
     if args.threshold is None:
         _check_pct(args.strong_model_pct)
     controller = _controller(args)
@@ -113,10 +130,13 @@ def _score(args: argparse.Namespace) -> int:
         raise ValueError("--output must not be the --input file")
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    models, rule = _models_rule(args, need_rule=False)
     if args.engine == "ray":
-        return _score_ray(args, source, out)
-    controller = _controller(args)
+        return _score_ray(args, source, out, models, rule)
+    controller = _controller(args, models=models)
     from tqdm import tqdm
+
+    from .policy import score_columns
 
     done = 0
     try:
@@ -124,9 +144,8 @@ def _score(args: argparse.Namespace) -> int:
                                               desc=f"scoring with {', '.join(args.routers)}") as bar:
             for chunk in iter_tables(source, args.chunk_size):
                 prompts = column(chunk, "prompt", source)
-                for name in args.routers:
-                    scores = controller.batch_calculate_win_rate(prompts, name)
-                    chunk = chunk.append_column(f"win_rate_{name}", pa.array(scores, pa.float64()))
+                for name, values in score_columns(controller.routers, prompts, models, rule).items():
+                    chunk = chunk.append_column(name, pa.array(values))
                 writer.write(chunk)
                 done += len(prompts)
                 bar.update(len(prompts))
@@ -137,7 +156,7 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score_ray(args: argparse.Namespace, source: Path, out: Path) -> int:
+def _score_ray(args: argparse.Namespace, source: Path, out: Path, models: dict[str, float] | None, rule: Any) -> int:
     """``score --engine ray``: the file is read here as the local engine reads it (in chunks, into
     Ray's object store), scored by Ray Data actors that unpickle the routers built here once each,
     and written here in input order, the same file the local engine writes."""
@@ -153,7 +172,7 @@ def _score_ray(args: argparse.Namespace, source: Path, out: Path) -> int:
         raise ValueError(f"--ray-cpus-per-actor must be > 0, got {args.ray_cpus_per_actor}")
     if not args.ray_gpus_per_actor >= 0:
         raise ValueError(f"--ray-gpus-per-actor must be >= 0, got {args.ray_gpus_per_actor}")
-    controller = _controller(args)  # router and config errors surface here, before Ray starts
+    controller = _controller(args, models=models)  # router and config errors surface here, before Ray starts
     from tqdm import tqdm
 
     data_logger = logging.getLogger("ray.data")
@@ -183,7 +202,7 @@ def _score_ray(args: argparse.Namespace, source: Path, out: Path) -> int:
                     # no more actors than chunks: an actor without a chunk would only be started
                     actors = None if args.ray_actors is None else min(args.ray_actors, len(refs))
                     scored = score_dataset(ray.data.from_arrow_refs(refs), controller.routers,
-                                           batch_size=args.chunk_size, concurrency=actors,
+                                           models=models, rule=rule, batch_size=args.chunk_size, concurrency=actors,
                                            num_cpus_per_actor=args.ray_cpus_per_actor,
                                            num_gpus_per_actor=args.ray_gpus_per_actor)
                     for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -221,12 +240,19 @@ def _check_prompt_column(chunk, source: Path) -> None:
 
 def _calibrate(args: argparse.Namespace) -> int:
     """RouteLLM's calibrate_threshold: the win-rate quantile that gives --strong-model-pct strong calls,
-    per router (default prompts: the bundled sample, whose win rates the shipped routers record)."""
+    per router (default prompts: the bundled sample, whose win rates the shipped routers record);
+    with --models and --target-cost, the N-model threshold or cost weight for that average cost."""
     from .policy import calibrate_threshold
     from .tables import read_prompts
 
-    _check_pct(args.strong_model_pct)
+    models = _parse_models(args.models)
+    if (models is None) != (args.target_cost is None):
+        raise ValueError("--target-cost calibrates routing among many models: give it with --models NAME=COST ...")
+    if models is None:
+        _check_pct(args.strong_model_pct)
     prompts = read_prompts(args.prompts) if args.prompts else None
+    if models is not None:
+        return _calibrate_models(args, models, prompts)
     controller = _controller(args)
     for name in args.routers:
         router = controller.routers[name]
@@ -235,6 +261,43 @@ def _calibrate(args: argparse.Namespace) -> int:
         else:
             threshold = calibrate_threshold(router, prompts, args.strong_model_pct)
         print(f"For {args.strong_model_pct * 100}% strong model calls for {name}, threshold = {round(threshold, 5)}")
+    return 0
+
+
+def _round_up(x: float, digits: int = 6) -> float:
+    """x rounded up to ``digits`` significant digits."""
+    from decimal import ROUND_CEILING, Decimal
+
+    exact = Decimal(x)
+    if not exact:
+        return x
+    return float(exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding=ROUND_CEILING))
+
+
+def _calibrate_models(args: argparse.Namespace, models: dict[str, float], prompts: list[str] | None) -> int:
+    """Per router: the rule whose choices on the prompts cost at most --target-cost on average, and
+    the model string that routes with it."""
+    from .policy import CostWeight, calibrate_models, choose_models
+    from .tables import SAMPLE_PROMPTS, read_prompts
+
+    if prompts is None:
+        prompts = read_prompts(SAMPLE_PROMPTS)
+    controller = _controller(args, models=models)
+    costs = list(models.values())
+    for name in args.routers:
+        scores = controller.routers[name].score_models(prompts, list(models))
+        rule = calibrate_models(scores, costs, args.target_cost, args.rule)
+        # Spending falls as t and lambda rise: the value printed is rounded up, so it still fits.
+        rule = CostWeight(_round_up(rule.value)) if isinstance(rule, CostWeight) else _round_up(rule)
+        picks = choose_models(scores, costs, rule)
+        spent = float(np.asarray(costs)[picks].mean())
+        shares = ", ".join(f"{m} {np.mean(picks == j):.1%}" for j, m in enumerate(models))
+        if isinstance(rule, CostWeight):
+            value, model = f"cost weight = {rule.value!r}", f"router-{name}-cost-{rule.value!r}"
+        else:
+            value, model = f"threshold = {rule!r}", f"router-{name}-{rule!r}"
+        print(f"For an average cost of {args.target_cost:g} per prompt for {name} among {len(models)} models, "
+              f"{value} (model {model}): spends {spent:.6g} on {len(prompts)} prompts; {shares}")
     return 0
 
 
@@ -259,6 +322,16 @@ def _export_bert(args: argparse.Namespace) -> int:
 
     out = export_bert(args.hf_dir, args.out_dir, int8=args.int8, num_labels=args.num_labels)
     print(f"exported {args.hf_dir} -> {out}{' (int8)' if args.int8 else ''}", file=sys.stderr)
+    return 0
+
+
+def _export_causal(args: argparse.Namespace) -> int:
+    """Convert a Hugging Face Llama classifier into the directory CausalLLMRouter loads (needs the export extra)."""
+    from .causal_export import export_causal
+
+    quantize = "int8" if args.int8 else "int4" if args.int4 else None
+    out = export_causal(args.hf_dir, args.out_dir, quantize=quantize, tokenizer_dir=args.tokenizer)
+    print(f"exported {args.hf_dir} -> {out}{f' ({quantize})' if quantize else ''}", file=sys.stderr)
     return 0
 
 
@@ -386,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="win rates for every prompt of a file (jsonl/csv/parquet with 'prompt')")
     score.add_argument("--input", required=True)
     score.add_argument("--output", required=True,
-                       help=".jsonl, .csv or .parquet: the input's columns plus win_rate_<router> per router")
+                       help=".jsonl, .csv or .parquet: the input's columns plus win_rate_<router> per router "
+                            "(with --models: score_<router>_<model> per model, and model_<router> with a rule)")
     score.add_argument("--chunk-size", type=int, default=4096, help="rows read, scored and written at a time")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -402,11 +476,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --engine ray: CPUs (scoring threads) per actor (default 1)")
     score.add_argument("--ray-gpus-per-actor", type=float, default=0.0,
                        help="with --engine ray: GPUs per actor, for routers that score on one (default 0)")
+    score.add_argument("--models", nargs="+", metavar="NAME=COST",
+                       help="score every prompt against these models (mf, sw_ranking): a score_<router>_<model> "
+                            "column per model, on one logit scale")
+    rule = score.add_mutually_exclusive_group()
+    rule.add_argument("--threshold", type=float, help="with --models: also write the model the N-model threshold "
+                                                      "rule chooses (model_<router>)")
+    rule.add_argument("--cost-weight", type=float, help="with --models: also write the model the cost-aware rule "
+                                                        "with this lambda >= 0 chooses (model_<router>)")
     _add_router_args(score)
     score.set_defaults(func=_score)
 
-    calibrate = sub.add_parser("calibrate", help="the threshold for a share of strong-model calls")
-    calibrate.add_argument("--strong-model-pct", type=float, required=True, help="any share in [0, 1]")
+    calibrate = sub.add_parser("calibrate", help="the threshold for a share of strong-model calls, or among many "
+                                                 "models the threshold or cost weight for a target average cost")
+    target = calibrate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--strong-model-pct", type=float, help="any share in [0, 1]")
+    target.add_argument("--target-cost", type=float,
+                        help="with --models: the average cost per prompt (in the units of the models' costs) to "
+                             "spend at most, as close as the rule allows")
+    calibrate.add_argument("--models", nargs="+", metavar="NAME=COST", help="calibrate the N-model rule among these")
+    calibrate.add_argument("--rule", choices=["threshold", "cost"], default="threshold",
+                           help="with --models: calibrate the threshold rule (router-<name>-<t>, default) or the "
+                                "cost weight (router-<name>-cost-<lambda>)")
     calibrate.add_argument("--prompts", help="jsonl/csv/parquet with a 'prompt' column (default: the 805 bundled "
                                              "sample prompts, whose win rates the shipped routers record)")
     _add_router_args(calibrate)
@@ -507,6 +598,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--int8", action="store_true", help="int8 MatMul weights (dynamic quantisation, per channel)")
     export.add_argument("--num-labels", type=int, default=3)
     export.set_defaults(func=_export_bert)
+
+    causal = sub.add_parser("export-causal", help="convert a Hugging Face Llama classifier (RouteLLM's causal_llm "
+                            "layout) for the causal_llm router (needs torch, transformers, onnx: the 'export' extra)")
+    causal.add_argument("hf_dir", type=Path, help="config.json + weights + tokenizer files + system_ft_v5.txt + "
+                                                  "classifier_ft_v5.txt")
+    causal.add_argument("out_dir", type=Path, help="written: model.onnx, tokenizer.json, the message files, "
+                                                   "routellm_fast_causal.json")
+    weights = causal.add_mutually_exclusive_group()
+    weights.add_argument("--int8", action="store_true", help="int8 MatMul weights (dynamic quantisation, per channel)")
+    weights.add_argument("--int4", action="store_true", help="4-bit MatMul weights in blocks of 32 (MatMulNBits; "
+                                                             "needs onnx-ir)")
+    causal.add_argument("--tokenizer", type=Path, help="the base model's tokenizer directory, where RouteLLM loads it "
+                                                       "from model_id (default: hf_dir)")
+    causal.set_defaults(func=_export_causal)
     return parser
 
 

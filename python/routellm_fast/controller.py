@@ -29,6 +29,7 @@ from .policy import (
     OnlineThreshold,
     RoutingError,
     calibrate_threshold,
+    check_models,
     check_route,
     choose_models,
     is_strong,
@@ -116,11 +117,7 @@ class Controller:
                 )
         self.models: dict[str, float] | None = None
         if models is not None:
-            if not isinstance(models, Mapping) or len(models) < 2:
-                raise RoutingError("models must map at least two model names to their costs")
-            self.models = {str(k): float(v) for k, v in models.items()}
-            if not all(np.isfinite(c) and c >= 0 for c in self.models.values()):
-                raise RoutingError(f"model costs must be finite and >= 0, got {self.models}")
+            self.models = check_models(models)
             for name, router in self.routers.items():  # every model known to every router, before any request
                 try:
                     router.score_models_embeddings(np.zeros((0, router.embedding_dim), np.float32), list(self.models))

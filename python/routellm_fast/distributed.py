@@ -84,6 +84,8 @@ class RouterScorer:
         embedder: str = "minilm",
         prompt_column: str = "prompt",
         threads: int | None = None,
+        models: Mapping[str, float] | None = None,
+        rule: Any = None,
     ) -> None:
         import routellm_fast as rf
 
@@ -103,16 +105,17 @@ class RouterScorer:
             if hasattr(router, "embedding_model"):  # embedding routers: load the embedder now, once
                 _cap_threads(router.embedder, self.threads)
         self.prompt_column = prompt_column
+        self.models, self.rule = (dict(models) if models is not None else None), rule
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
+        from .policy import score_columns
         from .tables import column
 
         prompts = column(batch, self.prompt_column, "the dataset")
-        for name, router in self.routers.items():
-            scores = router.score(prompts)
-            batch = batch.append_column(f"win_rate_{name}", pa.array(scores, pa.float64()))
+        for name, values in score_columns(self.routers, prompts, self.models, self.rule).items():
+            batch = batch.append_column(name, pa.array(values))
         return batch
 
 
@@ -154,6 +157,8 @@ def score_dataset(
     concurrency: int | None = None,
     num_cpus_per_actor: float = 1,
     num_gpus_per_actor: float = 0,
+    models: Mapping[str, float] | None = None,
+    rule: Any = None,
 ) -> Any:
     """``ds`` with a float64 ``win_rate_<router>`` column per router, scored on Ray (lazily: the
     returned ``ray.data.Dataset`` runs when it is consumed or written), rows in input order.
@@ -174,6 +179,11 @@ def score_dataset(
     bert with ``{"bert": {"device": "cuda", ...}}`` in ``config``). Each actor scores ``batch_size``
     rows per ``router.score`` call.
 
+    ``models`` (``{name: cost}``) scores every prompt against those models instead (mf and
+    sw_ranking): a float64 ``score_<router>_<model>`` column per model and, with ``rule`` (a
+    threshold in [0, 1] or a :class:`~routellm_fast.policy.CostWeight`), the chosen model in
+    ``model_<router>`` (:func:`routellm_fast.policy.score_columns`, as ``routellm-fast score --models``).
+
     The returned dataset's context keeps the input order (``execution_options.preserve_order``).
     Ray must be installed (the ``ray`` extra); it is started (``ray.init()``) if it is not yet.
     """
@@ -188,6 +198,14 @@ def score_dataset(
                                     or concurrency < 1):
         raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
     spec, config = _check_routers(routers, config, embedder)
+    if models is not None:
+        from .policy import CostWeight, check_models, check_threshold_value
+
+        models = check_models(models)
+        if rule is not None and not isinstance(rule, CostWeight):
+            check_threshold_value(rule)
+    elif rule is not None:
+        raise ValueError("rule chooses among models: give models={name: cost, ...} with it")
     schema = ds.schema(fetch_if_missing=False)
     if schema is not None and prompt_column not in schema.names:
         raise ValueError(f"the dataset has no column {prompt_column!r} (columns: {', '.join(schema.names)})")
@@ -203,7 +221,7 @@ def score_dataset(
         batch_size=batch_size,
         batch_format="pyarrow",
         compute=pool,
-        fn_constructor_args=(spec, strong_model, weak_model, config, embedder, prompt_column),
+        fn_constructor_args=(spec, strong_model, weak_model, config, embedder, prompt_column, None, models, rule),
         num_cpus=num_cpus_per_actor,
         num_gpus=num_gpus_per_actor or None,
         zero_copy_batch=True,

@@ -42,6 +42,7 @@ __all__ = [
     "RoutingError",
     "calibrate_models",
     "calibrate_threshold",
+    "check_models",
     "check_route",
     "choose",
     "choose_models",
@@ -50,6 +51,7 @@ __all__ = [
     "parse_model_name",
     "recorded_win_rates",
     "sample_win_rates",
+    "score_columns",
     "share_threshold",
 ]
 
@@ -347,6 +349,19 @@ def choose_models(scores: Any, costs: Any, rule: float | CostWeight) -> np.ndarr
     return order[np.argmax(qualifies, axis=1)]
 
 
+def check_models(models: Any) -> dict[str, float]:
+    """``{name: cost}`` of at least two models, each cost finite and >= 0."""
+    if not isinstance(models, Mapping) or len(models) < 2:
+        raise RoutingError("models must map at least two model names to their costs")
+    try:
+        checked = {str(k): float(v) for k, v in models.items()}
+    except (TypeError, ValueError):
+        raise RoutingError(f"model costs must be numbers, got {dict(models)}") from None
+    if not all(math.isfinite(c) and c >= 0 for c in checked.values()):
+        raise RoutingError(f"model costs must be finite and >= 0, got {checked}")
+    return checked
+
+
 def check_threshold_value(threshold: Any) -> float:
     """A threshold of the N-model rule: a number in [0, 1]."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
@@ -389,3 +404,24 @@ def calibrate_models(scores: Any, costs: Any, target_cost: float, rule: str = "t
         else:
             hi = mid
     return make(hi)
+
+
+def score_columns(routers: Mapping[str, Any], prompts: Sequence[str], models: Mapping[str, float] | None = None,
+                  rule: float | CostWeight | None = None) -> dict[str, np.ndarray]:
+    """The columns ``routellm-fast score`` adds for a batch of ``prompts``, per router (by name):
+    ``win_rate_<router>`` (float64, the strong model's win rate); or, with ``models`` (``{name:
+    cost}``), ``score_<router>_<model>`` per model (float64, one logit scale: ``score_models``) and,
+    with a ``rule`` (a threshold or :class:`CostWeight`), the chosen model in ``model_<router>``."""
+    columns: dict[str, np.ndarray] = {}
+    for name, router in routers.items():
+        if models is None:
+            columns[f"win_rate_{name}"] = np.asarray(router.score(prompts), dtype=np.float64)
+            continue
+        names = list(models)
+        scores = np.asarray(router.score_models(prompts, names), dtype=np.float64).reshape(len(prompts), len(names))
+        for j, model in enumerate(names):
+            columns[f"score_{name}_{model}"] = scores[:, j]
+        if rule is not None:
+            picks = choose_models(scores, list(models.values()), rule)
+            columns[f"model_{name}"] = np.asarray(names, dtype=object)[picks]
+    return columns

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["EXECUTION_PROVIDERS", "available_cpus", "encoder_feed", "onnx_session", "token_ids"]
+__all__ = ["EXECUTION_PROVIDERS", "available_cpus", "encoder_feed", "length_batches", "onnx_session", "token_ids"]
 
 #: Device names accepted by :func:`onnx_session` and the execution providers they ask for, in order.
 EXECUTION_PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -101,3 +101,20 @@ def token_ids(tokenizer: Any, prompts: Sequence[str], add_special_tokens: bool =
         except UnicodeEncodeError:
             raise ValueError(f"prompt {i} is not valid Unicode (it contains a lone surrogate)") from None
     return [e.ids for e in tokenizer.encode_batch(prompts, add_special_tokens=add_special_tokens)]
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, tokens_per_batch: int) -> list[list[int]]:
+    """Indices of prompts grouped into batches of similar length, so that short prompts never pay
+    for long ones: sorted by length, each batch grows until it holds ``batch_size`` prompts or its
+    padded size (prompts x its longest) would pass ``tokens_per_batch`` (a longer prompt alone
+    makes a batch of one)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, start = [], 0
+    while start < len(order):
+        stop = start + 1
+        while (stop < len(order) and stop - start < batch_size
+               and (stop - start + 1) * lengths[order[stop]] <= tokens_per_batch):
+            stop += 1
+        batches.append(order[start:stop])
+        start = stop
+    return batches

@@ -13,12 +13,14 @@ from .base import (
     unknown_router,
 )
 from .bert import BERTRouter
+from .causal_llm import CausalLLMRouter
 from .mf import ROUTELLM_EMBEDDING_MODEL, MatrixFactorizationRouter
 from .random import RandomRouter
 from .sw_ranking import SWRankingRouter
 
 __all__ = [
     "BERTRouter",
+    "CausalLLMRouter",
     "NAME_TO_CLS",
     "NOT_IMPLEMENTED",
     "ROUTELLM_EMBEDDING_MODEL",

@@ -39,9 +39,7 @@ NAME_TO_CLS: dict[type[Router], str] = {}
 R = TypeVar("R", bound="type[Router]")
 
 #: RouteLLM's routers that routellm_fast does not implement yet, and what they need there.
-NOT_IMPLEMENTED: dict[str, str] = {
-    "causal_llm": "a Llama-3-8B classifier (checkpoint routellm/causal_llm_gpt4_augmented) run with torch on a GPU",
-}
+NOT_IMPLEMENTED: dict[str, str] = {}
 
 
 def unknown_router(name: object) -> str:

@@ -16,7 +16,13 @@ import numpy as np
 
 from .._validation import check_prompts
 from ..hub import cached_hub_snapshot, is_hub_name, warn_shipped_instead
-from ..runtime import available_cpus, encoder_feed, onnx_session, token_ids
+from ..runtime import (
+    available_cpus,
+    encoder_feed,
+    length_batches,
+    onnx_session,
+    token_ids,
+)
 from .base import Router, fingerprint, prompt_keys, register
 
 __all__ = ["BERT_CACHE_ENV", "BERTRouter"]
@@ -185,15 +191,7 @@ class BERTRouter(Router):
             session = self._wide_session() if len(ids[0]) >= self.wide_tokens and self.threads > 1 else self._session
             out[0] = self._run(ids, session)[0]
             return out
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
-        batches, start = [], 0
-        while start < len(order):  # grow a batch until it holds batch_size prompts or the token budget
-            stop = start + 1
-            while (stop < len(order) and stop - start < self.batch_size
-                   and (stop - start + 1) * len(ids[order[stop]]) <= _TOKENS_PER_BATCH):
-                stop += 1
-            batches.append(order[start:stop])
-            start = stop
+        batches = length_batches([len(x) for x in ids], self.batch_size, _TOKENS_PER_BATCH)
 
         def run(batch: list[int]) -> None:
             out[batch] = self._run([ids[i] for i in batch], self._session)
