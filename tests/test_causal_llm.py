@@ -83,6 +83,12 @@ def test_over_long_prompts_are_refused_as_routellm_does_not_truncate(router):
         router.score(["hi", PROMPTS[long[0]]])
     with pytest.raises(ValueError, match="takes at most"):
         router.score(["word " * 250_000])  # 1 MB
+    lenient = CausalLLMRouter(str(FIXTURE / "fp32"), long_prompts="strong")
+    got = lenient.score(["hi", PROMPTS[long[0]], "word " * 250_000, PROMPTS[0]])
+    assert got[1] == got[2] == 1.0
+    np.testing.assert_allclose(got[[0, 3]], router.score(["hi", PROMPTS[0]]), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="long_prompts must be"):
+        CausalLLMRouter(str(FIXTURE / "fp32"), long_prompts="truncate")
 
 
 @pytest.mark.parametrize(("kind", "median", "agree"), [("int8", 0.01, 0.85), ("int4", 0.05, 0.7)])

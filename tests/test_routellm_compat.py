@@ -126,6 +126,24 @@ def test_routellm_program_with_no_config_and_no_key_runs_offline():
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]
 
 
+@needs_routellm
+def test_patched_routellm_builds_our_causal_router():
+    fixture = Path(__file__).parent / "fixtures" / "causal" / "fp32"
+    result = run_python(f"""
+        import routellm_fast
+        routellm_fast.patch_routellm()
+        from routellm.controller import Controller
+        ctl = Controller(routers=["causal_llm"], strong_model="gpt-4-1106-preview",
+                         weak_model="mixtral-8x7b-instruct-v0.1", config={{"causal_llm": {{"checkpoint_path": "{fixture}"}}}})
+        router = ctl.routers["causal_llm"]
+        assert isinstance(router, routellm_fast.CausalLLMRouter)
+        win = routellm_fast.CausalLLMRouter("{fixture}").calculate_strong_win_rate("What is 2+2?")
+        assert ctl.route("What is 2+2?", "causal_llm", 0.5) == ("gpt-4-1106-preview" if win >= 0.5 else "mixtral-8x7b-instruct-v0.1")
+        print("OK")
+    """)
+    assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]
+
+
 #: RouteLLM's MT Bench files, from the bundled copy, where its evaluation script reads them; then
 #: `python -m routellm.evals.evaluate` on the patched routers, with RouteLLM's default config.
 _EVALUATE = """

@@ -100,8 +100,11 @@ class CausalLLMRouter(Router):
     Decoding stops as soon as a prompt's score token (or end of sequence) comes: what RouteLLM
     generates after it does not change the win rate. ``score(prompts)`` decodes prompts of similar
     length together (left padding, a cache per batch, finished prompts leave the batch); a win rate
-    depends on its batch only by float rounding (~1e-6). Prompts longer than the model's context
-    (minus ``max_new_tokens``) raise ValueError: RouteLLM does not truncate them either.
+    depends on its batch only by float rounding (~1e-6). A prompt longer than the model's context
+    (less ``max_new_tokens``) raises ValueError (RouteLLM does not truncate either; it runs the model
+    past its trained positions, which on the CPU would take memory quadratic in the length); with
+    ``long_prompts="strong"`` it goes to the strong model (win rate 1), as RouteLLM sends every
+    prompt its classifier gives no score for.
     """
 
     NO_PARALLEL = True  # each call already uses every core
@@ -121,6 +124,7 @@ class CausalLLMRouter(Router):
         threads: int | None = None,
         batch_size: int = 8,
         max_new_tokens: int = 6,
+        long_prompts: str = "error",
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -136,6 +140,8 @@ class CausalLLMRouter(Router):
         if isinstance(score_threshold, bool) or not isinstance(score_threshold, int) or not 1 <= score_threshold <= num_outputs:
             raise ValueError(f"score_threshold must be an integer in [1, {num_outputs}], got {score_threshold!r}")
         batch_size = _positive_int("batch_size", batch_size)
+        if long_prompts not in ("error", "strong"):
+            raise ValueError(f"long_prompts must be 'error' or 'strong', got {long_prompts!r}")
         max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
         if is_hub_name(checkpoint_path):
             snapshot = cached_hub_snapshot(str(checkpoint_path), required=("config.json", *_MESSAGE_FILES))
@@ -154,13 +160,14 @@ class CausalLLMRouter(Router):
             path = _convert_hf(path, quantize)
         self.path = path.absolute()
         self._settings = (score_threshold, special_tokens, num_outputs, model_type, model_id,
-                          quantize, device, threads, batch_size, max_new_tokens)
+                          quantize, device, threads, batch_size, max_new_tokens, long_prompts)
         meta = self._metadata(path)
         if meta.get("special_tokens") != special_tokens:
             raise ValueError(f"{path} was exported with score tokens {meta.get('special_tokens')!r}, not {special_tokens!r}")
         self.metadata = meta
         self.score_threshold, self.num_outputs, self.model_id = score_threshold, num_outputs, model_id
         self.max_new_tokens, self.batch_size, self.device = max_new_tokens, batch_size, device
+        self.long_prompts = long_prompts
         self.threads = threads or available_cpus()
         self.orig_vocab_size: int = meta["orig_vocab_size"]
         self.eos_token_ids = frozenset(meta["eos_token_ids"])
@@ -206,7 +213,8 @@ class CausalLLMRouter(Router):
                 with open(f, "rb") as fh:
                     for block in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023
                         digest.update(block)
-        self.fingerprint = fingerprint("causal_llm", digest.hexdigest(), score_threshold, max_new_tokens, model_id)
+        self.fingerprint = fingerprint("causal_llm", digest.hexdigest(), score_threshold, max_new_tokens, model_id,
+                                       long_prompts)
 
     @staticmethod
     def _metadata(path: Path) -> dict:
@@ -241,23 +249,31 @@ class CausalLLMRouter(Router):
 
     def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt's classifier text, as RouteLLM's tokenizer makes them (with the
-        beginning-of-text token); a prompt past the model's context is a ValueError."""
+        beginning-of-text token). A prompt past the model's context is a ValueError, or, with
+        ``long_prompts="strong"``, an empty list (the prompt is not decoded)."""
         prompts = check_prompts(prompts)
         ids = token_ids(self._tokenizer, [self.prompt_text(p) for p in prompts])
         for i, x in enumerate(ids):
             if len(x) > self.max_prompt_tokens:
+                if self.long_prompts == "strong":
+                    ids[i] = []
+                    continue
                 raise ValueError(f"prompt {i} is {len(x)} tokens in the classifier's template; this model takes at "
                                  f"most {self.max_prompt_tokens} ({self.metadata['max_positions']} positions less "
-                                 f"{self.max_new_tokens} new tokens)")
+                                 f"{self.max_new_tokens} new tokens); long_prompts='strong' routes such prompts "
+                                 "to the strong model")
         return ids
 
     def classify(self, prompts: Sequence[str]) -> list[ScoreStep | None]:
         """For each prompt, where greedy decoding first produced a score token and the score tokens'
-        logits there, or None when it produced none."""
+        logits there, or None when it produced none (or, with ``long_prompts="strong"``, the prompt
+        was past the context)."""
         ids = self.tokenize(prompts)
         out: list[ScoreStep | None] = [None] * len(ids)
-        for batch in length_batches([len(x) for x in ids], self.batch_size, _TOKENS_PER_BATCH):
-            for i, step in zip(batch, self._decode([ids[i] for i in batch])):
+        todo = [i for i, x in enumerate(ids) if x]
+        for batch in length_batches([len(ids[i]) for i in todo], self.batch_size, _TOKENS_PER_BATCH):
+            rows = [todo[k] for k in batch]
+            for i, step in zip(rows, self._decode([ids[i] for i in rows])):
                 out[i] = step
         return out
 
@@ -317,7 +333,7 @@ class CausalLLMRouter(Router):
 
 def _rebuild(path: str, score_threshold: int, special_tokens: list[str], num_outputs: int, model_type: str,
              model_id: str, quantize: str | None, device: str, threads: int | None, batch_size: int,
-             max_new_tokens: int) -> CausalLLMRouter:
+             max_new_tokens: int, long_prompts: str) -> CausalLLMRouter:
     return CausalLLMRouter(path, score_threshold, special_tokens, num_outputs, model_type, model_id,
                            quantize=quantize, device=device, threads=threads, batch_size=batch_size,
-                           max_new_tokens=max_new_tokens)
+                           max_new_tokens=max_new_tokens, long_prompts=long_prompts)
