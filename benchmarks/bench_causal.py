@@ -122,7 +122,8 @@ def main() -> None:
             reference, restore = routellm_router(hf, base)
             ref_ms, ref_win = {}, {}
             for n, prompt in prompts.items():
-                seconds, ref_win[n] = timed(lambda p=prompt: reference.calculate_strong_win_rate(p), args.reference_repeats)
+                seconds, ref_win[n] = timed(lambda p=prompt, r=reference: r.calculate_strong_win_rate(p),
+                                            args.reference_repeats)
                 ref_ms[n] = seconds * 1e3
             restore()
             del reference
