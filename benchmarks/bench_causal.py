@@ -10,13 +10,16 @@ output layer costs what it costs in RouteLLM's 8B router). Llama-3-8B itself (32
 not fit this machine's memory to export. The prompt text is tokenised by the fixture's small
 Llama-3-layout tokenizer (the real one is gated), so the classifier's template is ~110 tokens.
 
-Random weights rarely produce a score token, so both sides decode all 6 new tokens: the worst case
-for ours, which stops at the first score token (a trained router answers at step 0). RouteLLM loads
-its model with ``use_cache=False``, so each of its 6 steps runs the whole sequence. Per-decision
-medians, one prompt per call, "batched" = ``score`` over 8 prompts / 8. Needs torch, transformers,
-onnx, onnx-ir and routellm==0.2.0::
+A trained router answers with its score token first; random weights rarely produce one. So that
+the checkpoints answer as a trained one does, the score tokens' output rows are scaled by
+``--score-rows-scale`` (default 8: the first new token is a score token); with 1 (the plain random
+init) no score token comes and ours decodes all 6 new tokens, its worst case. Ours stops at the first
+score token; RouteLLM generates up to 6 tokens whatever they are, and loads its model with
+``use_cache=False``, so each of its steps runs the whole sequence. Per-decision medians, one prompt
+per call, "batched" = ``score`` over 8 prompts / 8; "steps" is the mean number of decoding steps ours
+ran. Needs torch, transformers, onnx, onnx-ir and routellm==0.2.0::
 
-    python benchmarks/bench_causal.py [--sizes tiny 160m 1b] [--repeats 5] [--threads N]
+    python benchmarks/bench_causal.py [--sizes tiny 160m 1b] [--score-rows-scale 8] [--repeats 5] [--threads N]
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def build(size: str, tokenizer, out: Path) -> int:
+def build(size: str, tokenizer, out: Path, score_rows_scale: float) -> int:
     """A random-weight checkpoint of ``size`` in RouteLLM's layout; returns its parameter count."""
     import torch
     from make_causal_fixture import CLASSIFIER, SPECIALS, SYSTEM
@@ -73,6 +76,8 @@ def build(size: str, tokenizer, out: Path) -> int:
     torch.manual_seed(0)
     with torch.device("cpu"):
         model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight[vocab - 5:] *= score_rows_scale
     model.save_pretrained(out)
     GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=[eos, eot]).save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -90,6 +95,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reference-repeats", type=int, default=2, help="RouteLLM decisions timed per prompt")
     parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: all CPUs)")
+    parser.add_argument("--score-rows-scale", type=float, default=8.0,
+                        help="scale of the score tokens' output rows: 8 answers at step 0 as a trained router, "
+                             "1 is the plain random init (no score token: all 6 steps)")
     args = parser.parse_args()
 
     import torch
@@ -104,9 +112,10 @@ def main() -> None:
     prompts = {n: " ".join(words[i % len(words)] for i in range(n)) for n in (20, 200)}
     batch = [" ".join(words[(i + k) % len(words)] for i in range(20 + 3 * k)) for k in range(8)]
     print(f"threads={threads}, torch {torch.__version__}")
-    print("| size | params | weights | prompt tokens | RouteLLM torch fp32 (ms) | ours (ms) | speed-up | "
+    print(f"score rows scaled by {args.score_rows_scale:g}")
+    print("| size | params | weights | prompt tokens | steps | RouteLLM torch fp32 (ms) | ours (ms) | speed-up | "
           "batched, per prompt (ms) | export (s) | win-rate diff vs RouteLLM |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             # The fixture's tokenizer, its vocabulary padded with reserved special tokens to Llama-3's
@@ -118,7 +127,7 @@ def main() -> None:
                 tokenizer.add_tokens([f"<|reserved_special_token_{k}|>" for k in reserved], special_tokens=True)
                 tokenizer.save_pretrained(base)
             hf = Path(tmp) / size
-            params = build(size, tokenizer, hf)
+            params = build(size, tokenizer, hf, args.score_rows_scale)
             reference, restore = routellm_router(hf, base)
             ref_ms, ref_win = {}, {}
             for n, prompt in prompts.items():
@@ -138,7 +147,9 @@ def main() -> None:
                 for n, prompt in prompts.items():
                     seconds, win = timed(lambda p=prompt, r=ours: r.calculate_strong_win_rate(p), args.repeats)
                     tokens = len(ours.tokenize([prompt])[0])
-                    print(f"| {size} | {params / 1e6:,.0f}M | {quantize or 'fp32'} | {tokens} | {ref_ms[n]:,.1f} | "
+                    step = ours.classify([prompt])[0]
+                    steps = ours.max_new_tokens if step is None else step.step + 1
+                    print(f"| {size} | {params / 1e6:,.0f}M | {quantize or 'fp32'} | {tokens} | {steps} | {ref_ms[n]:,.1f} | "
                           f"{seconds * 1e3:,.1f} | {ref_ms[n] / (seconds * 1e3):.1f}x | "
                           f"{batch_s * 1e3 / len(batch):,.1f} | {export_s:.0f} | {abs(win - ref_win[n]):.1e} |",
                           flush=True)
