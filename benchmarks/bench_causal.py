@@ -14,8 +14,8 @@ A trained router answers with its score token first; random weights rarely produ
 the checkpoints answer as a trained one does, the score tokens' output rows are scaled by
 ``--score-rows-scale`` (default 8: the first new token is a score token); with 1 (the plain random
 init) no score token comes and ours decodes all 6 new tokens, its worst case. Ours stops at the first
-score token; RouteLLM generates up to 6 tokens whatever they are, and loads its model with
-``use_cache=False``, so each of its steps runs the whole sequence. Per-decision medians, one prompt
+score token; RouteLLM generates 6 tokens whatever they are (with transformers 5, ``generate`` keeps
+a key/value cache although RouteLLM loads the model with ``use_cache=False``). Per-decision medians, one prompt
 per call, "batched" = ``score`` over 8 prompts / 8; "steps" is the mean number of decoding steps ours
 ran. Needs torch, transformers, onnx, onnx-ir and routellm==0.2.0::
 
