@@ -221,15 +221,29 @@ def test_fused_graph_keeps_parity(tmp_path):
     np.testing.assert_allclose(router.score(PROMPTS), rf.BERTRouter(FIXTURE).score(PROMPTS), rtol=0, atol=1e-5)
 
 
-def test_shipped_bert_is_fused_and_int8_stored():
-    """The shipped router's graph is fused (one Attention per layer) with its weights still stored as int8."""
+def test_shipped_bert_is_fused_and_computes_in_int8():
+    """The shipped router's graph is fused (one attention node per layer) and its matrix products run
+    in int8 (QAttention, MatMulInteger), the embedding tables stored as int8."""
     onnx = pytest.importorskip("onnx")
-    from routellm_fast.shipped import DEFAULT_BERT
+    from routellm_fast.shipped import DEFAULT_BERT, default_bert_router
 
     model = onnx.load(str(DEFAULT_BERT / "model.onnx"))
     ops = [n.op_type for n in model.graph.node]
-    assert ops.count("Attention") == 6 and ops.count("SkipLayerNormalization") == 12 and "Softmax" not in ops
-    assert sum(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer) == 26
+    assert ops.count("QAttention") == 6 and ops.count("SkipLayerNormalization") == 12 and "Softmax" not in ops
+    assert ops.count("MatMulInteger") == 20 and "MatMul" not in ops and "Attention" not in ops
+    assert sum(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer) == 54
+    assert default_bert_router().per_prompt  # activation scales are per tensor: one prompt per run
+
+
+def test_int8_win_rates_do_not_depend_on_the_batch():
+    """A model quantising its activations at run time scores each prompt on its own: its win rates
+    are the same alone, in any batch and in any order."""
+    from routellm_fast.shipped import default_bert_router
+
+    router = default_bert_router()
+    alone = np.array([router.calculate_strong_win_rate(p) for p in PROMPTS])
+    np.testing.assert_allclose(router.score(PROMPTS), alone, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(router.score(PROMPTS[::-1])[::-1], alone, rtol=0, atol=1e-6)
 
 
 def test_shipped_bert_calibration_is_its_own():

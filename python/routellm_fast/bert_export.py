@@ -93,7 +93,7 @@ def export_bert(
             quantize_bert(onnx_path, onnx_path)
         os.replace(onnx_path, out_dir / "model.onnx")
     tokenizer.backend_tokenizer.save(str(out_dir / "tokenizer.json"))
-    write_metadata(out_dir, num_labels=num_labels, max_length=max_length, int8=int8,
+    write_metadata(out_dir, num_labels=num_labels, max_length=max_length, int8=int8, dynamic_quantization=int8,
                    source=str(hf_dir.absolute()), model_type=config.model_type, fused=True)
     return out_dir
 

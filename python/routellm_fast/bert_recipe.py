@@ -15,7 +15,9 @@ rates on the bundled sample prompts as its calibration (:func:`routellm_fast.rec
 
 The shipped router (:func:`build_default_bert`, the default of ``main``): the int8 all-MiniLM-L6-v2
 of the default embedder, frozen, with mean pooling and an MLP head trained on its embeddings
-(:class:`HeadConfig`), composed into one ONNX classifier with BERTRouter's inputs and outputs::
+(:class:`HeadConfig`), composed into one ONNX classifier with BERTRouter's inputs and outputs, its
+matrix products then run in int8 (:func:`quantize_default_bert`: 2.5x faster on one thread, the same
+APGR)::
 
     python -m routellm_fast.bert_recipe --data-dir ../shared/data [--embedding-cache emb.npz]
 
@@ -31,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -269,12 +272,19 @@ def main(argv=None) -> int:
     parser.add_argument("--fp32", action="store_true", help="ship float32 weights (default: int8)")
     parser.add_argument("--fuse-only", action="store_true",
                         help="only fuse the graph of the router in --out (onnx, sympy) and record its calibration again")
+    parser.add_argument("--quantize-only", action="store_true",
+                        help="only make the router in --out compute in int8 and record its calibration again")
     args = parser.parse_args(argv)
     if args.fuse_only:
         print(json.dumps(fuse_default_bert(args.out)))
         return 0
-    if args.base is None:  # the shipped router: a head on the frozen default embedder
+    if args.quantize_only:
+        print(json.dumps(quantize_default_bert(args.out)))
+        return 0
+    if args.base is None:  # the shipped router: a head on the frozen default embedder, computing in int8
         summary = build_default_bert(args.data_dir, args.out, HeadConfig(**args.config), args.embedding_cache)
+        summary["int8_compute"] = quantize_default_bert(args.out)
+        (args.out / "training_report.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary["held_out_accuracy"]))
         return 0
     config = BertTrainConfig(**args.config)
@@ -419,6 +429,37 @@ def fuse_default_bert(out_dir: Path) -> dict:
     recalibrate(out_dir, router)
     after = np.asarray(json.loads((out_dir / "routellm_fast_bert.json").read_text())["calibration"]["win_rates"])
     return {"fused": fused, "max_win_rate_change": float(np.abs(after - before).max())}
+
+
+def quantize_default_bert(out_dir: Path) -> dict:
+    """Run the shipped router's matrix products in int8, in place: its int8-stored weights are
+    unfolded, every MatMul and fused ``Attention`` quantised dynamically per channel
+    (:func:`~routellm_fast.bert_export.quantize_bert`), the embedding tables stored as int8 again;
+    its calibration is recorded again. Returns the largest and mean change of a win rate on the
+    bundled sample prompts."""
+    import onnx
+
+    from .bert_export import _fold_int8_weights, _store_int8_weights, quantize_bert
+    from .routers.bert import BERTRouter
+
+    meta_path = out_dir / "routellm_fast_bert.json"
+    meta = json.loads(meta_path.read_text())
+    before = np.asarray(meta["calibration"]["win_rates"])
+    model = onnx.load(str(out_dir / "model.onnx"))
+    _fold_int8_weights(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx.save(model, f"{tmp}/folded.onnx")
+        quantize_bert(f"{tmp}/folded.onnx", f"{tmp}/int8.onnx")
+        quantized = onnx.load(f"{tmp}/int8.onnx")
+    stored = _store_int8_weights(quantized)
+    onnx.save(quantized, str(out_dir / "model.onnx"))
+    meta["dynamic_quantization"] = True
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    recalibrate(out_dir, BERTRouter(out_dir))
+    after = np.asarray(json.loads(meta_path.read_text())["calibration"]["win_rates"])
+    change = np.abs(after - before)
+    return {"int8_stored_tables": stored, "max_win_rate_change": float(change.max()),
+            "mean_win_rate_change": float(change.mean())}
 
 
 def build_default_bert(data_dir: Path, out_dir: Path, config: HeadConfig | None = None,

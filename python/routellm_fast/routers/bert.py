@@ -75,7 +75,8 @@ class BERTRouter(Router):
 
     ``score(prompts)`` sorts prompts by length and pads each batch only to its longest prompt, so a
     win rate does not depend on the batch (to ~1e-7); batches run on ``threads`` workers (default:
-    the CPUs this process may use). One short prompt runs on one thread; one long prompt on all
+    the CPUs this process may use). A model whose activations are quantised at run time (``--int8``,
+    the shipped router) scores each prompt on its own, since the quantisation scale is per tensor. One short prompt runs on one thread; one long prompt on all
     (``wide_tokens``: 48 tokens for the shipped MiniLM router, fewer for bigger models).
     """
 
@@ -125,6 +126,9 @@ class BERTRouter(Router):
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
             raise ValueError(f"{path / _METADATA_FILE}: max_length must be an integer >= 2, got {max_length!r}")
         self.metadata, self.max_length, self.num_labels = meta, max_length, num_labels
+        # Activations quantised at run time share one scale per tensor, so a prompt's win rate would
+        # depend on its batchmates (and their padding): such models score each prompt on its own.
+        self.per_prompt = bool(meta.get("dynamic_quantization", meta.get("int8")))
         self.calibration = meta.get("calibration")
         self.device, self.batch_size = device, batch_size
         self.threads = threads or available_cpus()
@@ -191,7 +195,7 @@ class BERTRouter(Router):
             session = self._wide_session() if len(ids[0]) >= self.wide_tokens and self.threads > 1 else self._session
             out[0] = self._run(ids, session)[0]
             return out
-        batches = length_batches([len(x) for x in ids], self.batch_size, _TOKENS_PER_BATCH)
+        batches = length_batches([len(x) for x in ids], 1 if self.per_prompt else self.batch_size, _TOKENS_PER_BATCH)
 
         def run(batch: list[int]) -> None:
             out[batch] = self._run([ids[i] for i in batch], self._session)

@@ -100,7 +100,8 @@ class CausalLLMRouter(Router):
     Decoding stops as soon as a prompt's score token (or end of sequence) comes: what RouteLLM
     generates after it does not change the win rate. ``score(prompts)`` decodes prompts of similar
     length together (left padding, a cache per batch, finished prompts leave the batch); a win rate
-    depends on its batch only by float rounding (~1e-6). A prompt longer than the model's context
+    depends on its batch only by float rounding (~1e-6). int8 and int4 exports, whose activations are
+    quantised per tensor at run time, decode each prompt on its own. A prompt longer than the model's context
     (less ``max_new_tokens``) raises ValueError (RouteLLM does not truncate either; it runs the model
     past its trained positions, which on the CPU would take memory quadratic in the length); with
     ``long_prompts="strong"`` it goes to the strong model (win rate 1), as RouteLLM sends every
@@ -271,7 +272,10 @@ class CausalLLMRouter(Router):
         ids = self.tokenize(prompts)
         out: list[ScoreStep | None] = [None] * len(ids)
         todo = [i for i, x in enumerate(ids) if x]
-        for batch in length_batches([len(ids[i]) for i in todo], self.batch_size, _TOKENS_PER_BATCH):
+        # Quantised models quantise activations per tensor at run time: each prompt decodes on its own,
+        # so that its win rate does not depend on its batchmates.
+        batch_size = self.batch_size if self.metadata.get("quantize") is None else 1
+        for batch in length_batches([len(ids[i]) for i in todo], batch_size, _TOKENS_PER_BATCH):
             rows = [todo[k] for k in batch]
             for i, step in zip(rows, self._decode([ids[i] for i in rows])):
                 out[i] = step
