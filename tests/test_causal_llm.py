@@ -218,3 +218,22 @@ def test_export_matches_the_committed_router(tmp_path, monkeypatch):
     monkeypatch.setenv("ROUTELLM_FAST_CACHE", str(tmp_path / "cache"))
     hf_router = CausalLLMRouter(str(FIXTURE / "hf"))  # converted once into the cache
     np.testing.assert_allclose(hf_router.score(inside[:5]), committed.score(inside[:5]), rtol=0, atol=1e-6)
+
+
+def test_the_server_routes_with_it_over_the_openai_client():
+    """A real server (uvicorn on loopback) with the causal router, called by the openai client."""
+    import openai
+    from routellm_fast.server import create_app
+    from test_server import Running
+    from upstream import Upstream
+
+    config = {"causal_llm": {"checkpoint_path": str(FIXTURE / "fp32")}}
+    with Upstream() as up:
+        controller = rf.Controller(["causal_llm"], STRONG, WEAK, config=config, api_base=up.url, api_key="sk-up")
+        with Running(create_app(controller)) as server:
+            client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+            for prompt in PROMPTS[:4]:
+                want = controller.route(prompt, "causal_llm", 0.5)
+                reply = client.chat.completions.create(model="router-causal_llm-0.5",
+                                                       messages=[{"role": "user", "content": prompt}])
+                assert reply.model == want and up.requests[-1]["body"]["model"] == want
