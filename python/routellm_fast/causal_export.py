@@ -48,8 +48,8 @@ _SPECIAL_TOKENS = tuple(f"[[{i}]]" for i in range(1, 6))
 # Generation settings that would change greedy decoding's scores or stopping: refused.
 _UNSUPPORTED_GENERATION = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
                            "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
-                           "forced_bos_token_id": None, "forced_eos_token_id": None, "min_new_tokens": None,
-                           "sequence_bias": None, "renormalize_logits": False}
+                           "forced_bos_token_id": None, "forced_eos_token_id": None, "min_new_tokens": 0,
+                           "sequence_bias": None, "renormalize_logits": False, "min_length": 0}
 
 
 def _need_export_deps() -> tuple[Any, Any]:
@@ -159,7 +159,7 @@ def _eos_ids(transformers: Any, hf_dir: Path, config: Any) -> list[int]:
         generation = transformers.GenerationConfig.from_model_config(config)
     for field, neutral in _UNSUPPORTED_GENERATION.items():
         value = getattr(generation, field, neutral)
-        if value not in (neutral, None) and not (isinstance(value, (list, tuple)) and not value):
+        if value is not None and value != neutral and not (isinstance(value, (list, tuple)) and not value):
             raise ValueError(f"{hf_dir}: generation_config sets {field}={value!r}, which changes greedy decoding; "
                              "the causal router does not implement it")
     eos = generation.eos_token_id if generation.eos_token_id is not None else config.eos_token_id
