@@ -100,12 +100,13 @@ class CausalLLMRouter(Router):
     Decoding stops as soon as a prompt's score token (or end of sequence) comes: what RouteLLM
     generates after it does not change the win rate. ``score(prompts)`` decodes prompts of similar
     length together (left padding, a cache per batch, finished prompts leave the batch); a win rate
-    depends on its batch only by float rounding (~1e-6). int8 and int4 exports, whose activations are
-    quantised per tensor at run time, decode each prompt on its own. A prompt longer than the model's context
-    (less ``max_new_tokens``) raises ValueError (RouteLLM does not truncate either; it runs the model
-    past its trained positions, which on the CPU would take memory quadratic in the length); with
-    ``long_prompts="strong"`` it goes to the strong model (win rate 1), as RouteLLM sends every
-    prompt its classifier gives no score for.
+    depends on its batch only by float rounding (~1e-6). int8 and int4 exports, whose activations
+    are quantised per tensor at run time, decode each prompt on its own.
+
+    A prompt longer than the model's context (less ``max_new_tokens``) raises ValueError (RouteLLM
+    does not truncate either; it runs the model past its trained positions, which on the CPU would
+    take memory quadratic in the length); with ``long_prompts="strong"`` it goes to the strong
+    model (win rate 1), as RouteLLM sends every prompt its classifier gives no score for.
     """
 
     NO_PARALLEL = True  # each call already uses every core
