@@ -16,7 +16,6 @@ result needs none of them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +32,8 @@ BERT_FORMAT = 1
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _need_export_deps():
+def need_export_deps(command: str = "export-bert") -> tuple:
+    """torch and transformers, or an ImportError naming the ``export`` extra and ``command``."""
     try:
         import onnx  # noqa: F401  (torch's ONNX exporter needs it)
         import torch
@@ -41,7 +41,7 @@ def _need_export_deps():
     except ImportError as exc:
         raise ImportError(
             f"converting a Hugging Face checkpoint needs torch, transformers and onnx ({exc.name} is missing): "
-            'pip install "routellm_fast[export]", or load a directory made by `routellm-fast export-bert`'
+            'pip install "routellm_fast[export]", or load a directory made by `routellm-fast ' + command + '`'
         ) from None
     return torch, transformers
 
@@ -62,7 +62,7 @@ def export_bert(
     """Export ``hf_dir`` into ``out_dir`` (created; existing files replaced). The graph is fused
     (:func:`optimize_bert`, checked against the unfused one); with ``int8``, the weights of every
     MatMul are then quantised (:func:`quantize_bert`). Returns ``out_dir``."""
-    torch, transformers = _need_export_deps()
+    torch, transformers = need_export_deps()
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
     if not (hf_dir / "config.json").is_file():
         raise FileNotFoundError(f"{hf_dir} is not a Hugging Face model directory (no config.json)")
@@ -381,14 +381,3 @@ def _fuse_sdpa_attention(model, num_heads: int) -> int:
     wrapped.prune_graph()
     wrapped.topological_sort()
     return fused
-
-
-def hf_cache_key(hf_dir: Path, int8: bool) -> str:
-    """A key naming the conversion of ``hf_dir``: its files' names, sizes and modification times."""
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(f"{hf_dir.absolute()}|int8={int8}|format={BERT_FORMAT}".encode())
-    for f in sorted(hf_dir.iterdir()):
-        if f.is_file():
-            st = f.stat()
-            digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return digest.hexdigest()

@@ -25,7 +25,6 @@ the router needs none of them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -34,7 +33,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CAUSAL_FORMAT", "CAUSAL_METADATA_FILE", "MESSAGE_FILES", "export_causal", "hf_cache_key"]
+from .bert_export import need_export_deps
+
+__all__ = ["CAUSAL_FORMAT", "CAUSAL_METADATA_FILE", "MESSAGE_FILES", "export_causal"]
 
 #: The metadata file of an exported causal router directory.
 CAUSAL_METADATA_FILE = "routellm_fast_causal.json"
@@ -52,19 +53,6 @@ _UNSUPPORTED_GENERATION = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
                            "sequence_bias": None, "renormalize_logits": False, "min_length": 0}
 
 
-def _need_export_deps() -> tuple[Any, Any]:
-    try:
-        import onnx  # noqa: F401  (torch's ONNX exporter needs it)
-        import torch
-        import transformers
-    except ImportError as exc:
-        raise ImportError(
-            f"converting a Hugging Face checkpoint needs torch, transformers and onnx ({exc.name} is missing): "
-            'pip install "routellm_fast[export]", or load a directory made by `routellm-fast export-causal`'
-        ) from None
-    return torch, transformers
-
-
 def export_causal(
     hf_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -79,7 +67,7 @@ def export_causal(
     ``tokenizer_dir``: where the base tokenizer is (RouteLLM loads it from ``model_id``; default
     ``hf_dir``). ``quantize``: None (float32), ``"int8"`` or ``"int4"``. The graph is checked
     against transformers' logits (first step and one cached step) before quantisation."""
-    torch, transformers = _need_export_deps()
+    torch, transformers = need_export_deps("export-causal")
     if quantize not in (None, "int8", "int4"):
         raise ValueError(f"quantize must be None, 'int8' or 'int4', got {quantize!r}")
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
@@ -330,14 +318,3 @@ def _has_external_data(path: Path) -> bool:
 
     model = onnx.load(str(path), load_external_data=False)
     return any(uses_external_data(t) for t in model.graph.initializer)
-
-
-def hf_cache_key(hf_dir: Path, quantize: str | None) -> str:
-    """A key naming the conversion of ``hf_dir``: its files' names, sizes and modification times."""
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(f"{hf_dir.absolute()}|quantize={quantize}|format={CAUSAL_FORMAT}".encode())
-    for f in sorted(hf_dir.iterdir()):
-        if f.is_file():
-            st = f.stat()
-            digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return digest.hexdigest()

@@ -418,7 +418,7 @@ def score_columns(routers: Mapping[str, Any], prompts: Sequence[str], models: Ma
             columns[f"win_rate_{name}"] = np.asarray(router.score(prompts), dtype=np.float64)
             continue
         names = list(models)
-        scores = np.asarray(router.score_models(prompts, names), dtype=np.float64).reshape(len(prompts), len(names))
+        scores = router.score_models(prompts, names)
         for j, model in enumerate(names):
             columns[f"score_{name}_{model}"] = scores[:, j]
         if rule is not None:

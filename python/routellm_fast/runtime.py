@@ -1,13 +1,22 @@
-"""Where work runs: the CPUs this process may use, and onnxruntime sessions on a chosen execution
-provider (shared by the ONNX embedder and the ONNX-executed router classifiers)."""
+"""Where work runs: the CPUs this process may use, onnxruntime sessions on a chosen execution
+provider (shared by the ONNX embedder and the ONNX-executed router classifiers), and the cache of
+Hugging Face checkpoints converted for them."""
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["EXECUTION_PROVIDERS", "available_cpus", "encoder_feed", "length_batches", "onnx_session", "token_ids"]
+__all__ = ["CACHE_ENV", "EXECUTION_PROVIDERS", "available_cpus", "converted_once", "encoder_feed", "length_batches",
+           "onnx_session", "token_ids"]
+
+#: Environment variable naming where Hugging Face checkpoints are converted (default
+#: ``~/.cache/routellm_fast``; one folder per router kind under it).
+CACHE_ENV = "ROUTELLM_FAST_CACHE"
 
 #: Device names accepted by :func:`onnx_session` and the execution providers they ask for, in order.
 EXECUTION_PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -118,3 +127,26 @@ def length_batches(lengths: Sequence[int], batch_size: int, tokens_per_batch: in
         batches.append(order[start:stop])
         start = stop
     return batches
+
+
+def converted_once(hf_dir: Path, kind: str, settings: str, marker: str, export: Callable[[Path], Any]) -> Path:
+    """The converted copy of the Hugging Face directory ``hf_dir`` in ``$ROUTELLM_FAST_CACHE/<kind>/``,
+    made once by ``export(folder)``. It is keyed by the directory's path, its files' names, sizes and
+    modification times, and ``settings``; ``marker`` is the file a finished conversion has. A
+    process that finds another's conversion finished first keeps that one."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(f"{hf_dir.absolute()}|{settings}".encode())
+    for f in sorted(hf_dir.iterdir()):
+        if f.is_file():
+            st = f.stat()
+            digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    root = os.environ.get(CACHE_ENV)
+    target = (Path(root) if root else Path.home() / ".cache" / "routellm_fast") / kind / digest.hexdigest()
+    if not (target / marker).is_file():
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+        export(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process converted it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

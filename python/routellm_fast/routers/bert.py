@@ -17,7 +17,9 @@ import numpy as np
 from .._validation import check_prompts
 from ..hub import cached_hub_snapshot, is_hub_name, warn_shipped_instead
 from ..runtime import (
+    CACHE_ENV,
     available_cpus,
+    converted_once,
     encoder_feed,
     length_batches,
     onnx_session,
@@ -27,9 +29,8 @@ from .base import Router, fingerprint, prompt_keys, register
 
 __all__ = ["BERT_CACHE_ENV", "BERTRouter"]
 
-#: Environment variable naming where Hugging Face checkpoints are converted (default
-#: ``~/.cache/routellm_fast/bert``).
-BERT_CACHE_ENV = "ROUTELLM_FAST_CACHE"
+#: Environment variable naming where Hugging Face checkpoints are converted (into its ``bert/``).
+BERT_CACHE_ENV = CACHE_ENV
 _METADATA_FILE = "routellm_fast_bert.json"  # = bert_export.BERT_METADATA_FILE (not imported: needs no torch)
 #: Padded tokens per batch at most: long prompts run in smaller batches than short ones.
 _TOKENS_PER_BATCH = 8192
@@ -40,26 +41,12 @@ _WIDE_TOKENS = 48
 _WIDE_REFERENCE_BYTES = 23_300_000
 
 
-def _cache_root() -> Path:
-    root = os.environ.get(BERT_CACHE_ENV)
-    return (Path(root) if root else Path.home() / ".cache" / "routellm_fast") / "bert"
-
-
 def _convert_hf(hf_dir: Path, num_labels: int, int8: bool) -> Path:
     """The converted copy of a Hugging Face directory, made once (needs the ``export`` extra)."""
-    from ..bert_export import export_bert, hf_cache_key
+    from ..bert_export import BERT_FORMAT, export_bert
 
-    target = _cache_root() / hf_cache_key(hf_dir, int8)
-    if not (target / _METADATA_FILE).is_file():
-        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-        export_bert(hf_dir, tmp, int8=int8, num_labels=num_labels)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process converted it first
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return converted_once(hf_dir, "bert", f"int8={int8}|format={BERT_FORMAT}", _METADATA_FILE,
+                          lambda out: export_bert(hf_dir, out, int8=int8, num_labels=num_labels))
 
 
 @register("bert")
@@ -76,8 +63,9 @@ class BERTRouter(Router):
     ``score(prompts)`` sorts prompts by length and pads each batch only to its longest prompt, so a
     win rate does not depend on the batch (to ~1e-7); batches run on ``threads`` workers (default:
     the CPUs this process may use). A model whose activations are quantised at run time (``--int8``,
-    the shipped router) scores each prompt on its own, since the quantisation scale is per tensor. One short prompt runs on one thread; one long prompt on all
-    (``wide_tokens``: 48 tokens for the shipped MiniLM router, fewer for bigger models).
+    the shipped router) scores each prompt on its own, since the quantisation scale is per tensor.
+    One short prompt runs on one thread; one long prompt on all (``wide_tokens``: 48 tokens for the
+    shipped MiniLM router, fewer for bigger models).
     """
 
     NO_PARALLEL = True  # each call already uses every core

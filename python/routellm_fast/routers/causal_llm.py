@@ -16,7 +16,13 @@ import numpy as np
 
 from .._validation import check_prompts
 from ..hub import cached_hub_snapshot, is_hub_name
-from ..runtime import available_cpus, length_batches, onnx_session, token_ids
+from ..runtime import (
+    available_cpus,
+    converted_once,
+    length_batches,
+    onnx_session,
+    token_ids,
+)
 from .base import Router, fingerprint, register
 
 __all__ = ["PROMPT_FORMATS", "CausalLLMRouter", "ScoreStep"]
@@ -53,26 +59,12 @@ class ScoreStep:
         return e / e.sum()
 
 
-def _cache_root() -> Path:
-    root = os.environ.get("ROUTELLM_FAST_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "routellm_fast") / "causal"
-
-
 def _convert_hf(hf_dir: Path, quantize: str | None) -> Path:
     """The converted copy of a Hugging Face directory, made once (needs the ``export`` extra)."""
-    from ..causal_export import export_causal, hf_cache_key
+    from ..causal_export import CAUSAL_FORMAT, export_causal
 
-    target = _cache_root() / hf_cache_key(hf_dir, quantize)
-    if not (target / _METADATA_FILE).is_file():
-        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-        export_causal(hf_dir, tmp, quantize=quantize)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process converted it first
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return converted_once(hf_dir, "causal", f"quantize={quantize}|format={CAUSAL_FORMAT}", _METADATA_FILE,
+                          lambda out: export_causal(hf_dir, out, quantize=quantize))
 
 
 def _positive_int(name: str, value: Any) -> int:
