@@ -38,15 +38,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: all CPUs)")
     args = parser.parse_args()
 
-    import torch
     from pathlib import Path
 
+    import torch
     from routellm.routers.routers import BERTRouter as RouteLLMBERT
     from routellm_fast import BERTRouter
     from routellm_fast.bert_export import export_bert
     from routellm_fast.runtime import available_cpus
     from routellm_fast.shipped import default_bert_router
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+    )
 
     threads = args.threads or available_cpus()
     torch.set_num_threads(threads)

@@ -19,7 +19,11 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 import routellm_fast as rf  # noqa: E402
-from routellm_fast.shipped import default_mf_router, default_sw_router, default_threshold  # noqa: E402
+from routellm_fast.shipped import (  # noqa: E402
+    default_mf_router,
+    default_sw_router,
+    default_threshold,
+)
 from routellm_fast.tables import read_prompts  # noqa: E402
 
 DIM = 384

@@ -6,7 +6,7 @@ import os
 
 import pytest
 from routellm_fast.embedders import OnnxEmbedder, embedder_for
-from routellm_fast.runtime import available_cpus, onnx_session
+from routellm_fast.runtime import available_cpus, length_batches, onnx_session
 
 
 def test_available_cpus_is_the_affinity_mask():
@@ -36,3 +36,18 @@ def test_onnx_session_names_a_bad_model(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="cannot load ONNX model .*bad.onnx"):
         onnx_session(bad)
+
+
+def test_length_batches_bound_rows_tokens_and_attention():
+    lengths = [400, 20, 100, 20, 400, 100, 400, 20]
+    batches = length_batches(lengths, 32, tokens_per_batch=8192, attention_per_batch=400 * 400 * 2)
+    # every prompt exactly once, shortest first, each batch within all three bounds
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert [lengths[b[0]] for b in batches] == sorted(lengths[b[0]] for b in batches)
+    for b in batches:
+        longest = max(lengths[i] for i in b)
+        assert len(b) <= 32 and len(b) * longest <= 8192 and len(b) * longest**2 <= 400 * 400 * 2
+    assert [len(b) for b in batches] == [5, 2, 1]  # the short ones share a batch; the 400s go two at a time
+    # a prompt past a bound still runs, alone
+    assert length_batches([10, 5000], 8, tokens_per_batch=1000) == [[0], [1]]
+    assert length_batches([3, 1, 2], 2) == [[1, 2], [0]]

@@ -112,17 +112,24 @@ def token_ids(tokenizer: Any, prompts: Sequence[str], add_special_tokens: bool =
     return [e.ids for e in tokenizer.encode_batch(prompts, add_special_tokens=add_special_tokens)]
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, tokens_per_batch: int) -> list[list[int]]:
+def length_batches(lengths: Sequence[int], batch_size: int, tokens_per_batch: int | None = None,
+                   attention_per_batch: int | None = None) -> list[list[int]]:
     """Indices of prompts grouped into batches of similar length, so that short prompts never pay
-    for long ones: sorted by length, each batch grows until it holds ``batch_size`` prompts or its
-    padded size (prompts x its longest) would pass ``tokens_per_batch`` (a longer prompt alone
-    makes a batch of one)."""
+    for long ones: sorted by length, each batch grows until it holds ``batch_size`` prompts, or its
+    padded size (prompts x its longest) would pass ``tokens_per_batch``, or its attention matrices
+    (prompts x its longest squared) would pass ``attention_per_batch`` (a prompt past either limit
+    alone makes a batch of one). The attention bound keeps long prompts in small batches, whose
+    score matrices stay in cache, while short ones still fill whole batches."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches, start = [], 0
     while start < len(order):
         stop = start + 1
-        while (stop < len(order) and stop - start < batch_size
-               and (stop - start + 1) * lengths[order[stop]] <= tokens_per_batch):
+        while stop < len(order) and stop - start < batch_size:
+            rows, longest = stop - start + 1, lengths[order[stop]]
+            if tokens_per_batch is not None and rows * longest > tokens_per_batch:
+                break
+            if attention_per_batch is not None and rows * longest * longest > attention_per_batch:
+                break
             stop += 1
         batches.append(order[start:stop])
         start = stop

@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import check_prompts
-from ..runtime import available_cpus, encoder_feed, onnx_session, token_ids
+from ..runtime import (
+    available_cpus,
+    encoder_feed,
+    length_batches,
+    onnx_session,
+    token_ids,
+)
 
 __all__ = ["DEFAULT_EMBEDDER_NAME", "DEFAULT_MAX_TOKENS", "OnnxEmbedder", "shared_default_embedder"]
 
@@ -157,17 +163,10 @@ class OnnxEmbedder:
         if not prompts:
             return np.empty((0, self.dim), dtype=np.float32)
         ids = self._encode(prompts)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
         # Enough batches that the workers stay balanced (they pull batches as they finish), and
-        # none whose attention matrices (rows x tokens^2) exceed the budget: long prompts go in
-        # small batches, so memory stays bounded whatever the prompts.
+        # none whose attention matrices exceed the budget, so memory stays bounded.
         size = max(1, min(self.batch_size, -(-len(ids) // (4 * self.threads))))
-        batches: list[list[int]] = [[]]
-        for i in order:
-            tokens = len(ids[i])
-            if batches[-1] and (len(batches[-1]) >= size or (len(batches[-1]) + 1) * tokens * tokens > ATTENTION_BUDGET):
-                batches.append([])
-            batches[-1].append(i)
+        batches = length_batches([len(x) for x in ids], size, attention_per_batch=ATTENTION_BUDGET)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
 
         def run(batch: list[int]) -> None:

@@ -34,6 +34,9 @@ BERT_CACHE_ENV = CACHE_ENV
 _METADATA_FILE = "routellm_fast_bert.json"  # = bert_export.BERT_METADATA_FILE (not imported: needs no torch)
 #: Padded tokens per batch at most: long prompts run in smaller batches than short ones.
 _TOKENS_PER_BATCH = 8192
+#: Attention-matrix entries per head (prompts x tokens²) per batch at most: past a few hundred
+#: tokens the score matrices of a token-bounded batch leave the cache (measured in benchmarks/bench_bert.py).
+_ATTENTION_PER_BATCH = 32 * 128 * 128
 #: A single prompt at least this long runs on every thread (below it one thread is fastest), for a
 #: model of _WIDE_REFERENCE_BYTES (the shipped MiniLM router); the cut scales with the inverse of
 #: the model file's size, the work per token (bert-base in float32 goes wide from 3 tokens).
@@ -183,7 +186,8 @@ class BERTRouter(Router):
             session = self._wide_session() if len(ids[0]) >= self.wide_tokens and self.threads > 1 else self._session
             out[0] = self._run(ids, session)[0]
             return out
-        batches = length_batches([len(x) for x in ids], 1 if self.per_prompt else self.batch_size, _TOKENS_PER_BATCH)
+        batches = length_batches([len(x) for x in ids], 1 if self.per_prompt else self.batch_size,
+                                 _TOKENS_PER_BATCH, _ATTENTION_PER_BATCH)
 
         def run(batch: list[int]) -> None:
             out[batch] = self._run([ids[i] for i in batch], self._session)
