@@ -8,8 +8,8 @@ weights, tokenizer files) into the directory :class:`routellm_fast.routers.BERTR
   ``tokenizer(prompt, truncation=True)`` uses, the source, whether weights are int8.
 
 The exported graph is fused by onnxruntime's transformer optimizer (:func:`optimize_bert`: one
-``Attention`` node per layer, ``SkipLayerNormalization``, ``BiasGelu``, ``EmbedLayerNormalization``)
-before the optional int8 quantisation. This module needs torch, transformers and onnx (``pip install
+``Attention`` node per layer, ``BiasGelu``, ``EmbedLayerNormalization``; residual + LayerNorm kept
+as ``Add`` + ``LayerNormalization``) before the optional int8 quantisation. This module needs torch, transformers and onnx (``pip install
 "routellm_fast[export]"``; :func:`optimize_bert` alone needs onnx and sympy); the router that runs the
 result needs none of them.
 """
@@ -133,9 +133,11 @@ def optimize_bert(
 ) -> dict[str, int]:
     """Fuse a BERT classifier's graph with onnxruntime's transformer optimizer
     (``onnxruntime.transformers``, ``model_type="bert"``): per layer one ``Attention`` node (Q, K and V
-    projections, scaled dot product, softmax, context), ``SkipLayerNormalization`` (residual + bias +
-    LayerNorm), ``BiasGelu``, and ``EmbedLayerNormalization`` where the embeddings match its pattern.
-    The attention mask stays a raw ``[batch, sequence]`` mask, so any padding works.
+    projections, scaled dot product, softmax, context), ``BiasGelu``, and ``EmbedLayerNormalization``
+    where the embeddings match its pattern. The ``SkipLayerNormalization`` nodes it fuses are split
+    back into ``Add`` + ``LayerNormalization``, which onnxruntime's CPU kernels run faster
+    (:func:`_split_skip_layer_norm`). The attention mask stays a raw ``[batch, sequence]`` mask, so
+    any padding works.
 
     Graphs from torch's dynamo exporter, whose attention is ``scaled_dot_product_attention``
     decomposed (scale split between Q and K, a NaN guard after the softmax), which the optimizer does
@@ -173,6 +175,8 @@ def optimize_bert(
         quiet.setLevel(level)
     fused = {k: int(v) for k, v in optimizer.get_fused_operator_statistics().items() if v}  # in the final graph
     out = optimizer.model
+    fused.pop("SkipLayerNormalization", None)
+    _split_skip_layer_norm(out)
     _ms_opset(out)
     if int8_stored:
         _store_int8_weights(out)
@@ -184,6 +188,39 @@ def optimize_bert(
             _check_same_logits(src, tmp_path, np)
         shutil.move(str(tmp_path), str(dst))
     return fused
+
+
+def _split_skip_layer_norm(model) -> int:
+    """Replace each fused ``SkipLayerNormalization`` by its parts, ``Add`` (residual, then bias) and
+    ``LayerNormalization`` (opset 17): onnxruntime's CPU kernel for the fused node is ~5x slower than
+    the two parts (1.75 ms against 0.31 ms on [1, 400, 768], onnxruntime 1.32, one thread), ~11% of
+    an int8 bert-base pass. The same arithmetic, so logits move by float32 rounding only. Returns how
+    many were split; a node whose mean or inverse-variance outputs are used stays fused."""
+    from onnx import helper
+
+    if not any(o.domain in ("", "ai.onnx") and o.version >= 17 for o in model.opset_import):
+        return 0
+    used = ({name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}) - {""}
+    nodes, split = [], 0
+    for node in model.graph.node:
+        outputs = list(node.output) + [""] * (4 - len(node.output))
+        if node.op_type != "SkipLayerNormalization" or outputs[1] in used or outputs[2] in used:
+            nodes.append(node)
+            continue
+        inputs = list(node.input) + [""] * (5 - len(node.input))
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
+        total = outputs[3] or f"{node.name}_sum"
+        residual = f"{node.name}_residual" if inputs[4] else total
+        nodes.append(helper.make_node("Add", inputs[:2], [residual], name=f"{node.name}_add"))
+        if inputs[4]:
+            nodes.append(helper.make_node("Add", [residual, inputs[4]], [total], name=f"{node.name}_add_bias"))
+        norm_inputs = [total, inputs[2]] + ([inputs[3]] if inputs[3] else [])
+        nodes.append(helper.make_node("LayerNormalization", norm_inputs, [outputs[0]], name=f"{node.name}_norm",
+                                      axis=-1, epsilon=eps))
+        split += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return split
 
 
 def _ms_opset(model) -> None:
