@@ -7,7 +7,7 @@ Per-decision medians at ~20 / 100 / 400 tokens: "single" is one prompt per call
 no batch call, so its batched column is its single one). Needs torch, transformers and
 routellm==0.2.0 (the reference) in the environment::
 
-    python benchmarks/bench_bert.py [--repeats 15] [--threads N]
+    python benchmarks/bench_bert.py [--repeats 15] [--threads N] [--tokens 20 100 400]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: all CPUs)")
+    parser.add_argument("--tokens", type=int, nargs="+", default=[20, 100, 400], help="prompt lengths in word pieces")
     args = parser.parse_args()
 
     from pathlib import Path
@@ -56,7 +57,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     tok_file = Path(__file__).resolve().parents[1] / "python" / "routellm_fast" / "data" / "all-MiniLM-L6-v2" / "tokenizer.json"
     words = "the quick brown fox jumps over a lazy dog while routers decide which model answers".split()
-    prompts = {n: " ".join(words[i % len(words)] for i in range(n - 2)) for n in (20, 100, 400)}
+    prompts = {n: " ".join(words[i % len(words)] for i in range(n - 2)) for n in args.tokens}
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
         BertForSequenceClassification(BertConfig(num_labels=3)).eval().save_pretrained(f"{tmp}/hf")
