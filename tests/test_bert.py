@@ -285,3 +285,23 @@ def test_fine_tuning_recipe_writes_a_working_int8_router(tmp_path):
     assert (out / "model.onnx").stat().st_size < 30e6  # int8 embedding tables
     rates = router.score(PROMPTS[:10])
     assert np.all((rates >= 0) & (rates <= 1))
+
+
+def test_embedding_tables_stored_as_int8(tmp_path):
+    """store_embedding_tables_int8 (the shipped recipe's last step) stores the token and position
+    tables as int8 rows with a float scale each: the file shrinks by their three quarters, and win
+    rates move only by the rounding of each row to 1/254 of its largest value."""
+    onnx = pytest.importorskip("onnx")
+    from routellm_fast.bert_export import store_embedding_tables_int8
+
+    model = onnx.load(str(FIXTURE / "model.onnx"))
+    assert store_embedding_tables_int8(model) == 2  # word pieces [30522, 32] and positions [512, 32]
+    out = tmp_path / "int8_tables"
+    shutil.copytree(FIXTURE, out)
+    onnx.save(model, str(out / "model.onnx"))
+    int8 = {t.name: list(t.dims) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    assert sorted(int8.values()) == [[512, 32], [30522, 32]]
+    assert (out / "model.onnx").stat().st_size < 0.4 * (FIXTURE / "model.onnx").stat().st_size
+    rates = rf.BERTRouter(out).score(PROMPTS)
+    np.testing.assert_allclose(rates, WIN_RATES, rtol=0, atol=0.01)  # measured: max 0.0034
+    assert np.abs(rates - WIN_RATES).max() > 0  # the tables did change
