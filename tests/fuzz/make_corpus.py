@@ -82,6 +82,10 @@ def seed(suffix: str, kind: str) -> bytes:
         return arena_bytes()
     if kind == "checkpoint":
         return checkpoint_bytes()
+    if kind == "bert":  # metadata fuzzed (the first byte's bit 2), the model and tokenizer valid
+        meta = json.dumps({"format": 1, "num_labels": 3, "max_length": 16, "int8": False,
+                           "calibration": {"win_rates": [0.5]}}).encode()
+        return bytes([4]) + b" " * len(meta) * 2 + meta
     if kind == "json":
         return json.dumps({"dim": 4, "num_models": 64, "nested": [[1, 2], {"a": None}]}).encode()
     return table_bytes(suffix)

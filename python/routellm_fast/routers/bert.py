@@ -111,6 +111,9 @@ class BERTRouter(Router):
             meta = json.loads((path / _METADATA_FILE).read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read {path / _METADATA_FILE}: {exc}") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("tokenizer", ""), str):
+            raise ValueError(f"{path / _METADATA_FILE} is not a BERT router's metadata (an object whose "
+                             "'tokenizer', if any, is a path)")
         if meta.get("num_labels") != num_labels:
             raise ValueError(f"{path} is a classifier with {meta.get('num_labels')} labels, not num_labels={num_labels}")
         max_length = meta.get("max_length")
@@ -144,7 +147,10 @@ class BERTRouter(Router):
         self._uses_token_types = "token_type_ids" in inputs
         self._wide: Any = None  # a session on every thread, for single long prompts; made on first use
         self._wide_lock = threading.Lock()
-        probe = self._run([[self._cls(), self._sep()]], self._session)
+        try:
+            probe = self._run([[self._cls(), self._sep()]], self._session)
+        except Exception as exc:  # onnxruntime's Fail / InvalidArgument / RuntimeException
+            raise ValueError(f"{model_path} does not run as a BERT classifier: {exc}") from None
         if probe.shape != (1, num_labels):
             raise ValueError(f"{model_path} outputs logits of shape {probe.shape[1:]}, not ({num_labels},)")
 
