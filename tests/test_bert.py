@@ -104,6 +104,27 @@ def test_corrupt_files(tmp_path):
     (d / "routellm_fast_bert.json").write_text("[")
     with pytest.raises(ValueError, match="routellm_fast_bert.json"):
         rf.BERTRouter(d)
+    for meta in ("[3]", '{"num_labels": 3, "max_length": 16, "tokenizer": 5}'):  # found by the fuzz loader's review
+        (d / "routellm_fast_bert.json").write_text(meta)
+        with pytest.raises(ValueError, match="not a BERT router's metadata"):
+            rf.BERTRouter(d)
+
+
+def test_model_that_does_not_run(tmp_path):
+    """A graph with BERT's input names that onnxruntime cannot run on token ids (float input_ids):
+    a ValueError naming the file, not onnxruntime's InvalidArgument."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    d = _copy(tmp_path)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input_ids"], ["logits"])], "g",
+        [helper.make_tensor_value_info("input_ids", TensorProto.FLOAT, ["b", "s"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "s"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", "s"])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(d / "model.onnx"))
+    with pytest.raises(ValueError, match="does not run as a BERT classifier"):
+        rf.BERTRouter(d)
 
 
 def test_wrong_number_of_labels(tmp_path):
