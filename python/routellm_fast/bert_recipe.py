@@ -194,7 +194,10 @@ def train_bert_router(
 
     history = []
     start = time.time()
+    steps = 0
     for epoch in range(config.epochs):
+        if config.max_steps and steps >= config.max_steps:
+            break
         model.train()
         # Length-bucketed shuffling: chunks of similar length, chunks in random order.
         perm = rng.permutation(train_idx)
@@ -206,7 +209,7 @@ def train_bert_router(
         rng.shuffle(batches)
         running, done = 0.0, 0
         for step, idx in enumerate(batches):
-            if config.max_steps and epoch * len(batches) + step >= config.max_steps:
+            if config.max_steps and steps >= config.max_steps:
                 break
             ids, mask = batch_tensors(idx)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
@@ -224,6 +227,7 @@ def train_bert_router(
             sched.step()
             running += loss.item()
             done += 1
+            steps += 1
             if progress and step % 50 == 0:
                 print(f"epoch {epoch} step {step}/{len(batches)} loss {running / (step + 1):.4f} "
                       f"{time.time() - start:.0f}s", flush=True)

@@ -9,6 +9,7 @@ atheris (libFuzzer); ``tests/test_fuzz.py`` replays the committed corpus and run
 
 from __future__ import annotations
 
+import functools
 import pickle
 import tempfile
 from pathlib import Path
@@ -171,33 +172,31 @@ def _load_checkpoint(path: Path, payload: bytes) -> None:
     load_mf_checkpoint(folder, None, None, None, 1, True)
 
 
-_TINY_BERT: bytes | None = None
+@functools.cache
+def _valid_bert_parts() -> tuple[bytes, bytes, bytes]:
+    """A valid BERT router directory's model.onnx, tokenizer.json and metadata, made once: the model
+    a small graph (token embedding, masked sum, a 3-label projection), so that fuzzed metadata and
+    tokenizers meet a model that loads; the tokenizer the shipped one."""
+    from onnx import TensorProto, helper, numpy_helper
 
-
-def _tiny_bert_onnx() -> bytes:
-    """A valid BERT-router graph of a few KB (token embedding, masked mean, a 3-label projection), so
-    that fuzzed metadata and tokenizers meet a model that loads."""
-    global _TINY_BERT
-    if _TINY_BERT is None:
-        from onnx import TensorProto, helper, numpy_helper
-
-        rng = np.random.default_rng(0)
-        table = numpy_helper.from_array(rng.standard_normal((30522, 1)).astype(np.float32), "table")
-        head = numpy_helper.from_array(rng.standard_normal((1, 3)).astype(np.float32), "head")
-        nodes = [helper.make_node("Gather", ["table", "input_ids"], ["tok"]),  # [b, s, 1]
-                 helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
-                 helper.make_node("Unsqueeze", ["m", "axis2"], ["m3"]),
-                 helper.make_node("Mul", ["tok", "m3"], ["masked"]),
-                 helper.make_node("ReduceSum", ["masked", "axis1"], ["pooled"], keepdims=0),  # [b, 1]
-                 helper.make_node("MatMul", ["pooled", "head"], ["logits"])]
-        graph = helper.make_graph(
-            nodes, "tiny_bert",
-            [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask")],
-            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
-            [table, head, numpy_helper.from_array(np.array([2], np.int64), "axis2"),
-             numpy_helper.from_array(np.array([1], np.int64), "axis1")])
-        _TINY_BERT = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
-    return _TINY_BERT
+    rng = np.random.default_rng(0)
+    table = numpy_helper.from_array(rng.standard_normal((30522, 1)).astype(np.float32), "table")
+    head = numpy_helper.from_array(rng.standard_normal((1, 3)).astype(np.float32), "head")
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["tok"]),  # [b, s, 1]
+             helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+             helper.make_node("Unsqueeze", ["m", "axis2"], ["m3"]),
+             helper.make_node("Mul", ["tok", "m3"], ["masked"]),
+             helper.make_node("ReduceSum", ["masked", "axis1"], ["pooled"], keepdims=0),  # [b, 1]
+             helper.make_node("MatMul", ["pooled", "head"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "tiny_bert",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in ("input_ids", "attention_mask")],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        [table, head, numpy_helper.from_array(np.array([2], np.int64), "axis2"),
+         numpy_helper.from_array(np.array([1], np.int64), "axis1")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    tokenizer = (Path(rf.__file__).parent / "data" / "all-MiniLM-L6-v2" / "tokenizer.json").read_bytes()
+    return model, tokenizer, b'{"format": 1, "num_labels": 3, "max_length": 16, "int8": false}'
 
 
 def _load_bert(payload: bytes) -> None:
@@ -208,11 +207,8 @@ def _load_bert(payload: bytes) -> None:
     which, rest = (payload[0] if payload else 0), payload[1:]
     cut1, cut2 = len(rest) // 3, 2 * len(rest) // 3
     parts = rest[:cut1], rest[cut1:cut2], rest[cut2:]
-    shipped_tokenizer = Path(rf.__file__).parent / "data" / "all-MiniLM-L6-v2" / "tokenizer.json"
-    valid = (_tiny_bert_onnx(), shipped_tokenizer.read_bytes(),
-             b'{"format": 1, "num_labels": 3, "max_length": 16, "int8": false}')
     for bit, (name, fuzzed, default) in enumerate(zip(("model.onnx", "tokenizer.json", "routellm_fast_bert.json"),
-                                                      parts, valid)):
+                                                      parts, _valid_bert_parts())):
         (folder / name).write_bytes(fuzzed if which >> bit & 1 else default)
     router = rf.BERTRouter(folder, threads=1)
     rates = router.score(["hello world", "", "x" * 40])
