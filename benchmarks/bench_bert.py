@@ -44,9 +44,9 @@ def main() -> None:
     import torch
     from routellm.routers.routers import BERTRouter as RouteLLMBERT
     from routellm_fast import BERTRouter
-    from routellm_fast.bert_export import export_bert
-    from routellm_fast.runtime import available_cpus
-    from routellm_fast.shipped import default_bert_router
+    from routellm_fast.backends.cpu import available_cpus
+    from routellm_fast.export.bert import export_bert
+    from routellm_fast.routers.shipped import default_bert_router
     from transformers import (
         BertConfig,
         BertForSequenceClassification,

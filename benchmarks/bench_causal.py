@@ -103,8 +103,8 @@ def main() -> None:
     import torch
     from make_causal_fixture import build_tokenizer, routellm_router
     from routellm_fast import CausalLLMRouter
-    from routellm_fast.causal_export import export_causal
-    from routellm_fast.runtime import available_cpus
+    from routellm_fast.backends.cpu import available_cpus
+    from routellm_fast.export.causal import export_causal
 
     threads = args.threads or available_cpus()
     torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import routellm_fast as rf
-from routellm_fast.shipped import default_sw_router, default_threshold
+from routellm_fast.routers.shipped import default_sw_router, default_threshold
 
 SHORT = "Write a short poem about the sea and the sky, with rhymes, for a child who turns seven today."
 LONG = (

@@ -90,7 +90,7 @@ def bench_multiprocessing(router, prompts, cpus: int, batch: int):
 def bench_ray(spec, embedder: str, prompts, cpus: int, actors: int, batch: int):
     import pyarrow as pa
     import ray
-    from routellm_fast.distributed import score_dataset
+    from routellm_fast.serve.ray import score_dataset
 
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
     try:
@@ -125,8 +125,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
 
-    from routellm_fast.shipped import default_mf_router
-    from routellm_fast.tables import read_prompts
+    from routellm_fast.formats.tables import read_prompts
+    from routellm_fast.routers.shipped import default_mf_router
 
     sample = read_prompts()
     rows = []

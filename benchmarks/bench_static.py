@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import routellm_fast as rf
+from routellm_fast.decision.rule import ModelPair
 from routellm_fast.embedders import embedder_for
-from routellm_fast.policy import ModelPair
-from routellm_fast.shipped import (
+from routellm_fast.formats.tables import read_prompts
+from routellm_fast.routers.shipped import (
     default_mf_router,
     default_sw_router,
     default_threshold,
 )
-from routellm_fast.tables import read_prompts
 
 HERE = Path(__file__).parent
 PAIR = ModelPair(strong="gpt-4-1106-preview", weak="mixtral-8x7b-instruct-v0.1")

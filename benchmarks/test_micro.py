@@ -19,12 +19,12 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 import routellm_fast as rf  # noqa: E402
-from routellm_fast.shipped import (  # noqa: E402
+from routellm_fast.formats.tables import read_prompts  # noqa: E402
+from routellm_fast.routers.shipped import (
     default_mf_router,
     default_sw_router,
     default_threshold,
 )
-from routellm_fast.tables import read_prompts  # noqa: E402
 
 DIM = 384
 PROMPT = "Prove that there are infinitely many primes, then explain the proof to a ten-year-old."

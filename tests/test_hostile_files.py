@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 import routellm_fast as rf
 from conftest import make_arena
-from routellm_fast.arena import ArenaFile, load_arena, load_battles, save_arena
-from routellm_fast.tables import (
-    BadFileError,
+from routellm_fast.errors import BadFileError
+from routellm_fast.formats.arena import (
+    ArenaFile,
+    load_arena,
+    load_battles,
+    outcome_codes,
+    save_arena,
+)
+from routellm_fast.formats.tables import (
     read_json,
     read_jsonl,
     read_npy,
@@ -40,7 +46,7 @@ def small_arena() -> ArenaFile:
     return ArenaFile(arena["embeddings"], np.arange(60, dtype=np.int64),
                      np.array([index[m] for m in arena["model_a"]], dtype=np.int32),
                      np.array([index[m] for m in arena["model_b"]], dtype=np.int32),
-                     rf.arena.outcome_codes(arena["winner"]), models, {"embedder": {"name": "x", "dim": 8}})
+                     outcome_codes(arena["winner"]), models, {"embedder": {"name": "x", "dim": 8}})
 
 
 def write_npz(path, **arrays) -> None:
@@ -159,7 +165,7 @@ def test_chatbot_arena_winner_columns_must_be_numbers(tmp_path):
 
 
 def test_corrupt_checkpoint_files(tmp_path):
-    from routellm_fast.checkpoints import load_mf_checkpoint
+    from routellm_fast.formats.checkpoints import load_mf_checkpoint
 
     (tmp_path / "model.safetensors").write_bytes(b"\xff" * 64)
     with pytest.raises(BadFileError, match="not a readable safetensors file"):

@@ -14,16 +14,13 @@ import pytest
 import reference as ref
 import routellm_fast as rf
 from conftest import make_arena
-from routellm_fast.controller import Controller
-from routellm_fast.policy import (
-    CostWeight,
-    RoutingError,
-    calibrate_models,
-    choose_models,
-    parse_model_name,
-)
-from routellm_fast.shipped import default_mf_router, default_sw_router
-from routellm_fast.tables import read_prompts
+from routellm_fast.decision.calibration import calibrate_models
+from routellm_fast.decision.router_names import parse_model_name
+from routellm_fast.decision.rule import CostWeight, choose_models
+from routellm_fast.errors import RoutingError
+from routellm_fast.formats.tables import read_prompts
+from routellm_fast.routers.shipped import default_mf_router, default_sw_router
+from routellm_fast.serve.controller import Controller
 
 CODES = {"model_a": 0, "model_b": 1, "tie": 2}
 STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"
@@ -198,7 +195,7 @@ def test_cli_score_among_models(tmp_path):
     """`score --models`: a score_<router>_<model> column per model equal to router.score_models, and
     with a rule the chosen model, equal to choose_models."""
     from routellm_fast import cli
-    from routellm_fast.tables import read_table
+    from routellm_fast.formats.tables import read_table
 
     prompts = list(read_prompts())[:300]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in enumerate(prompts)))
@@ -291,7 +288,7 @@ def test_cost_quality_curves_on_alpaca_eval():
 def test_server_routes_among_models_as_the_controller():
     import httpx
     import openai
-    from routellm_fast.server import ServerSettings
+    from routellm_fast.serve.server import ServerSettings
     from test_server import Running
     from upstream import Upstream
 

@@ -13,7 +13,7 @@ import pytest
 import routellm_fast as rf
 from conftest import make_arena
 from routellm_fast.embedders import CachedEmbedder, CallableEmbedder, embedder_for
-from routellm_fast.shipped import default_mf_router, default_sw_router
+from routellm_fast.routers.shipped import default_mf_router, default_sw_router
 
 # Python >= 3.12 warns when a process with threads forks; forking after the pools ran is what is tested.
 fork_with_threads = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from routellm_fast.policy import (
-    AUTO,
-    ModelPair,
-    OnlineThreshold,
-    RoutingError,
-    check_route,
-    choose,
-    message_text,
-    parse_model_name,
-)
+from routellm_fast.decision.online import OnlineThreshold
+from routellm_fast.decision.router_names import AUTO, check_route, parse_model_name
+from routellm_fast.decision.rule import ModelPair, choose
+from routellm_fast.errors import RoutingError
+from routellm_fast.serve.controller import message_text
 
 PAIR = ModelPair(strong="big", weak="small")
 

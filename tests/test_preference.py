@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from routellm_fast.evals import Benchmark, load_gsm8k
-from routellm_fast.preference import (
+from routellm_fast.formats.preference import (
     PreferenceData,
     golden_label_battles,
     load_preference,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import routellm_fast as rf
 from conftest import FIXTURES
-from routellm_fast.shipped import (
+from routellm_fast.routers.shipped import (
     default_bert_router,
     default_mf_router,
     default_sw_router,
@@ -94,7 +94,7 @@ def test_routellm_program_with_no_config_and_no_key_runs_offline():
     result = run_python("""
         import warnings
         import routellm_fast
-        from routellm_fast.shipped import default_bert_router, default_mf_router, default_sw_router
+        from routellm_fast.routers.shipped import default_bert_router, default_mf_router, default_sw_router
         routellm_fast.patch_routellm()          # no OPENAI_API_KEY: RouteLLM's import-time client is lazy now
         from routellm.controller import Controller
         with warnings.catch_warnings(record=True) as caught:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from routellm_fast.backends.cpu import available_cpus
+from routellm_fast.backends.onnx import length_batches, onnx_session
 from routellm_fast.embedders import OnnxEmbedder, embedder_for
-from routellm_fast.runtime import available_cpus, length_batches, onnx_session
 
 
 def test_available_cpus_is_the_affinity_mask():

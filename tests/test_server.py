@@ -20,9 +20,9 @@ import numpy as np
 import openai
 import pytest
 import routellm_fast as rf
-from routellm_fast.server import create_app
-from routellm_fast.shipped import default_threshold
-from routellm_fast.tables import read_prompts
+from routellm_fast.formats.tables import read_prompts
+from routellm_fast.routers.shipped import default_threshold
+from routellm_fast.serve.server import create_app
 from upstream import Upstream
 
 uvicorn = pytest.importorskip("uvicorn")

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 import routellm_fast as rf
-from routellm_fast.server import KEEP_ALIVE_S, MAX_NESTING, create_app
+from routellm_fast.serve.server import KEEP_ALIVE_S, MAX_NESTING, create_app
 from test_server import STRONG, WEAK, Running, serve_process
 from upstream import Upstream
 

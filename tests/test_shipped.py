@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 import routellm_fast as rf
 from conftest import make_arena
-from routellm_fast.arena import ArenaFile, load_arena, save_arena
-from routellm_fast.models import canonical_model_name
-from routellm_fast.shipped import (
-    DEFAULT_MF,
-    DEFAULT_SW_ARENA,
+from routellm_fast.formats.arena import ArenaFile, load_arena, save_arena
+from routellm_fast.formats.model_names import canonical_model_name
+from routellm_fast.formats.tables import read_prompts
+from routellm_fast.paths import DEFAULT_MF, DEFAULT_SW_ARENA
+from routellm_fast.routers.shipped import (
     default_mf_router,
     default_sw_router,
     default_threshold,
     shipped_calibration,
 )
-from routellm_fast.tables import read_prompts
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -106,7 +105,7 @@ def test_shipped_routers_follow_the_recipe():
     """The shipped files hold what the recipe's data give (retraining mf takes minutes; its
     determinism is tested on small data in test_training.py)."""
     from routellm_fast.embedders import OnnxEmbedder
-    from routellm_fast.recipe import (
+    from routellm_fast.train.recipe import (
         default_training_data,
         mf_training_data,
         sw_training_data,
@@ -235,7 +234,7 @@ def test_score_streams_every_format_in_chunks(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
     from routellm_fast import cli
-    from routellm_fast.tables import read_table
+    from routellm_fast.formats.tables import read_table
 
     prompts = read_prompts()[:37]
     table = pa.table({"n": list(range(37)), "prompt": prompts})
@@ -263,10 +262,10 @@ def test_score_streams_every_format_in_chunks(tmp_path, monkeypatch):
 
 def test_loading_a_shipped_router_imports_no_training_or_evaluation_code():
     script = (
-        "import sys; from routellm_fast.shipped import default_mf_router, default_sw_router, default_threshold\n"
+        "import sys; from routellm_fast.routers.shipped import default_mf_router, default_sw_router, default_threshold\n"
         "default_mf_router(); default_sw_router(); default_threshold(0.5, 'mf')\n"
-        "loaded = [m for m in ('routellm_fast.training', 'routellm_fast.recipe', 'routellm_fast.evals',\n"
-        "                      'routellm_fast.preference', 'torch', 'matplotlib') if m in sys.modules]\n"
+        "loaded = [m for m in ('routellm_fast.train.fit', 'routellm_fast.train.recipe', 'routellm_fast.evals',\n"
+        "                      'routellm_fast.formats.preference', 'torch', 'matplotlib') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

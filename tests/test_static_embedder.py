@@ -17,17 +17,18 @@ import numpy as np
 import pytest
 import routellm_fast as rf
 from routellm_fast import _core
-from routellm_fast.controller import Controller
 from routellm_fast.embedders import STATIC_EMBEDDER_NAME, StaticEmbedder, embedder_for
-from routellm_fast.embedders.static import STATIC_EMBEDDER_DIR, quantize_rows
+from routellm_fast.embedders.static import quantize_rows
 from routellm_fast.evals import load_gsm8k, load_mmlu, load_mt_bench
-from routellm_fast.shipped import (
+from routellm_fast.formats.tables import read_prompts
+from routellm_fast.paths import STATIC_EMBEDDER_DIR
+from routellm_fast.routers.shipped import (
     default_mf_router,
     default_sw_router,
     default_threshold,
     shipped_calibration,
 )
-from routellm_fast.tables import read_prompts
+from routellm_fast.serve.controller import Controller
 from safetensors.numpy import load_file, save_file
 from tokenizers import Tokenizer
 
@@ -263,7 +264,7 @@ def test_controller_and_cli_select_the_static_routers():
 
 def test_server_routes_on_the_static_routers():
     import httpx
-    from routellm_fast.server import ServerSettings
+    from routellm_fast.serve.server import ServerSettings
     from test_server import Running
 
     prompt = "What is 17 * 23?"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import reference as ref
 import routellm_fast as rf
-from routellm_fast.arena import load_arena
 from routellm_fast.cli import main as cli_main
 from routellm_fast.evals import Benchmark
-from routellm_fast.preference import PreferenceData, write_battles
-from routellm_fast.training import (
+from routellm_fast.formats.arena import load_arena
+from routellm_fast.formats.preference import PreferenceData, write_battles
+from routellm_fast.train.fit import (
     MFTrainConfig,
     _Adam,
     _loss_and_grads,

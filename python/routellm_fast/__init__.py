@@ -5,22 +5,20 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import _core
-from .arena import Battles, load_battles, load_embeddings
-from .checkpoints import load_mf_checkpoint
-from .compat import patch_routellm
-from .controller import Controller
+from .decision.calibration import calibrate_threshold
+from .decision.rule import Decision, ModelPair
 from .embedders import (
     CachedEmbedder,
     Embedder,
-    EmbeddingError,
     OnnxEmbedder,
     OpenAIEmbedder,
     embed_all,
     embedder_for,
 )
-from .hub import ShippedRouterWarning
-from .models import MODEL_IDS
-from .policy import Decision, ModelPair, RoutingError, calibrate_threshold
+from .errors import BadFileError, EmbeddingError, RoutingError, ShippedRouterWarning
+from .formats.arena import Battles, load_battles, load_embeddings
+from .formats.checkpoints import load_mf_checkpoint
+from .formats.model_names import MODEL_IDS
 from .routers import (
     NAME_TO_CLS,
     ROUTER_CLS,
@@ -32,7 +30,8 @@ from .routers import (
     Router,
     SWRankingRouter,
 )
-from .tables import BadFileError
+from .serve.controller import Controller
+from .serve.routellm_patch import patch_routellm
 
 try:
     __version__ = version("routellm_fast")  # written once, in pyproject.toml
@@ -44,7 +43,7 @@ def backend_info() -> dict:
     """Which SIMD code path runs (``generic``, ``avx2``, ``avx512``), which this CPU supports, how
     many threads batched scoring uses, and whether a GPU is usable (``cuda_available``, the device,
     or ``cuda_reason``) and what ``device="auto"`` picks (``device``)."""
-    from .cuda import cuda_info, resolve_device
+    from .backends.cuda import cuda_info, resolve_device
 
     info = dict(_core.backend_info())
     info.update(cuda_info())

@@ -16,11 +16,12 @@ import numpy as np
 
 import routellm_fast as rf
 
-from .models import DEFAULT_STRONG_MODEL as STRONG
-from .models import DEFAULT_WEAK_MODEL as WEAK
-from .policy import RoutingError, check_threshold_value
+from .checks import check_share, check_threshold
+from .errors import RoutingError
+from .formats.model_names import DEFAULT_STRONG_MODEL as STRONG
+from .formats.model_names import DEFAULT_WEAK_MODEL as WEAK
+from .paths import SHIPPED_EMBEDDERS, eval_cache_dir, eval_data_dir
 from .routers import ROUTER_CLS, unknown_router
-from .shipped import SHIPPED_EMBEDDERS
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -34,22 +35,17 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _controller(args: argparse.Namespace, progress_bar: bool = False, **kwargs):
-    from .controller import Controller
+    from .serve.controller import Controller
 
     return Controller(args.routers, args.strong_model, args.weak_model, config=args.config,
                       progress_bar=progress_bar, embedder=args.embedder, **kwargs)
 
 
-def _check_pct(pct: float) -> None:
-    if not 0.0 <= pct <= 1.0:
-        raise ValueError(f"strong_model_pct must be in [0, 1], got {pct!r}")
-
-
 def _share_threshold(router, name: str, pct: float) -> float:
     """The threshold that sends ``pct`` of the bundled sample prompts to the strong model: the
     win rates recorded with a shipped router, else scored now (what ``calibrate`` prints)."""
-    from .policy import calibrate_threshold, recorded_win_rates
-    from .tables import SAMPLE_PROMPTS
+    from .decision.calibration import calibrate_threshold, recorded_win_rates
+    from .paths import SAMPLE_PROMPTS
 
     if recorded_win_rates(router) is None:
         print(f"calibrating {name} on the sample prompts ({SAMPLE_PROMPTS.name}) ...", file=sys.stderr)
@@ -74,7 +70,7 @@ def _parse_models(items: Sequence[str] | None) -> dict[str, float] | None:
 
 def _models_rule(args: argparse.Namespace, need_rule: bool) -> tuple[dict[str, float] | None, Any]:
     """``--models`` and its rule (``--threshold`` or ``--cost-weight``), checked together."""
-    from .policy import CostWeight
+    from .decision.rule import CostWeight
 
     models = _parse_models(args.models)
     if models is None:
@@ -90,7 +86,7 @@ def _models_rule(args: argparse.Namespace, need_rule: bool) -> tuple[dict[str, f
             raise ValueError(f"--cost-weight must be a finite number >= 0, got {args.cost_weight}")
         return models, CostWeight(args.cost_weight)
     if args.threshold is not None:
-        check_threshold_value(args.threshold)
+        check_threshold(args.threshold)
     return models, args.threshold
 
 
@@ -105,7 +101,7 @@ def _route(args: argparse.Namespace) -> int:
             print(f"{d.model}\twin_rate_vs_best={d.win_rate:.5f}\trule={d.threshold}\trouter={name}\tscores: {scores}")
         return 0
     if args.threshold is None:
-        _check_pct(args.strong_model_pct)
+        check_share(args.strong_model_pct)
     controller = _controller(args)
     for name in args.routers:
         router = controller.routers[name]
@@ -120,7 +116,13 @@ def _score(args: argparse.Namespace) -> int:
     read, scored and written in chunks, so memory does not grow with it."""
     import pyarrow as pa
 
-    from .tables import TableWriter, check_table_suffix, column, iter_tables, table_rows
+    from .formats.tables import (
+        TableWriter,
+        check_table_suffix,
+        column,
+        iter_tables,
+        table_rows,
+    )
 
     out = check_table_suffix(args.output)  # before any work
     source = Path(args.input)
@@ -136,7 +138,7 @@ def _score(args: argparse.Namespace) -> int:
     controller = _controller(args, models=models)
     from tqdm import tqdm
 
-    from .policy import score_columns
+    from .serve.batch import score_columns
 
     done = 0
     try:
@@ -162,8 +164,8 @@ def _score_ray(args: argparse.Namespace, source: Path, out: Path, models: dict[s
     and written here in input order, the same file the local engine writes."""
     import logging
 
-    from .distributed import import_ray, score_dataset
-    from .tables import TableWriter, iter_tables
+    from .formats.tables import TableWriter, iter_tables
+    from .serve.ray import import_ray, score_dataset
 
     ray = import_ray()
     if args.ray_actors is not None and args.ray_actors < 1:
@@ -242,14 +244,14 @@ def _calibrate(args: argparse.Namespace) -> int:
     """RouteLLM's calibrate_threshold: the win-rate quantile that gives --strong-model-pct strong calls,
     per router (default prompts: the bundled sample, whose win rates the shipped routers record);
     with --models and --target-cost, the N-model threshold or cost weight for that average cost."""
-    from .policy import calibrate_threshold
-    from .tables import read_prompts
+    from .decision.calibration import calibrate_threshold
+    from .formats.tables import read_prompts
 
     models = _parse_models(args.models)
     if (models is None) != (args.target_cost is None):
         raise ValueError("--target-cost calibrates routing among many models: give it with --models NAME=COST ...")
     if models is None:
-        _check_pct(args.strong_model_pct)
+        check_share(args.strong_model_pct)
     prompts = read_prompts(args.prompts) if args.prompts else None
     if models is not None:
         return _calibrate_models(args, models, prompts)
@@ -277,8 +279,10 @@ def _round_up(x: float, digits: int = 6) -> float:
 def _calibrate_models(args: argparse.Namespace, models: dict[str, float], prompts: list[str] | None) -> int:
     """Per router: the rule whose choices on the prompts cost at most --target-cost on average, and
     the model string that routes with it."""
-    from .policy import CostWeight, calibrate_models, choose_models
-    from .tables import SAMPLE_PROMPTS, read_prompts
+    from .decision.calibration import calibrate_models
+    from .decision.rule import CostWeight, choose_models
+    from .formats.tables import read_prompts
+    from .paths import SAMPLE_PROMPTS
 
     if prompts is None:
         prompts = read_prompts(SAMPLE_PROMPTS)
@@ -303,7 +307,7 @@ def _calibrate_models(args: argparse.Namespace, models: dict[str, float], prompt
 
 def _serve(args: argparse.Namespace) -> int:
     """The OpenAI-compatible routing server."""
-    from .server import ServerSettings, serve
+    from .serve.server import ServerSettings, serve
 
     settings = ServerSettings(
         routers=args.routers, strong_model=args.strong_model, weak_model=args.weak_model, config=args.config,
@@ -318,7 +322,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _export_bert(args: argparse.Namespace) -> int:
     """Convert a Hugging Face BERT classifier into the directory BERTRouter loads (needs the export extra)."""
-    from .bert_export import export_bert
+    from .export.bert import export_bert
 
     out = export_bert(args.hf_dir, args.out_dir, int8=args.int8, num_labels=args.num_labels)
     print(f"exported {args.hf_dir} -> {out}{' (int8)' if args.int8 else ''}", file=sys.stderr)
@@ -327,7 +331,7 @@ def _export_bert(args: argparse.Namespace) -> int:
 
 def _export_causal(args: argparse.Namespace) -> int:
     """Convert a Hugging Face Llama classifier into the directory CausalLLMRouter loads (needs the export extra)."""
-    from .causal_export import export_causal
+    from .export.causal import export_causal
 
     quantize = "int8" if args.int8 else "int4" if args.int4 else None
     out = export_causal(args.hf_dir, args.out_dir, quantize=quantize, tokenizer_dir=args.tokenizer)
@@ -339,7 +343,7 @@ def _score_embeddings(args: argparse.Namespace) -> int:
     """Win rates for a .npy matrix of prompt embeddings with an mf checkpoint."""
     router = rf.MatrixFactorizationRouter(args.checkpoint, args.strong_model, args.weak_model,
                                           hidden_size=args.hidden_size, text_dim=args.text_dim)
-    from .tables import read_npy
+    from .formats.tables import read_npy
 
     emb = read_npy(args.input)
     start = time.perf_counter()
@@ -352,8 +356,8 @@ def _score_embeddings(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     """RouteLLM's evaluation of routers on a benchmark: metrics table, curves and plot in --output."""
-    from .controller import Controller, load_config
     from .evals import load_benchmark, markdown_table, run_eval, write_report
+    from .serve.controller import Controller, load_config
 
     config = load_config(args.config)
     config.setdefault("random", {"seed": 0})  # reproducible random baseline, as RouteLLM's random.seed(0)
@@ -378,8 +382,12 @@ def _train(args: argparse.Namespace) -> int:
     """Train an mf checkpoint or an sw_ranking arena from battle files (and golden-label battles)."""
     from .embedders import embedder_for
     from .evals import BENCHMARKS
-    from .preference import PreferenceData, golden_label_battles, load_preference
-    from .training import MFTrainConfig, train_mf_router, train_sw_router
+    from .formats.preference import (
+        PreferenceData,
+        golden_label_battles,
+        load_preference,
+    )
+    from .train.fit import MFTrainConfig, train_mf_router, train_sw_router
 
     parts = [load_preference(args.battles)] if args.battles else []
     for name in args.golden or ():
@@ -402,17 +410,6 @@ def _train(args: argparse.Namespace) -> int:
     accuracy = f"; held-out pairwise accuracy {val['pairwise_accuracy']:.4f} on {val['prompts']} prompts" if val else ""
     print(f"wrote {args.out}{accuracy}")
     return 0
-
-
-def _default_cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "routellm_fast" / "eval"
-
-
-def _default_data_dir() -> Path | None:
-    """$ROUTELLM_FAST_DATA, else None: the evaluation data bundled in the package."""
-    value = os.environ.get("ROUTELLM_FAST_DATA")
-    return Path(value) if value else None
 
 
 def _router_name(value: str) -> str:
@@ -533,13 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--benchmark", nargs="+", required=True,
                           help="mt-bench, mmlu, gsm8k, or files with 'prompt' and per-model correctness/score columns")
     evaluate.add_argument("--output", type=Path, default=Path("eval-results"), help="folder for the tables and plot")
-    evaluate.add_argument("--data-dir", type=Path, default=_default_data_dir(),
+    evaluate.add_argument("--data-dir", type=Path, default=eval_data_dir(),
                           help="RouteLLM's evaluation files (a folder holding routellm-evals/); default: "
                                "$ROUTELLM_FAST_DATA, else the copy bundled in the package")
     _add_router_args(evaluate, default=("random", "mf", "sw_ranking"))
     evaluate.add_argument("--num-results", type=int, default=10, help="quantile thresholds per router (default 10)")
     evaluate.add_argument("--random-iters", type=int, default=10, help="runs of the random router averaged (default 10)")
-    evaluate.add_argument("--cache-dir", type=Path, default=_default_cache_dir(),
+    evaluate.add_argument("--cache-dir", type=Path, default=eval_cache_dir(),
                           help="win rates and embeddings cached per router configuration (default ~/.cache/routellm_fast/eval)")
     evaluate.add_argument("--overwrite-cache", action="store_true", help="recompute cached win rates")
     evaluate.add_argument("--include-training-prompts", action="store_true",
@@ -555,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="battle files (prompt, model_a, model_b, winner[, weight]) or folders with battles.csv + prompts.jsonl")
         t.add_argument("--golden", nargs="+", choices=["mmlu", "gsm8k"],
                        help="add golden-label battles from the training half of these benchmarks (--data-dir)")
-        t.add_argument("--data-dir", type=Path, default=_default_data_dir(),
+        t.add_argument("--data-dir", type=Path, default=eval_data_dir(),
                        help="RouteLLM's evaluation files for --golden (default: $ROUTELLM_FAST_DATA, else the bundled copy)")
         t.add_argument("--out", type=Path, required=True)
         t.add_argument("--embedder", default="default",

@@ -18,12 +18,12 @@ import atheris
 import numpy as np
 import routellm_fast as rf
 from routellm_fast import _core
-from routellm_fast.arena import load_arena, load_battles, load_embeddings
-from routellm_fast.checkpoints import load_mf_checkpoint
 from routellm_fast.embedders import CachedEmbedder
 from routellm_fast.evals import load_golden_file
-from routellm_fast.preference import load_preference
-from routellm_fast.tables import (
+from routellm_fast.formats.arena import load_arena, load_battles, load_embeddings
+from routellm_fast.formats.checkpoints import load_mf_checkpoint
+from routellm_fast.formats.preference import load_preference
+from routellm_fast.formats.tables import (
     read_json,
     read_jsonl,
     read_npy,

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import threading
 
-from .base import CallableEmbedder, Embedder, EmbeddingError, EmbedFn, prompt_key
+from ..errors import EmbeddingError
+from ..formats.prompt_keys import prompt_key
+from .base import CallableEmbedder, Embedder, EmbedFn
 from .cache import CachedEmbedder, embed_all
 from .onnx import (
     DEFAULT_EMBEDDER_NAME,

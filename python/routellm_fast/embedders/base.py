@@ -4,15 +4,14 @@ embedding backend raises."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .._validation import as_embeddings
+from ..checks import as_embeddings
 
-__all__ = ["CallableEmbedder", "EmbedFn", "Embedder", "EmbeddingError", "prompt_key"]
+__all__ = ["CallableEmbedder", "EmbedFn", "Embedder"]
 
 EmbedFn = Callable[[list[str]], Any]
 
@@ -25,16 +24,6 @@ class Embedder(Protocol):
     dim: int
 
     def embed(self, prompts: Sequence[str]) -> np.ndarray: ...
-
-
-class EmbeddingError(RuntimeError):
-    """An embedding backend failed (HTTP error, timeout, malformed answer)."""
-
-
-def prompt_key(text: str) -> bytes:
-    """A 16-byte hash of a prompt's exact text: the key of embedding caches and of the training
-    prompts a router records (so an evaluation can leave them out)."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class CallableEmbedder:

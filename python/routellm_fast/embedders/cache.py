@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import check_prompts
-from ..tables import BadFileError, read_npz
-from .base import Embedder, EmbeddingError, prompt_key
+from ..checks import check_prompts
+from ..errors import BadFileError, EmbeddingError
+from ..formats.prompt_keys import prompt_key
+from ..formats.tables import read_npz
+from .base import Embedder
 
 __all__ = ["CachedEmbedder", "embed_all"]
 

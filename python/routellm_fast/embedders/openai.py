@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_prompts
-from .base import EmbeddingError
+from ..checks import check_prompts
+from ..errors import EmbeddingError
 
 __all__ = ["OPENAI_EMBEDDING_DIMS", "OpenAIEmbedder"]
 

@@ -2,7 +2,7 @@
 Model2Vec idea), so embedding costs microseconds instead of a transformer pass.
 
 The table ships in the package (``data/minilm-static-256``), distilled from all-MiniLM-L6-v2 by
-:mod:`routellm_fast.static_distill`. The directory layout is Model2Vec's (``config.json``,
+:mod:`routellm_fast.train.static_distill`. The directory layout is Model2Vec's (``config.json``,
 ``model.safetensors`` with an ``embeddings`` tensor, ``tokenizer.json``), with int8 rows and a
 per-row ``scales`` tensor; float tables (Model2Vec's own files) are stored as int8 at load.
 
@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from .._core import StaticEmbedder as _CoreStaticEmbedder
-from .._validation import check_prompts
-from ..runtime import token_ids
+from ..backends.onnx import token_ids
+from ..checks import check_prompts
+from ..paths import STATIC_EMBEDDER_DIR
 
-__all__ = ["STATIC_EMBEDDER_DIR", "STATIC_EMBEDDER_NAME", "StaticEmbedder", "quantize_rows", "shared_static_embedder"]
+__all__ = ["STATIC_EMBEDDER_NAME", "StaticEmbedder", "quantize_rows", "shared_static_embedder"]
 
 #: Name of the shipped static embedder (and of the routers trained on it).
 STATIC_EMBEDDER_NAME = "minilm-static-256"
-STATIC_EMBEDDER_DIR = Path(__file__).parent.parent / "data" / STATIC_EMBEDDER_NAME
 #: Tokens per prompt; the rest of a longer prompt is not read (Model2Vec's default).
 DEFAULT_MAX_TOKENS = 512
 
@@ -84,7 +84,7 @@ class StaticEmbedder:
         config_path = directory / "config.json"
         config = {}
         if config_path.is_file():
-            from ..tables import read_json
+            from ..formats.tables import read_json
 
             config = read_json(config_path)
             if not isinstance(config, dict):

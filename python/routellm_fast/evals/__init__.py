@@ -27,6 +27,7 @@ count). Win rates are cached per router *configuration* (a fingerprint of its we
 model pair and embedder), never served stale after a router changes.
 """
 
+from ..paths import BUNDLED_EVALS
 from .benchmarks import (
     BENCHMARKS,
     EVAL_STRONG_MODEL,
@@ -39,7 +40,7 @@ from .benchmarks import (
     load_mmlu,
     load_mt_bench,
 )
-from .data import BUNDLED_EVALS, bundle_eval_data, eval_data
+from .data import bundle_eval_data, eval_data
 from .metrics import (
     CPT_LEVELS,
     EvalResult,

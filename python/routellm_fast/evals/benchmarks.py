@@ -14,17 +14,26 @@ data) are dropped exactly as RouteLLM drops them, and so are prompts a router wa
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..embedders.base import prompt_key
-from ..models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, canonical_model_name
-from ..tables import column, read_table
-from .data import eval_data
+from ..formats.model_names import (
+    canonical_model_name,
+)
+from ..formats.prompt_keys import prompt_key
+from ..formats.tables import column, read_table
+from .data import (
+    EVAL_STRONG_MODEL,
+    EVAL_WEAK_MODEL,
+    MMLU_DOMAINS,
+    eval_data,
+    model_column,
+    same_model,
+)
 
 __all__ = [
     "BENCHMARKS",
@@ -38,27 +47,6 @@ __all__ = [
     "load_mmlu",
     "load_mt_bench",
 ]
-
-#: RouteLLM's evaluation pair, in RouteLLM's router spelling.
-EVAL_STRONG_MODEL = DEFAULT_STRONG_MODEL
-EVAL_WEAK_MODEL = DEFAULT_WEAK_MODEL
-#: MMLU's 57 domains in the order RouteLLM's evaluation reads them (``ALL_MMLU_DOMAINS``): prompts,
-#: win rates and results follow it.
-MMLU_DOMAINS = (
-    "high_school_european_history", "business_ethics", "clinical_knowledge", "medical_genetics",
-    "high_school_us_history", "high_school_physics", "high_school_world_history", "virology",
-    "high_school_microeconomics", "econometrics", "college_computer_science", "high_school_biology",
-    "abstract_algebra", "professional_accounting", "philosophy", "professional_medicine", "nutrition",
-    "global_facts", "machine_learning", "security_studies", "public_relations", "professional_psychology",
-    "prehistory", "anatomy", "human_sexuality", "college_medicine", "high_school_government_and_politics",
-    "college_chemistry", "logical_fallacies", "high_school_geography", "elementary_mathematics", "human_aging",
-    "college_mathematics", "high_school_psychology", "formal_logic", "high_school_statistics",
-    "international_law", "high_school_mathematics", "high_school_computer_science", "conceptual_physics",
-    "miscellaneous", "high_school_chemistry", "marketing", "professional_law", "management", "college_physics",
-    "jurisprudence", "world_religions", "sociology", "us_foreign_policy", "high_school_macroeconomics",
-    "computer_security", "moral_scenarios", "moral_disputes", "electrical_engineering", "astronomy",
-    "college_biology",
-)
 
 
 @dataclass(frozen=True)
@@ -108,9 +96,9 @@ class Benchmark:
 
     def model_score(self, model: str) -> float:
         """The score of sending every item to ``model`` (the strong or the weak one)."""
-        if _same_model(model, self.strong_model):
+        if same_model(model, self.strong_model):
             return self.routed_score(np.ones(len(self), dtype=bool))
-        if _same_model(model, self.weak_model):
+        if same_model(model, self.weak_model):
             return self.routed_score(np.zeros(len(self), dtype=bool))
         raise ValueError(f"{self.name} routes between {self.strong_model!r} and {self.weak_model!r}, not {model!r}")
 
@@ -140,18 +128,6 @@ class Benchmark:
         )
 
 
-def _same_model(a: str, b: str) -> bool:
-    return canonical_model_name(a) == canonical_model_name(b)
-
-
-def _model_column(columns: Sequence[str], model: str, where: str) -> str:
-    """The column of ``model``, whatever alias of it the file uses."""
-    for name in columns:
-        if _same_model(name, model):
-            return name
-    raise ValueError(f"{where} has no column for model {model!r} (columns: {', '.join(columns)})")
-
-
 def _correctness_benchmark(
     name: str, tables: list[tuple[Any, str]], contaminated: set[str], strong_model: str, weak_model: str
 ) -> Benchmark:
@@ -163,8 +139,8 @@ def _correctness_benchmark(
         if "prompt" not in columns:
             raise ValueError(f"{source} has no 'prompt' column (columns: {', '.join(columns)})")
         prompts += table.column("prompt").to_pylist()
-        strong.append(_correctness(table.column(_model_column(columns, strong_model, source)).to_pylist(), source))
-        weak.append(_correctness(table.column(_model_column(columns, weak_model, source)).to_pylist(), source))
+        strong.append(_correctness(table.column(model_column(columns, strong_model, source)).to_pylist(), source))
+        weak.append(_correctness(table.column(model_column(columns, weak_model, source)).to_pylist(), source))
     bench = Benchmark(name, prompts, np.concatenate(strong), np.concatenate(weak), strong_model, weak_model,
                       scale=100.0, num_source=len(prompts))
     return bench._subset(np.array([p not in contaminated for p in prompts], dtype=bool), "contaminated")
@@ -248,7 +224,7 @@ def load_golden_file(
     prompts = column(table, "prompt", source)
     if any(not isinstance(p, str) for p in prompts):
         raise ValueError(f"{source}: every 'prompt' must be a string")
-    columns = [table.column(_model_column(table.column_names, m, str(source))).to_pylist() for m in (strong_model, weak_model)]
+    columns = [table.column(model_column(table.column_names, m, str(source))).to_pylist() for m in (strong_model, weak_model)]
     boolean = all(isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v.lower() in ("true", "false"))
                   for col in columns for v in col)
     if boolean:

@@ -18,15 +18,59 @@ identical (``tests/test_evals.py`` compares them where the shared data is presen
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..tables import read_jsonl, read_table
+from ..formats.model_names import (
+    DEFAULT_STRONG_MODEL,
+    DEFAULT_WEAK_MODEL,
+    canonical_model_name,
+)
+from ..formats.tables import read_jsonl, read_table
+from ..paths import BUNDLED_EVALS
 
-__all__ = ["BUNDLED_EVALS", "EvalData", "RouteLLMEvalData", "BundledEvalData", "bundle_eval_data", "eval_data"]
+__all__ = ["BUNDLED_EVALS", "EVAL_STRONG_MODEL", "EVAL_WEAK_MODEL", "MMLU_DOMAINS", "EvalData", "RouteLLMEvalData", "BundledEvalData", "bundle_eval_data", "eval_data", "model_column", "same_model"]
 
-#: The bundled copy of RouteLLM's evaluation data.
-BUNDLED_EVALS = Path(__file__).resolve().parent.parent / "data" / "evals"
+#: RouteLLM's evaluation pair, in RouteLLM's router spelling.
+EVAL_STRONG_MODEL = DEFAULT_STRONG_MODEL
+
+
+EVAL_WEAK_MODEL = DEFAULT_WEAK_MODEL
+
+
+#: MMLU's 57 domains in the order RouteLLM's evaluation reads them (``ALL_MMLU_DOMAINS``): prompts,
+#: win rates and results follow it.
+MMLU_DOMAINS = (
+    "high_school_european_history", "business_ethics", "clinical_knowledge", "medical_genetics",
+    "high_school_us_history", "high_school_physics", "high_school_world_history", "virology",
+    "high_school_microeconomics", "econometrics", "college_computer_science", "high_school_biology",
+    "abstract_algebra", "professional_accounting", "philosophy", "professional_medicine", "nutrition",
+    "global_facts", "machine_learning", "security_studies", "public_relations", "professional_psychology",
+    "prehistory", "anatomy", "human_sexuality", "college_medicine", "high_school_government_and_politics",
+    "college_chemistry", "logical_fallacies", "high_school_geography", "elementary_mathematics", "human_aging",
+    "college_mathematics", "high_school_psychology", "formal_logic", "high_school_statistics",
+    "international_law", "high_school_mathematics", "high_school_computer_science", "conceptual_physics",
+    "miscellaneous", "high_school_chemistry", "marketing", "professional_law", "management", "college_physics",
+    "jurisprudence", "world_religions", "sociology", "us_foreign_policy", "high_school_macroeconomics",
+    "computer_security", "moral_scenarios", "moral_disputes", "electrical_engineering", "astronomy",
+    "college_biology",
+)
+
+
+def same_model(a: str, b: str) -> bool:
+    return canonical_model_name(a) == canonical_model_name(b)
+
+
+def model_column(columns: Sequence[str], model: str, where: str) -> str:
+    """The column of ``model``, whatever alias of it the file uses."""
+    for name in columns:
+        if same_model(name, model):
+            return name
+    raise ValueError(f"{where} has no column for model {model!r} (columns: {', '.join(columns)})")
+
+
+
 _BENCHMARK_DIRS = {"mmlu": "mmlu", "gsm8k": "gsm8k", "mt-bench": "mt_bench"}
 
 
@@ -69,8 +113,6 @@ class RouteLLMEvalData:
         return path
 
     def mmlu_tables(self) -> list[tuple[Any, str]]:
-        from .benchmarks import MMLU_DOMAINS
-
         responses = self.root / "mmlu" / "responses"
         files = [responses / f"mmlu_{domain}.csv" for domain in MMLU_DOMAINS]
         missing = [f.name for f in files if not f.is_file()]
@@ -131,19 +173,13 @@ def bundle_eval_data(data_dir: str | os.PathLike[str], out_dir: str | os.PathLik
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .benchmarks import (
-        EVAL_STRONG_MODEL,
-        EVAL_WEAK_MODEL,
-        MMLU_DOMAINS,
-        _model_column,
-    )
 
     source = RouteLLMEvalData(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     def correctness_columns(table: Any, where: str) -> list[str]:
-        return ["prompt"] + [_model_column(table.column_names, m, where) for m in (EVAL_WEAK_MODEL, EVAL_STRONG_MODEL)]
+        return ["prompt"] + [model_column(table.column_names, m, where) for m in (EVAL_WEAK_MODEL, EVAL_STRONG_MODEL)]
 
     parts = []
     for domain, (table, where) in zip(MMLU_DOMAINS, source.mmlu_tables()):

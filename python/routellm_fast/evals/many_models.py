@@ -8,7 +8,7 @@ reference; judged against itself it scores ~0.5). That is a quality per (prompt,
 candidate that has annotations on all 805 instructions and a place in the router's model table.
 
 For a router, every prompt's per-model scores (``router.score_models``) are turned into choices by
-:func:`routellm_fast.policy.choose_models` along a sweep of the cost weight lambda (and of the
+:func:`routellm_fast.decision.rule.choose_models` along a sweep of the cost weight lambda (and of the
 threshold rule's t); each setting gives one point (mean cost per prompt, mean quality). Next to
 it: every single model, random choice (each prompt to a random candidate, cheaper ones more often
 as the budget falls: the mixture of the cheapest and the dearest model), and the oracle (each
@@ -17,9 +17,9 @@ over the cost range [cheapest model, dearest model], divided by that range: the 
 router buys over all budgets.
 
 The evaluation prompts are the half of AlpacaEval's instructions that
-:func:`routellm_fast.preference.training_split` holds out (by a hash of the text). The shipped
+:func:`routellm_fast.formats.preference.training_split` holds out (by a hash of the text). The shipped
 sw_ranking routers never saw AlpacaEval; the shipped mf trained on all of it, so ``main`` trains an
-mf the recipe's way (:mod:`routellm_fast.recipe`, static embedder) without the held-out half's
+mf the recipe's way (:mod:`routellm_fast.train.recipe`, static embedder) without the held-out half's
 battles and evaluates that. Prompts a router was trained on are left out for it in any case.
 """
 
@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import canonical_model_name
-from ..policy import CostWeight, choose_models
+from ..decision.rule import CostWeight, choose_models
+from ..formats.model_names import canonical_model_name
+from ..paths import BUNDLED_QUALITY, DEFAULT_SHARED_DATA
 
 __all__ = ["ALPACA_CANDIDATES", "CostQualityResult", "aiq", "alpaca_quality", "evaluate_many_models"]
 
@@ -53,9 +54,6 @@ ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 REFERENCE = "gpt-4-1106-preview"
 
 
-#: The quality matrix of :data:`ALPACA_CANDIDATES`, bundled (zstd parquet: prompt + one column per
-#: model), so the evaluation's data needs no ../shared; written by :func:`bundle_alpaca_quality`.
-BUNDLED_QUALITY = Path(__file__).resolve().parent.parent / "data" / "evals" / "alpaca_eval_quality.parquet"
 
 
 def bundle_alpaca_quality(data_dir: str | os.PathLike[str], out: Path = BUNDLED_QUALITY) -> Path:
@@ -73,7 +71,7 @@ def alpaca_quality(models: Sequence[str], data_dir: str | os.PathLike[str] | Non
     """The instructions and the quality ``[n, len(models)]`` of each model's answer (probability the
     judge prefers it to gpt-4-1106-preview's), over the instructions every model has. With no
     ``data_dir``, the bundled copy (the candidates of :data:`ALPACA_CANDIDATES`)."""
-    from ..tables import read_jsonl, read_table
+    from ..formats.tables import read_jsonl, read_table
 
     if data_dir is None:
         table = read_table(BUNDLED_QUALITY)
@@ -223,11 +221,11 @@ def markdown(results: Sequence[CostQualityResult]) -> str:
 
 
 def held_out_mf(data_dir: Path, held_out: set[str], out: Path) -> Path:
-    """An mf trained as the shipped one (:mod:`routellm_fast.recipe`, static embedder) on every source
+    """An mf trained as the shipped one (:mod:`routellm_fast.train.recipe`, static embedder) on every source
     but the AlpacaEval battles of the ``held_out`` prompts."""
-    from .. import recipe
-    from ..models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
-    from ..training import train_mf_router
+    from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+    from ..train import recipe
+    from ..train.fit import train_mf_router
 
     sources = recipe.default_training_data(data_dir)
     alpaca = sources["alpaca_eval"]
@@ -241,14 +239,14 @@ def held_out_mf(data_dir: Path, held_out: set[str], out: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m routellm_fast.evals.many_models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="the shared data folder")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_SHARED_DATA, help="the shared data folder")
     parser.add_argument("--output", type=Path, default=Path("docs/eval"), help="where to write many_models.{md,json,png}")
     args = parser.parse_args(argv)
     import tempfile
 
-    from ..preference import training_split
+    from ..formats.preference import training_split
     from ..routers import MatrixFactorizationRouter
-    from ..shipped import default_sw_router
+    from ..routers.shipped import default_sw_router
 
     models = ALPACA_CANDIDATES
     prompts, quality = alpaca_quality(list(models), args.data_dir)

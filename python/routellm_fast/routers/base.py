@@ -19,7 +19,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from .._validation import as_embeddings, check_prompts, check_threshold, lookup_model
+from ..checks import as_embeddings, check_prompts, check_threshold, lookup_model
+from ..decision.rule import RoutedPair, choose
 from ..embedders import (
     CachedEmbedder,
     CallableEmbedder,
@@ -27,7 +28,6 @@ from ..embedders import (
     EmbedFn,
     embedder_for,
 )
-from ..policy import RoutedPair, choose
 
 __all__ = ["NAME_TO_CLS", "NOT_IMPLEMENTED", "ROUTER_CLS", "EmbeddingRouter", "Router", "register", "unknown_router"]
 
@@ -77,7 +77,7 @@ class Router(abc.ABC):
     #: on, so that an evaluation can leave them out; empty when unknown.
     training_prompt_keys: frozenset[bytes] = frozenset()
     #: Win rates on the bundled sample prompts recorded with the router's files (the shipped routers
-    #: have them; :func:`routellm_fast.policy.sample_win_rates`), or None.
+    #: have them; :func:`routellm_fast.decision.calibration.sample_win_rates`), or None.
     calibration: dict | None = None
 
     @abc.abstractmethod
@@ -96,7 +96,7 @@ class Router(abc.ABC):
     def score_models(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
         """Per-model scores for routing among many models, float64 ``[len(prompts), len(models)]`` on
         one logit scale: model a beats model b on a prompt with probability ``sigmoid(s_a - s_b)``
-        (:func:`routellm_fast.policy.choose_models` turns them into choices). mf and sw_ranking have
+        (:func:`routellm_fast.decision.rule.choose_models` turns them into choices). mf and sw_ranking have
         them; routers that only compare their pair raise TypeError."""
         raise TypeError(f"the {self} router compares its two models only; score_models needs mf or sw_ranking")
 
@@ -231,7 +231,7 @@ class EmbeddingRouter(Router):
     gpu_precision: str = "float32"
 
     def _set_device(self, device: str | None, gpu_precision: str = "float32") -> None:
-        from ..cuda import PRECISIONS, resolve_device
+        from ..backends.cuda import PRECISIONS, resolve_device
 
         if gpu_precision not in PRECISIONS:
             raise ValueError(f"gpu_precision must be one of {', '.join(PRECISIONS)}, got {gpu_precision!r}")
@@ -258,6 +258,6 @@ class EmbeddingRouter(Router):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._embedder_lock = threading.Lock()
-        from ..cuda import resolve_device
+        from ..backends.cuda import resolve_device
 
         self.device, self._gpu = resolve_device(self._device_request), None

@@ -14,24 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_prompts
-from ..hub import cached_hub_snapshot, is_hub_name, warn_shipped_instead
-from ..runtime import (
-    CACHE_ENV,
-    available_cpus,
-    converted_once,
-    encoder_feed,
-    length_batches,
-    onnx_session,
-    token_ids,
-)
+from ..backends.cpu import available_cpus
+from ..backends.onnx import encoder_feed, length_batches, onnx_session, token_ids
+from ..checks import check_prompts
+from ..formats.hub import converted_once, resolve_checkpoint
+from ..paths import BERT_METADATA_FILE, CACHE_ENV, DEFAULT_BERT
 from .base import Router, fingerprint, prompt_keys, register
 
 __all__ = ["BERT_CACHE_ENV", "BERTRouter"]
 
 #: Environment variable naming where Hugging Face checkpoints are converted (into its ``bert/``).
 BERT_CACHE_ENV = CACHE_ENV
-_METADATA_FILE = "routellm_fast_bert.json"  # = bert_export.BERT_METADATA_FILE (not imported: needs no torch)
 #: Padded tokens per batch at most: long prompts run in smaller batches than short ones.
 _TOKENS_PER_BATCH = 8192
 #: Attention-matrix entries per head (prompts x tokens²) per batch at most: past a few hundred
@@ -46,9 +39,9 @@ _WIDE_REFERENCE_BYTES = 23_300_000
 
 def _convert_hf(hf_dir: Path, num_labels: int, int8: bool) -> Path:
     """The converted copy of a Hugging Face directory, made once (needs the ``export`` extra)."""
-    from ..bert_export import BERT_FORMAT, export_bert
+    from ..export.bert import BERT_FORMAT, export_bert
 
-    return converted_once(hf_dir, "bert", f"int8={int8}|format={BERT_FORMAT}", _METADATA_FILE,
+    return converted_once(hf_dir, "bert", f"int8={int8}|format={BERT_FORMAT}", BERT_METADATA_FILE,
                           lambda out: export_bert(hf_dir, out, int8=int8, num_labels=num_labels))
 
 
@@ -89,36 +82,31 @@ class BERTRouter(Router):
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if is_hub_name(checkpoint_path):  # RouteLLM's default config: its published checkpoint
-            snapshot = cached_hub_snapshot(checkpoint_path, required=("config.json",))  # type: ignore[arg-type]
-            if snapshot is None:
-                from ..shipped import DEFAULT_BERT
-
-                warn_shipped_instead("bert", [checkpoint_path])
-            checkpoint_path = snapshot if snapshot is not None else DEFAULT_BERT
+        # RouteLLM's default config names its published checkpoint
+        checkpoint_path, _ = resolve_checkpoint(checkpoint_path, "bert", ("config.json",), DEFAULT_BERT)
         path = Path(checkpoint_path)
         if not path.is_dir():
             raise FileNotFoundError(f"BERT checkpoint {str(path)!r} is not a directory (nothing is downloaded)")
-        if not (path / _METADATA_FILE).is_file():
+        if not (path / BERT_METADATA_FILE).is_file():
             if not (path / "config.json").is_file():
                 raise FileNotFoundError(
-                    f"{path} holds neither an exported BERT router ({_METADATA_FILE}) nor a Hugging Face "
+                    f"{path} holds neither an exported BERT router ({BERT_METADATA_FILE}) nor a Hugging Face "
                     "checkpoint (config.json)")
             path = _convert_hf(path, num_labels, int8)
         self.path = path.absolute()
         self._settings = (num_labels, device, threads, batch_size)
         try:
-            meta = json.loads((path / _METADATA_FILE).read_text())
+            meta = json.loads((path / BERT_METADATA_FILE).read_text())
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read {path / _METADATA_FILE}: {exc}") from None
+            raise ValueError(f"cannot read {path / BERT_METADATA_FILE}: {exc}") from None
         if not isinstance(meta, dict) or not isinstance(meta.get("tokenizer", ""), str):
-            raise ValueError(f"{path / _METADATA_FILE} is not a BERT router's metadata (an object whose "
+            raise ValueError(f"{path / BERT_METADATA_FILE} is not a BERT router's metadata (an object whose "
                              "'tokenizer', if any, is a path)")
         if meta.get("num_labels") != num_labels:
             raise ValueError(f"{path} is a classifier with {meta.get('num_labels')} labels, not num_labels={num_labels}")
         max_length = meta.get("max_length")
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-            raise ValueError(f"{path / _METADATA_FILE}: max_length must be an integer >= 2, got {max_length!r}")
+            raise ValueError(f"{path / BERT_METADATA_FILE}: max_length must be an integer >= 2, got {max_length!r}")
         self.metadata, self.max_length, self.num_labels = meta, max_length, num_labels
         # Activations quantised at run time share one scale per tensor, so a prompt's win rate would
         # depend on its batchmates (and their padding): such models score each prompt on its own.

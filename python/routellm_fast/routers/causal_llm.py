@@ -14,22 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_prompts
-from ..hub import cached_hub_snapshot, is_hub_name
-from ..runtime import (
-    available_cpus,
-    converted_once,
-    length_batches,
-    onnx_session,
-    token_ids,
-)
+from ..backends.cpu import available_cpus
+from ..backends.onnx import length_batches, onnx_session, token_ids
+from ..checks import check_prompts
+from ..formats.hub import converted_once, resolve_checkpoint
+from ..paths import CAUSAL_MESSAGE_FILES, CAUSAL_METADATA_FILE
 from .base import Router, fingerprint, register
 
 __all__ = ["PROMPT_FORMATS", "CausalLLMRouter", "ScoreStep"]
 
-# = causal_export.CAUSAL_METADATA_FILE / MESSAGE_FILES (not imported: that module is for torch users)
-_METADATA_FILE = "routellm_fast_causal.json"
-_MESSAGE_FILES = ("system_ft_v5.txt", "classifier_ft_v5.txt")
 _DEFAULT_TOKENS = ("[[1]]", "[[2]]", "[[3]]", "[[4]]", "[[5]]")
 #: Padded prompt tokens per batch at most: long prompts run in smaller batches than short ones.
 _TOKENS_PER_BATCH = 4096
@@ -61,9 +54,9 @@ class ScoreStep:
 
 def _convert_hf(hf_dir: Path, quantize: str | None) -> Path:
     """The converted copy of a Hugging Face directory, made once (needs the ``export`` extra)."""
-    from ..causal_export import CAUSAL_FORMAT, export_causal
+    from ..export.causal import CAUSAL_FORMAT, export_causal
 
-    return converted_once(hf_dir, "causal", f"quantize={quantize}|format={CAUSAL_FORMAT}", _METADATA_FILE,
+    return converted_once(hf_dir, "causal", f"quantize={quantize}|format={CAUSAL_FORMAT}", CAUSAL_METADATA_FILE,
                           lambda out: export_causal(hf_dir, out, quantize=quantize))
 
 
@@ -137,19 +130,13 @@ class CausalLLMRouter(Router):
         if long_prompts not in ("error", "strong"):
             raise ValueError(f"long_prompts must be 'error' or 'strong', got {long_prompts!r}")
         max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
-        if is_hub_name(checkpoint_path):
-            snapshot = cached_hub_snapshot(str(checkpoint_path), required=("config.json", *_MESSAGE_FILES))
-            if snapshot is None:
-                raise FileNotFoundError(
-                    f"{checkpoint_path} is not in the local Hugging Face cache (nothing is downloaded): download it "
-                    "with huggingface_hub, or give a directory made by `routellm-fast export-causal`")
-            checkpoint_path = snapshot
+        checkpoint_path, _ = resolve_checkpoint(checkpoint_path, "causal_llm", ("config.json", *CAUSAL_MESSAGE_FILES), None)
         path = Path(checkpoint_path)
         if not path.is_dir():
             raise FileNotFoundError(f"causal checkpoint {str(path)!r} is not a directory (nothing is downloaded)")
-        if not (path / _METADATA_FILE).is_file():
+        if not (path / CAUSAL_METADATA_FILE).is_file():
             if not (path / "config.json").is_file():
-                raise FileNotFoundError(f"{path} holds neither an exported causal router ({_METADATA_FILE}) nor a "
+                raise FileNotFoundError(f"{path} holds neither an exported causal router ({CAUSAL_METADATA_FILE}) nor a "
                                         "Hugging Face checkpoint (config.json)")
             path = _convert_hf(path, quantize)
         self.path = path.absolute()
@@ -168,7 +155,7 @@ class CausalLLMRouter(Router):
         self.max_prompt_tokens = meta["max_positions"] - max_new_tokens
 
         files = {"model": path / "model.onnx", "tokenizer": path / "tokenizer.json",
-                 **{name: path / name for name in _MESSAGE_FILES}}
+                 **{name: path / name for name in CAUSAL_MESSAGE_FILES}}
         for what, f in files.items():
             if not f.is_file():
                 raise FileNotFoundError(f"{path}: the {what} file {f.name} is missing")
@@ -182,11 +169,11 @@ class CausalLLMRouter(Router):
         if size != self.orig_vocab_size + num_outputs:
             raise ValueError(f"{files['tokenizer']} has {size} tokens; the export says {self.orig_vocab_size} plus "
                              f"{num_outputs} score tokens")
-        self.system_message, self.classifier_message = (self._read_message(files[n]) for n in _MESSAGE_FILES)
+        self.system_message, self.classifier_message = (self._read_message(files[n]) for n in CAUSAL_MESSAGE_FILES)
         try:
             self.classifier_message.format(question="")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"{files[_MESSAGE_FILES[1]]}: not a template with one {{question}} field ({exc!r})") from None
+            raise ValueError(f"{files[CAUSAL_MESSAGE_FILES[1]]}: not a template with one {{question}} field ({exc!r})") from None
 
         self._session = onnx_session(files["model"], device=device, intra_op_threads=self.threads)
         layers = meta["num_layers"]
@@ -202,7 +189,7 @@ class CausalLLMRouter(Router):
                              f"{self.orig_vocab_size + num_outputs} tokens of its tokenizer")
 
         digest = hashlib.blake2b(digest_size=16)
-        for f in [*files.values(), path / _METADATA_FILE, path / "model.onnx.data"]:
+        for f in [*files.values(), path / CAUSAL_METADATA_FILE, path / "model.onnx.data"]:
             if f.is_file():
                 with open(f, "rb") as fh:
                     for block in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023
@@ -213,18 +200,18 @@ class CausalLLMRouter(Router):
     @staticmethod
     def _metadata(path: Path) -> dict:
         try:
-            meta = json.loads((path / _METADATA_FILE).read_text())
+            meta = json.loads((path / CAUSAL_METADATA_FILE).read_text())
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read {path / _METADATA_FILE}: {exc}") from None
+            raise ValueError(f"cannot read {path / CAUSAL_METADATA_FILE}: {exc}") from None
         ints = ("orig_vocab_size", "max_positions", "num_layers", "num_kv_heads", "head_dim")
         if not isinstance(meta, dict) or meta.get("format") != 1:
-            raise ValueError(f"{path / _METADATA_FILE} is not a format-1 causal router export")
+            raise ValueError(f"{path / CAUSAL_METADATA_FILE} is not a format-1 causal router export")
         for key in ints:
             if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), int) or meta[key] < 1:
-                raise ValueError(f"{path / _METADATA_FILE}: {key} must be a positive integer, got {meta.get(key)!r}")
+                raise ValueError(f"{path / CAUSAL_METADATA_FILE}: {key} must be a positive integer, got {meta.get(key)!r}")
         eos = meta.get("eos_token_ids")
         if not isinstance(eos, list) or not all(isinstance(e, int) and not isinstance(e, bool) for e in eos):
-            raise ValueError(f"{path / _METADATA_FILE}: eos_token_ids must be a list of integers, got {eos!r}")
+            raise ValueError(f"{path / CAUSAL_METADATA_FILE}: eos_token_ids must be a list of integers, got {eos!r}")
         return meta
 
     @staticmethod

@@ -1,5 +1,5 @@
 """RouteLLM's matrix-factorisation router, scored by the compiled core; checkpoints in RouteLLM's
-layout (:mod:`routellm_fast.checkpoints`) loaded without torch."""
+layout (:mod:`routellm_fast.formats.checkpoints`) loaded without torch."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _core
-from .._validation import lookup_model
-from ..checkpoints import load_mf_checkpoint
+from ..checks import lookup_model
 from ..embedders import Embedder, EmbedFn
-from ..hub import cached_hub_snapshot, is_hub_name, warn_shipped_instead
-from ..models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, MODEL_IDS
+from ..formats.checkpoints import load_mf_checkpoint
+from ..formats.hub import resolve_checkpoint
+from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL, MODEL_IDS
+from ..paths import DEFAULT_MF
 from .base import EmbeddingRouter, fingerprint, prompt_keys, register
 
 __all__ = ["ROUTELLM_EMBEDDING_MODEL", "MatrixFactorizationRouter"]
@@ -34,7 +35,7 @@ class MatrixFactorizationRouter(EmbeddingRouter):
 
     RouteLLM's hub name ``routellm/mf_gpt4_augmented`` (its default config) loads the checkpoint from
     the local Hugging Face cache if it is there, else the shipped mf router, with one
-    :class:`~routellm_fast.hub.ShippedRouterWarning` (nothing is downloaded).
+    :class:`~routellm_fast.errors.ShippedRouterWarning` (nothing is downloaded).
     """
 
     NO_PARALLEL = True
@@ -55,15 +56,11 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         embedding_model: str | None = None,
         device: str | None = "auto",
     ) -> None:
-        if is_hub_name(checkpoint_path):  # RouteLLM's default config: its published checkpoint
-            snapshot = cached_hub_snapshot(checkpoint_path)  # type: ignore[arg-type]
-            if snapshot is not None:
-                checkpoint_path = snapshot
-            else:
-                from ..shipped import DEFAULT_MF
-
-                warn_shipped_instead("mf", [checkpoint_path])
-                checkpoint_path, hidden_size, num_models, text_dim = DEFAULT_MF, None, None, None
+        # RouteLLM's default config names its published checkpoint
+        checkpoint_path, shipped = resolve_checkpoint(
+            checkpoint_path, "mf", ("config.json", "model.safetensors"), DEFAULT_MF)
+        if shipped:  # the shipped checkpoint has its own sizes
+            hidden_size, num_models, text_dim = None, None, None
         ckpt = load_mf_checkpoint(checkpoint_path, hidden_size, num_models, text_dim, num_classes, use_proj)
         if model_ids is None:
             model_ids = ckpt.metadata.get("model_ids", MODEL_IDS)
@@ -100,7 +97,7 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         return self._scorer.score(embeddings)
 
     def _make_gpu_scorer(self):
-        from ..cuda import CudaMfScorer
+        from ..backends.cuda import CudaMfScorer
 
         return CudaMfScorer(self._scorer)
 

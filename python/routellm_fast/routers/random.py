@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._validation import check_prompts
+from ..checks import check_prompts
 from .base import Router, register
 
 __all__ = ["RandomRouter"]

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._validation import as_embeddings, lookup_model
-from ..arena import (
+from ..checks import as_embeddings, lookup_model
+from ..embedders import Embedder, EmbedFn
+from ..formats.arena import (
     ArenaFile,
     Battles,
     Source,
@@ -19,9 +20,8 @@ from ..arena import (
     load_embeddings,
     outcome_codes,
 )
-from ..embedders import Embedder, EmbedFn
-from ..hub import is_hub_name, warn_shipped_instead
-from ..models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+from ..formats.hub import is_hub_name, warn_shipped_instead
+from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 from .base import EmbeddingRouter, fingerprint, prompt_keys, register
 from .mf import ROUTELLM_EMBEDDING_MODEL
 
@@ -33,7 +33,7 @@ class SWRankingRouter(EmbeddingRouter):
     """RouteLLM's similarity-weighted Elo router over an arena of battles with prompt embeddings.
 
     ``arena_battle_datasets`` and ``arena_embedding_datasets`` are local files or directories (see
-    :mod:`routellm_fast.arena` for the formats); ``arena=FILE`` instead loads a compact arena file
+    :mod:`routellm_fast.formats.arena` for the formats); ``arena=FILE`` instead loads a compact arena file
     (``routellm-fast train sw``), e.g. from a YAML config; use :meth:`from_battles` for in-memory arrays.
     ``storage`` keeps the arena's prompt embeddings as ``"float32"`` (exact), ``"float16"`` or
     ``"int8"`` (per-row scaled), trading accuracy for memory and bandwidth (see README); by default
@@ -41,7 +41,7 @@ class SWRankingRouter(EmbeddingRouter):
 
     RouteLLM's hub dataset names (its default config) are not downloaded: when every dataset named
     is one of them and none is a local path, the shipped arena is used instead, with one
-    :class:`~routellm_fast.hub.ShippedRouterWarning`.
+    :class:`~routellm_fast.errors.ShippedRouterWarning`.
     """
 
     def __init__(
@@ -60,7 +60,7 @@ class SWRankingRouter(EmbeddingRouter):
         gpu_precision: str = "float32",
     ) -> None:
         if arena is None and _all_hub_names(arena_battle_datasets, arena_embedding_datasets):
-            from ..shipped import DEFAULT_SW_ARENA  # RouteLLM's default config, offline
+            from ..paths import DEFAULT_SW_ARENA  # RouteLLM's default config, offline
 
             warn_shipped_instead("sw_ranking", [*_sources(arena_battle_datasets), *_sources(arena_embedding_datasets)])
             arena_battle_datasets = arena_embedding_datasets = None
@@ -118,8 +118,8 @@ class SWRankingRouter(EmbeddingRouter):
         device: str | None = "auto",
         gpu_precision: str = "float32",
     ) -> SWRankingRouter:
-        """Load a compact arena file (:func:`routellm_fast.arena.save_arena`), or use an
-        :class:`~routellm_fast.arena.ArenaFile` in memory; the embedder it was built with is recorded
+        """Load a compact arena file (:func:`routellm_fast.formats.arena.save_arena`), or use an
+        :class:`~routellm_fast.formats.arena.ArenaFile` in memory; the embedder it was built with is recorded
         in it and is the default ``embed``."""
         arena = path if isinstance(path, ArenaFile) else load_arena(path)
         router = cls.__new__(cls)
@@ -240,7 +240,7 @@ class SWRankingRouter(EmbeddingRouter):
         return self._arena.score(embeddings, self._strong, self._weak)
 
     def _make_gpu_scorer(self):
-        from ..cuda import CudaSwScorer
+        from ..backends.cuda import CudaSwScorer
 
         return CudaSwScorer(self._arena, self.gpu_precision)
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .tables import TABLE_SUFFIXES, BadFileError, column, read_npy, read_npz, read_table
+from ..errors import BadFileError
+from ..paths import ARENA_FILE_NAME
+from .tables import TABLE_SUFFIXES, column, read_npy, read_npz, read_table
 
 __all__ = ["ArenaFile", "Battles", "load_arena", "load_battles", "load_embeddings", "save_arena", "OUTCOME_CODES"]
 
@@ -197,9 +199,9 @@ def load_embeddings(sources: Source | Iterable[Source]) -> np.ndarray:
 
 
 #: The file name of an arena written into a folder (``routellm-fast train sw --out DIR``).
-ARENA_FILE_NAME = "arena.npz"
+
 #: Format tag of compact arena files written by :func:`save_arena`.
-ARENA_FORMAT = "routellm_fast.arena/1"
+ARENA_FORMAT = "routellm_fast.arena/1"  # the format's name, fixed: files written before the move carry it
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,7 @@ def save_arena(path: Source, arena: ArenaFile) -> None:
 
 def load_arena(path: Source) -> ArenaFile:
     """Read a file written by :func:`save_arena` (or the ``arena.npz`` in a folder), checking its
-    format and consistency; a bad file raises :class:`~routellm_fast.tables.BadFileError`."""
+    format and consistency; a bad file raises :class:`~routellm_fast.errors.BadFileError`."""
     path = Path(path)
     if path.is_dir():
         path = path / ARENA_FILE_NAME

@@ -23,10 +23,12 @@ import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ["BERT_METADATA_FILE", "export_bert", "optimize_bert", "quantize_bert"]
+from ..paths import BERT_METADATA_FILE
+
+__all__ = ["export_bert", "fold_int8_weights", "optimize_bert", "quantize_bert", "store_int8_weights"]
 
 #: The metadata file of an exported BERT router directory.
-BERT_METADATA_FILE = "routellm_fast_bert.json"
+
 #: Format version of the exported directory.
 BERT_FORMAT = 1
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -160,7 +162,7 @@ def optimize_bert(
         raise ImportError(f"fusing the graph needs onnx and sympy ({exc.name} is missing): pip install onnx sympy") from None
 
     model = onnx.load(str(src))
-    int8_stored = _fold_int8_weights(model)
+    int8_stored = fold_int8_weights(model)
     _fuse_sdpa_attention(model, num_heads)
     options = FusionOptions("bert")
     options.attention_mask_format = AttentionMaskFormat.AttentionMask
@@ -179,8 +181,8 @@ def optimize_bert(
     _split_skip_layer_norm(out)
     _ms_opset(out)
     if int8_stored:
-        _store_int8_weights(out)
-    out.producer_name, out.producer_version = "routellm_fast.bert_export.optimize_bert", str(BERT_FORMAT)
+        store_int8_weights(out)
+    out.producer_name, out.producer_version = "routellm_fast.export.bert.optimize_bert", str(BERT_FORMAT)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / "fused.onnx"
         onnx.save(out, str(tmp_path))
@@ -255,7 +257,7 @@ def _check_same_logits(unfused, fused, np) -> None:
         raise RuntimeError(f"the fused graph's logits differ from the unfused graph's by {error:.3g}: not fused")
 
 
-def _fold_int8_weights(model) -> bool:
+def fold_int8_weights(model) -> bool:
     """Replace every ``Mul(Cast(int8 initializer), float initializer)`` by its float32 product, so
     that the optimizer sees weights as initializers. True when there was one."""
     import numpy as np
@@ -287,10 +289,10 @@ def _fold_int8_weights(model) -> bool:
     return True
 
 
-def _store_int8_weights(model) -> int:
+def store_int8_weights(model) -> int:
     """Store again as int8 (``Cast`` + ``Mul`` by a float scale, which onnxruntime folds at load) every
     float32 matrix of at least 4,096 values that lies on a symmetric int8 grid per column or per row
-    (weights folded by :func:`_fold_int8_weights`, concatenated or not by the fusion). Returns how many."""
+    (weights folded by :func:`fold_int8_weights`, concatenated or not by the fusion). Returns how many."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -342,7 +344,7 @@ def store_embedding_tables_int8(model) -> int:
             on_grid = (np.rint(w / scale) * scale).astype(np.float32)
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(on_grid, t.name))
             snapped += 1
-    _store_int8_weights(model)
+    store_int8_weights(model)
     return snapped
 
 

@@ -6,7 +6,7 @@ import functools
 import os
 from typing import Any
 
-from .routers import NOT_IMPLEMENTED, ROUTER_CLS, unknown_router
+from ..routers import NOT_IMPLEMENTED, ROUTER_CLS, unknown_router
 
 __all__ = ["patch_routellm"]
 
@@ -57,7 +57,7 @@ def patch_routellm() -> None:
     from the same config: same constructor arguments, same answers, compiled scoring. Nothing is
     downloaded: checkpoints and datasets are local paths, and RouteLLM's hub names (its default
     config) load from the local Hugging Face cache or else use the shipped router of the same kind
-    (:mod:`routellm_fast.hub`). No ``OPENAI_API_KEY`` is needed to import RouteLLM after this call.
+    (:mod:`routellm_fast.formats.hub`). No ``OPENAI_API_KEY`` is needed to import RouteLLM after this call.
     Routers routellm_fast does not implement yet stay RouteLLM's, with failures that say what is missing.
     """
     placeholder = not os.environ.get("OPENAI_API_KEY")

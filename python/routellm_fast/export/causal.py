@@ -33,16 +33,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .bert_export import need_export_deps
+from ..paths import CAUSAL_MESSAGE_FILES, CAUSAL_METADATA_FILE
+from .bert import need_export_deps
 
-__all__ = ["CAUSAL_FORMAT", "CAUSAL_METADATA_FILE", "MESSAGE_FILES", "export_causal"]
+__all__ = ["CAUSAL_FORMAT", "export_causal"]
 
 #: The metadata file of an exported causal router directory.
-CAUSAL_METADATA_FILE = "routellm_fast_causal.json"
+
 #: Format version of the exported directory.
 CAUSAL_FORMAT = 1
 #: RouteLLM's system and classifier message files, read from the checkpoint directory.
-MESSAGE_FILES = ("system_ft_v5.txt", "classifier_ft_v5.txt")
+
 #: The base model RouteLLM's causal router was trained from (its ``model_id`` default).
 LLAMA3_MODEL_ID = "meta-llama/Meta-Llama-3-8B"
 _SPECIAL_TOKENS = tuple(f"[[{i}]]" for i in range(1, 6))
@@ -73,7 +74,7 @@ def export_causal(
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
     if not (hf_dir / "config.json").is_file():
         raise FileNotFoundError(f"{hf_dir} is not a Hugging Face model directory (no config.json)")
-    for name in MESSAGE_FILES:
+    for name in CAUSAL_MESSAGE_FILES:
         if not (hf_dir / name).is_file():
             raise FileNotFoundError(f"{hf_dir} has no {name} (RouteLLM's causal router reads its messages from it)")
     config = transformers.AutoConfig.from_pretrained(hf_dir)
@@ -104,7 +105,7 @@ def export_causal(
             (out_dir / old).unlink(missing_ok=True)
         _save_onnx(onnx_path, out_dir / "model.onnx")
     tokenizer.backend_tokenizer.save(str(out_dir / "tokenizer.json"))
-    for name in MESSAGE_FILES:
+    for name in CAUSAL_MESSAGE_FILES:
         shutil.copyfile(hf_dir / name, out_dir / name)
     meta = {
         "format": CAUSAL_FORMAT,

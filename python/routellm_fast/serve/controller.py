@@ -5,7 +5,7 @@ Same constructor, same methods, same ``RoutingError`` messages as ``routellm.con
 per-prompt apply), and ``chat.completions.create`` / ``acreate`` that read ``model="router-mf-0.116"``,
 route on the last message and forward the request to the chosen model through any
 OpenAI-compatible endpoint with the official ``openai`` client, or through LiteLLM for
-provider-prefixed model names (:mod:`routellm_fast.upstream`). :meth:`Controller.decide` is the
+provider-prefixed model names (:mod:`routellm_fast.serve.upstream`). :meth:`Controller.decide` is the
 one routing decision that these and the server make.
 """
 
@@ -14,33 +14,31 @@ from __future__ import annotations
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from .policy import (
-    AUTO,
+from ..decision.calibration import calibrate_threshold
+from ..decision.online import OnlineThreshold
+from ..decision.router_names import AUTO, check_route, parse_model_name
+from ..decision.rule import (
     CostWeight,
     Decision,
     ModelPair,
-    OnlineThreshold,
-    RoutingError,
-    calibrate_threshold,
     check_models,
-    check_route,
     choose_models,
     is_strong,
-    message_text,
-    parse_model_name,
 )
-from .routers import ROUTER_CLS, Router, unknown_router
-from .shipped import EMBEDDER_ROUTERS, SHIPPED_EMBEDDERS, SHIPPED_ROUTERS
+from ..errors import RoutingError
+from ..paths import SHIPPED_EMBEDDERS
+from ..routers import ROUTER_CLS, Router, unknown_router
+from ..routers.shipped import EMBEDDER_ROUTERS, SHIPPED_ROUTERS
 from .upstream import Upstream
 
-__all__ = ["Controller", "ModelPair", "RoutingError"]
+__all__ = ["Controller", "ModelPair", "RoutingError", "load_config", "message_text"]
 
 
 def load_config(config: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | None) -> dict:
@@ -73,7 +71,7 @@ class Controller:
     instead of the pair: ``router-<name>-<t>`` picks the cheapest model that no dearer one beats with
     a win rate of at least t (with the pair's two models, RouteLLM's rule), ``router-<name>-cost-<lambda>``
     the model with the best predicted win rate against the best candidate minus lambda times its
-    relative cost (:func:`routellm_fast.policy.choose_models`). Needs routers with per-model scores
+    relative cost (:func:`routellm_fast.decision.rule.choose_models`). Needs routers with per-model scores
     (mf, sw_ranking).
     """
 
@@ -214,7 +212,7 @@ class Controller:
 
     @property
     def upstream(self) -> Upstream:
-        """Where requests go (:class:`~routellm_fast.upstream.Upstream`): the OpenAI-compatible
+        """Where requests go (:class:`~routellm_fast.serve.upstream.Upstream`): the OpenAI-compatible
         endpoint ``api_base`` with ``api_key``, or LiteLLM for provider-prefixed model names."""
         with self._counts_lock:
             if self._upstream is None:
@@ -237,10 +235,30 @@ class Controller:
     def completion(self, *, router: str | None = None, threshold: float | None = None, **kwargs: Any) -> Any:
         """OpenAI's ``chat.completions.create``, routed: ``model="router-<name>-<threshold>"`` (or
         ``router=``/``threshold=``) picks the model, the rest is forwarded unchanged (see
-        :mod:`routellm_fast.upstream` for provider-prefixed model names)."""
+        :mod:`routellm_fast.serve.upstream` for provider-prefixed model names)."""
         return self.upstream.create(self._prepare(router, threshold, kwargs))
 
     async def acompletion(self, *, router: str | None = None, threshold: float | None = None, **kwargs: Any) -> Any:
         """The async form of :meth:`completion`. Each event loop gets one client, kept open while the
         loop runs, so a stream (``stream=True``) can be read after the call returns."""
         return await self.upstream.acreate(self._prepare(router, threshold, kwargs))
+
+
+def message_text(messages: Any) -> str:
+    """The text a chat request is routed on: its last message's content, a string or OpenAI
+    content parts (``[{"type": "text", "text": ...}, ...]``, the text parts joined by newlines).
+    RouteLLM routes on the last turn too (its routers were trained on first turns)."""
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
+        raise RoutingError("messages must be a non-empty list of message objects.")
+    last = messages[-1]
+    if not isinstance(last, Mapping):
+        raise RoutingError("messages must be a non-empty list of message objects.")
+    content = last.get("content")
+    if isinstance(content, list):
+        content = "\n".join(
+            part["text"] for part in content
+            if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
+        )
+    if not isinstance(content, str):
+        raise RoutingError("the last message has no text content to route on.")
+    return content

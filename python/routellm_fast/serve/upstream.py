@@ -21,22 +21,22 @@ import os
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from ..paths import LITELLM_PROVIDERS_FILE
 
 __all__ = ["LITELLM_EXTRA", "Target", "Upstream", "litellm_providers", "target"]
 
 #: The extra that installs LiteLLM.
 LITELLM_EXTRA = 'pip install "routellm_fast[litellm]"'
-_PROVIDERS_FILE = Path(__file__).parent / "data" / "litellm_providers.txt"
 
 
 @lru_cache(maxsize=1)
 def litellm_providers() -> frozenset[str]:
     """LiteLLM's provider prefixes as of the version this package was tested with (a data file), so
     that they are recognised without LiteLLM installed."""
-    lines = _PROVIDERS_FILE.read_text(encoding="utf-8").splitlines()
+    lines = LITELLM_PROVIDERS_FILE.read_text(encoding="utf-8").splitlines()
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 

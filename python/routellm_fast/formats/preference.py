@@ -7,7 +7,7 @@ The battle format (JSON lines, CSV or parquet), one row per battle::
 :func:`load_preference` also reads a dataset folder holding ``battles.csv`` plus ``prompts.jsonl``
 joined on a shared id column (``prompt_id`` or ``question_id``), which is how the data in
 ``../shared/data/preference/`` (AlpacaEval, arena-bench) comes. Model names are mapped to one
-canonical spelling (:mod:`routellm_fast.models`), so ``gpt4_1106_preview`` and
+canonical spelling (:mod:`routellm_fast.formats.model_names`), so ``gpt4_1106_preview`` and
 ``gpt-4-1106-preview`` are one model.
 
 :func:`golden_label_battles` turns a golden-label benchmark (MMLU, GSM8K: which model answered
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .arena import outcome_codes
-from .embedders.base import prompt_key
-from .models import canonical_model_name
+from .model_names import canonical_model_name
+from .prompt_keys import prompt_key
 from .tables import check_table_suffix, column, read_jsonl, read_table, write_table
 
 __all__ = [

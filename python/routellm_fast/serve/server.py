@@ -5,7 +5,7 @@ Endpoints:
 * ``POST /v1/chat/completions`` — RouteLLM's server: ``model="router-<router>-<threshold>"`` picks
   the model, the request goes to it (plain or SSE streaming) through the upstream endpoint, with the
   controller's ``api_key`` (RouteLLM's ``--api-key``), or through LiteLLM for provider-prefixed model
-  names (:mod:`routellm_fast.upstream`). ``model="router-<router>-auto"`` uses the online threshold
+  names (:mod:`routellm_fast.serve.upstream`). ``model="router-<router>-auto"`` uses the online threshold
   (``--target-strong-pct``); the strong or weak model's own name reaches that model directly.
   OpenAI request fields are forwarded by name, unknown ones in the body; the openai client's call
   options (``timeout``, ``extra_headers``, ``extra_query``, ``extra_body``) never come from a client.
@@ -47,25 +47,19 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .controller import Controller
-from .embedders import CachedEmbedder, EmbeddingError
-from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
-from .policy import (
-    AUTO,
-    CostWeight,
-    Decision,
-    RoutingError,
-    message_text,
-    parse_model_name,
-    recorded_win_rates,
-    share_threshold,
-)
-from .routers import EmbeddingRouter
+from ..decision.calibration import recorded_win_rates, share_threshold
+from ..decision.router_names import AUTO, parse_model_name
+from ..decision.rule import CostWeight, Decision
+from ..embedders import CachedEmbedder
+from ..errors import EmbeddingError, RoutingError
+from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+from ..routers import EmbeddingRouter
+from .controller import Controller, message_text
 from .upstream import Upstream, target
 
 __all__ = ["KEEP_ALIVE_S", "MAX_NESTING", "ServerSettings", "create_app", "serve"]
 
-logger = logging.getLogger("routellm_fast.server")
+logger = logging.getLogger("routellm_fast.serve.server")
 
 #: Options the openai client takes by name that are not request fields: from a client's body they
 #: would steer the upstream call itself (its timeout, headers, query), so they are never used as such.
@@ -492,4 +486,4 @@ def serve(settings: ServerSettings | Controller, host: str = "127.0.0.1", port: 
         return
     # uvicorn starts worker processes that import the app: hand them the settings.
     os.environ[_SETTINGS_ENV] = json.dumps(asdict(settings))
-    uvicorn.run("routellm_fast.server:_app_from_environment", factory=True, workers=workers, **options)
+    uvicorn.run("routellm_fast.serve.server:_app_from_environment", factory=True, workers=workers, **options)

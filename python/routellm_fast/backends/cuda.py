@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ..paths import kernels_dir
+
 __all__ = ["DEVICE_ENV", "DEVICES", "CudaMfScorer", "CudaSwScorer", "cuda_info", "kernel_source", "nvrtc_ptx",
            "resolve_device"]
 
@@ -45,16 +47,11 @@ BATCH = 1024
 _KERNEL_BLOCK = 256
 
 
-def _kernels_dir() -> Path:
-    installed = Path(__file__).parent / "kernels"  # the wheel's copy (CMake installs kernels/ there)
-    return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / "kernels"
-
-
 def kernel_source(name: str = "sw_counts.cu") -> str:
     """The CUDA source of a kernel file shipped with the package."""
-    path = _kernels_dir() / name
+    path = kernels_dir() / name
     if not path.is_file():
-        raise FileNotFoundError(f"CUDA kernel source {name} not found in {_kernels_dir()}")
+        raise FileNotFoundError(f"CUDA kernel source {name} not found in {kernels_dir()}")
     return path.read_text()
 
 

@@ -3,7 +3,7 @@ spread over a Ray cluster (the ``ray`` extra: ``pip install "routellm_fast[ray]"
 
 :func:`score_dataset` adds a ``win_rate_<router>`` column per router with ``map_batches`` and a
 pool of actors (:class:`RouterScorer`). Each actor builds its routers once, when it starts (from
-their names, as :class:`~routellm_fast.controller.Controller` builds them, or from router objects
+their names, as :class:`~routellm_fast.serve.controller.Controller` builds them, or from router objects
 pickled in the driver: routers pickle by their settings and weights), sets the compiled core's
 threads (and the local embedders') to the CPUs Ray gives it, and scores every batch with one
 batched ``router.score(prompts)`` call. Rows come back in input order.
@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 
 __all__ = ["RouterScorer", "assigned_cpus", "import_ray", "score_dataset"]
 
@@ -52,7 +52,7 @@ def assigned_cpus() -> int:
                 return max(1, int(cpus))
     except ImportError:
         pass
-    from .runtime import available_cpus
+    from ..backends.cpu import available_cpus
 
     return available_cpus()
 
@@ -68,7 +68,7 @@ def _cap_threads(obj: Any, threads: int) -> None:
 class RouterScorer:
     """The callable class ``map_batches`` runs in each actor: built once per actor, called per batch.
 
-    ``routers``: router names (built here as :class:`~routellm_fast.controller.Controller` builds
+    ``routers``: router names (built here as :class:`~routellm_fast.serve.controller.Controller` builds
     them, with ``strong_model``, ``weak_model``, ``config`` and ``embedder``) or a mapping of names
     to router objects (unpickled here). ``threads``: the threads scoring uses (default: the CPUs Ray
     assigned this actor). A batch is a ``pyarrow.Table``; the same table comes back with a float64
@@ -110,8 +110,8 @@ class RouterScorer:
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
-        from .policy import score_columns
-        from .tables import column
+        from ..formats.tables import column
+        from .batch import score_columns
 
         prompts = column(batch, self.prompt_column, "the dataset")
         for name, values in score_columns(self.routers, prompts, self.models, self.rule).items():
@@ -120,9 +120,9 @@ class RouterScorer:
 
 
 def _check_routers(routers: Any, config: Any, embedder: str) -> tuple[Any, Any]:
+    from ..paths import SHIPPED_EMBEDDERS
+    from ..routers import ROUTER_CLS, unknown_router
     from .controller import load_config
-    from .routers import ROUTER_CLS, unknown_router
-    from .shipped import SHIPPED_EMBEDDERS
 
     if embedder not in SHIPPED_EMBEDDERS:
         raise ValueError(f"invalid embedder {embedder!r}: the shipped routers come on {', '.join(SHIPPED_EMBEDDERS)}")
@@ -163,7 +163,7 @@ def score_dataset(
     """``ds`` with a float64 ``win_rate_<router>`` column per router, scored on Ray (lazily: the
     returned ``ray.data.Dataset`` runs when it is consumed or written), rows in input order.
 
-    ``routers``: router names, built once in each actor as :class:`~routellm_fast.controller.Controller`
+    ``routers``: router names, built once in each actor as :class:`~routellm_fast.serve.controller.Controller`
     builds them (``strong_model``, ``weak_model``, ``config``: a dict or a YAML file read here,
     ``embedder``: ``"minilm"`` or ``"static"`` for the shipped mf and sw_ranking), or a mapping of
     names to router objects, pickled here and unpickled once in each actor (a router built from
@@ -181,8 +181,8 @@ def score_dataset(
 
     ``models`` (``{name: cost}``) scores every prompt against those models instead (mf and
     sw_ranking): a float64 ``score_<router>_<model>`` column per model and, with ``rule`` (a
-    threshold in [0, 1] or a :class:`~routellm_fast.policy.CostWeight`), the chosen model in
-    ``model_<router>`` (:func:`routellm_fast.policy.score_columns`, as ``routellm-fast score --models``).
+    threshold in [0, 1] or a :class:`~routellm_fast.decision.rule.CostWeight`), the chosen model in
+    ``model_<router>`` (:func:`routellm_fast.serve.batch.score_columns`, as ``routellm-fast score --models``).
 
     The returned dataset's context keeps the input order (``execution_options.preserve_order``).
     Ray must be installed (the ``ray`` extra); it is started (``ray.init()``) if it is not yet.
@@ -199,7 +199,8 @@ def score_dataset(
         raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
     spec, config = _check_routers(routers, config, embedder)
     if models is not None:
-        from .policy import CostWeight, check_models, check_threshold_value
+        from ..checks import check_threshold as check_threshold_value
+        from ..decision.rule import CostWeight, check_models
 
         models = check_models(models)
         if rule is not None and not isinstance(rule, CostWeight):

@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BadFileError
+from ..paths import SAMPLE_PROMPTS
+
 __all__ = [
     "BadFileError",
     "SAMPLE_PROMPTS",
@@ -39,15 +42,8 @@ __all__ = [
 
 #: File types a table is read from or written to.
 TABLE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
-#: A bundled sample of real prompts (AlpacaEval's 805 instructions; see data/NOTICE.md).
-SAMPLE_PROMPTS = Path(__file__).parent / "data" / "sample_prompts.jsonl"
 
 PathLike = str | os.PathLike[str]
-
-
-class BadFileError(ValueError):
-    """A file that cannot be what it should be: unreadable, corrupt, inconsistent or hostile. The
-    message names the file and the problem."""
 
 
 def _bad(path: PathLike, problem: object) -> BadFileError:

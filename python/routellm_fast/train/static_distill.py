@@ -9,9 +9,9 @@ Model2Vec way, with the local ONNX model (no torch):
 4. int8 rows with a float32 scale each, written in Model2Vec's layout (``config.json``,
    ``model.safetensors`` with ``embeddings`` and ``scales``, ``tokenizer.json``).
 
-``python -m routellm_fast.static_distill`` rewrites the shipped table (about a minute on 2 cores);
+``python -m routellm_fast.train.static_distill`` rewrites the shipped table (about a minute on 2 cores);
 the same model gives the same file. The routers on it are trained by
-``python -m routellm_fast.recipe --embedder static``.
+``python -m routellm_fast.train.recipe --embedder static``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedders.onnx import _TOKENIZER_DIR, OnnxEmbedder
-from .embedders.static import STATIC_EMBEDDER_DIR, quantize_rows
+from ..embedders.onnx import OnnxEmbedder
+from ..embedders.static import quantize_rows
+from ..paths import MINILM_TOKENIZER_DIR, STATIC_EMBEDDER_DIR
 
 __all__ = ["distill"]
 
@@ -57,7 +58,7 @@ def distill(out_dir: Path = STATIC_EMBEDDER_DIR, dim: int = DEFAULT_DIM, embedde
     from tokenizers import Tokenizer
 
     embedder = embedder or OnnxEmbedder()
-    tokenizer_path = _TOKENIZER_DIR / "tokenizer.json"
+    tokenizer_path = MINILM_TOKENIZER_DIR / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
     vectors = token_vectors(embedder, vocab_size, tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"))
@@ -82,7 +83,7 @@ def distill(out_dir: Path = STATIC_EMBEDDER_DIR, dim: int = DEFAULT_DIM, embedde
         "seq_length": 1000000,
         "normalize": True,
         "quantization": "int8 rows, float32 scale per row (tensor 'scales')",
-        "distilled_by": "python -m routellm_fast.static_distill",
+        "distilled_by": "python -m routellm_fast.train.static_distill",
         "pca_explained_variance": round(explained, 6),
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -90,7 +91,7 @@ def distill(out_dir: Path = STATIC_EMBEDDER_DIR, dim: int = DEFAULT_DIM, embedde
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m routellm_fast.static_distill", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m routellm_fast.train.static_distill", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", type=Path, default=STATIC_EMBEDDER_DIR)
     parser.add_argument("--dim", type=int, default=DEFAULT_DIM, help="PCA components kept")

@@ -1,37 +1,20 @@
-"""Where work runs: the CPUs this process may use, onnxruntime sessions on a chosen execution
-provider (shared by the ONNX embedder and the ONNX-executed router classifiers), and the cache of
-Hugging Face checkpoints converted for them."""
+"""onnxruntime sessions on a chosen execution provider, shared by the ONNX embedder and the
+ONNX-executed router classifiers, and the tokenising and batching they share."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["CACHE_ENV", "EXECUTION_PROVIDERS", "available_cpus", "converted_once", "encoder_feed", "length_batches",
-           "onnx_session", "token_ids"]
+__all__ = ["EXECUTION_PROVIDERS", "encoder_feed", "length_batches", "onnx_session", "token_ids"]
 
-#: Environment variable naming where Hugging Face checkpoints are converted (default
-#: ``~/.cache/routellm_fast``; one folder per router kind under it).
-CACHE_ENV = "ROUTELLM_FAST_CACHE"
 
 #: Device names accepted by :func:`onnx_session` and the execution providers they ask for, in order.
 EXECUTION_PROVIDERS: dict[str, tuple[str, ...]] = {
     "cpu": ("CPUExecutionProvider",),
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
 }
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask: a container's or ``taskset``'s limit), not
-    the machine's core count, so that worker processes do not oversubscribe."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def onnx_session(
@@ -136,24 +119,3 @@ def length_batches(lengths: Sequence[int], batch_size: int, tokens_per_batch: in
     return batches
 
 
-def converted_once(hf_dir: Path, kind: str, settings: str, marker: str, export: Callable[[Path], Any]) -> Path:
-    """The converted copy of the Hugging Face directory ``hf_dir`` in ``$ROUTELLM_FAST_CACHE/<kind>/``,
-    made once by ``export(folder)``. It is keyed by the directory's path, its files' names, sizes and
-    modification times, and ``settings``; ``marker`` is the file a finished conversion has. A
-    process that finds another's conversion finished first keeps that one."""
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(f"{hf_dir.absolute()}|{settings}".encode())
-    for f in sorted(hf_dir.iterdir()):
-        if f.is_file():
-            st = f.stat()
-            digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    root = os.environ.get(CACHE_ENV)
-    target = (Path(root) if root else Path.home() / ".cache" / "routellm_fast") / kind / digest.hexdigest()
-    if not (target / marker).is_file():
-        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-        export(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process converted it first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target

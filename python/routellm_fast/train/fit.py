@@ -1,7 +1,7 @@
 """Training routers from preference data, without torch.
 
 :func:`train_mf_router` and :func:`train_sw_router` turn battles
-(:class:`~routellm_fast.preference.PreferenceData`) into the files the routers load: an mf
+(:class:`~routellm_fast.formats.preference.PreferenceData`) into the files the routers load: an mf
 checkpoint in RouteLLM's layout, or a compact sw_ranking arena.
 
 :func:`train_mf` fits RouteLLM's matrix factorisation (``MFModel_Train``): model embeddings
@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from .arena import ARENA_FILE_NAME, ArenaFile, save_arena
-from .checkpoints import save_mf_checkpoint
-from .embedders import Embedder, embed_all
-from .models import canonical_model_name
-from .preference import PreferenceData, training_split
-from .routers import SWRankingRouter
+from ..embedders import Embedder, embed_all
+from ..formats.arena import ArenaFile, save_arena
+from ..formats.checkpoints import save_mf_checkpoint
+from ..formats.model_names import canonical_model_name
+from ..formats.preference import PreferenceData, training_split
+from ..paths import ARENA_FILE_NAME
+from ..routers import SWRankingRouter
 
 __all__ = [
     "MFTrainConfig",

@@ -1,6 +1,6 @@
 """The routers that ship inside the package, ready to use offline: where their files are, how to load
 them and their calibrated thresholds. Loading them imports no training or evaluation code; the
-recipe that trains them is :mod:`routellm_fast.recipe`.
+recipe that trains them is :mod:`routellm_fast.train.recipe`.
 
 mf and sw_ranking (pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``) ship twice, once per
 local embedder (:data:`SHIPPED_EMBEDDERS`): on all-MiniLM-L6-v2 (``"minilm"``, the default) and on the
@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import METADATA_FILE
-from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
-from .policy import share_threshold
-from .routers import (
+from ..decision.calibration import share_threshold
+from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+from ..paths import DEFAULT_BERT, shipped_files
+from ..paths import MF_METADATA_FILE as METADATA_FILE
+from . import (
     BERTRouter,
     MatrixFactorizationRouter,
     RandomRouter,
@@ -33,37 +33,13 @@ from .routers import (
 __all__ = [
     "CALIBRATED_ROUTERS",
     "EMBEDDER_ROUTERS",
-    "SHIPPED_EMBEDDERS",
-    "DEFAULT_BERT",
-    "DEFAULT_MF",
-    "DEFAULT_SW_ARENA",
     "SHIPPED_ROUTERS",
     "default_bert_router",
     "default_mf_router",
     "default_sw_router",
     "default_threshold",
     "shipped_calibration",
-    "shipped_files",
 ]
-
-DATA_DIR = Path(__file__).parent / "data"
-#: The shipped mf checkpoint (RouteLLM's layout) and sw_ranking arena on the default embedder.
-DEFAULT_MF = DATA_DIR / "default_mf"
-DEFAULT_SW_ARENA = DATA_DIR / "default_sw_arena.npz"
-#: Local embedders the shipped mf and sw_ranking come trained on (``--embedder``), default first, and
-#: the suffix of their files: ``default_mf<suffix>/``, ``default_sw_arena<suffix>.npz``.
-SHIPPED_EMBEDDERS = {"minilm": "", "static": "_static"}
-#: The shipped bert router (routellm_fast.bert_recipe): model.onnx + tokenizer + metadata.
-DEFAULT_BERT = DATA_DIR / "default_bert"
-
-
-def shipped_files(embedder: str = "minilm", data_dir: Path = DATA_DIR) -> tuple[Path, Path]:
-    """The shipped mf checkpoint directory and sw_ranking arena file trained on ``embedder``
-    (``"minilm"`` or ``"static"``), under ``data_dir``."""
-    if embedder not in SHIPPED_EMBEDDERS:
-        raise ValueError(f"no shipped routers on embedder {embedder!r}: choose one of {', '.join(SHIPPED_EMBEDDERS)}")
-    suffix = SHIPPED_EMBEDDERS[embedder]
-    return data_dir / f"{DEFAULT_MF.name}{suffix}", data_dir / f"{DEFAULT_SW_ARENA.stem}{suffix}.npz"
 
 
 def default_mf_router(

@@ -1,4 +1,4 @@
-"""The recipe that trains the routers shipped in the package (:mod:`routellm_fast.shipped` loads them).
+"""The recipe that trains the routers shipped in the package (:mod:`routellm_fast.routers.shipped` loads them).
 
 Both shipped routers (mf and sw_ranking, pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``)
 are trained on battles from the shared data, embedded with a local embedder (``--embedder minilm``:
@@ -10,7 +10,7 @@ key and no network:
 * ``preference/arena_bench_v1``: 30,966 battles from GPT-4 grades of 15 models on 300 hard
   Chatbot Arena prompts (Apache-2.0);
 * golden-label battles (gpt-4-1106-preview vs Mixtral: one right, the other wrong = a win, else a
-  tie) from the *training half* of MMLU and GSM8K (``routellm_fast.preference.training_split``,
+  tie) from the *training half* of MMLU and GSM8K (``routellm_fast.formats.preference.training_split``,
   50% by a hash of the question). The other half is never trained on: the routers record the
   prompts they saw, and ``routellm_fast.evals`` leaves those out of every evaluation.
 
@@ -19,13 +19,13 @@ weights) on arena-bench and the golden-label battles only: AlpacaEval's judges p
 on open-ended writing where MT Bench scores both models alike, and measured, its battles make the
 routers worse on MT Bench, MMLU and GSM8K unless down-weighted.
 
-5% of the prompts (by a hash of the text, :func:`routellm_fast.training.validation_prompts`) are
+5% of the prompts (by a hash of the text, :func:`routellm_fast.train.fit.validation_prompts`) are
 held out: they stop mf's training early and measure both routers' pairwise accuracy. Both routers
 record their win rates on the bundled sample prompts (``data/sample_prompts.jsonl``, the default
 prompts of ``routellm-fast calibrate``): the thresholds for any share of strong-model calls.
-``--calibrate-only`` recomputes just that, leaving the weights and arena byte for byte. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.models`).
+``--calibrate-only`` recomputes just that, leaving the weights and arena byte for byte. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.formats.model_names`).
 
-Rebuild with ``python -m routellm_fast.recipe --data-dir ../shared/data [--embedder static]``: the
+Rebuild with ``python -m routellm_fast.train.recipe --data-dir ../shared/data [--embedder static]``: the
 same data and embedder give the same files.
 """
 
@@ -40,22 +40,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .arena import load_arena
-from .checkpoints import METADATA_FILE
-from .embedders import EMBEDDER_ALIASES, Embedder, embedder_for
-from .evals import load_gsm8k, load_mmlu
-from .models import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
-from .policy import sample_prompts_digest, share_threshold
-from .preference import PreferenceData, golden_label_battles, load_preference
-from .routers import BERTRouter, MatrixFactorizationRouter, Router, SWRankingRouter
-from .routers.bert import _METADATA_FILE as BERT_METADATA_FILE
-from .shipped import DATA_DIR, DEFAULT_BERT, SHIPPED_EMBEDDERS, shipped_files
-from .tables import SAMPLE_PROMPTS, read_prompts
-from .training import (
-    MFTrainConfig,
-    train_mf_router,
-    train_sw_router,
+from ..decision.calibration import sample_prompts_digest, share_threshold
+from ..embedders import EMBEDDER_ALIASES, Embedder, embedder_for
+from ..evals import load_gsm8k, load_mmlu
+from ..formats.arena import load_arena
+from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+from ..formats.preference import PreferenceData, golden_label_battles, load_preference
+from ..formats.tables import read_prompts
+from ..paths import (
+    BERT_METADATA_FILE,
+    DATA_DIR,
+    DEFAULT_BERT,
+    DEFAULT_SHARED_DATA,
+    SAMPLE_PROMPTS,
+    SHIPPED_EMBEDDERS,
+    shipped_files,
 )
+from ..paths import MF_METADATA_FILE as METADATA_FILE
+from ..routers import BERTRouter, MatrixFactorizationRouter, Router, SWRankingRouter
+from .fit import MFTrainConfig, train_mf_router, train_sw_router
 
 __all__ = [
     "build_defaults",
@@ -106,7 +109,7 @@ def sw_training_data(sources: dict[str, PreferenceData]) -> PreferenceData:
 def calibration(router: Router, embeddings: np.ndarray | None = None) -> dict:
     """What a router records as its calibration: its win rates on the bundled sample prompts
     (``data/sample_prompts.jsonl``, the default prompts of ``routellm-fast calibrate``), so that any
-    share of strong-model calls has its threshold (:func:`routellm_fast.policy.share_threshold`)
+    share of strong-model calls has its threshold (:func:`routellm_fast.decision.calibration.share_threshold`)
     and ``route --strong-model-pct`` and ``calibrate`` give the same one. ``embeddings``: the
     prompts' embeddings, if already made."""
     prompts = read_prompts()
@@ -162,7 +165,7 @@ def write_calibrations(out_dir: Path = DATA_DIR, embedder: str = "minilm", bert:
     _replace_npz_member(arena_path, "metadata", np.array(json.dumps(metadata)))
     calibrations = {"mf": meta["calibration"], "sw_ranking": metadata["calibration"]}
     bert_dir = out_dir / DEFAULT_BERT.name
-    if bert and (bert_dir / BERT_METADATA_FILE).is_file():  # the shipped bert router (routellm_fast.bert_recipe)
+    if bert and (bert_dir / BERT_METADATA_FILE).is_file():  # the shipped bert router (routellm_fast.train.bert_recipe)
         bert_meta = json.loads((bert_dir / BERT_METADATA_FILE).read_text())
         bert_meta["calibration"] = calibrations["bert"] = calibration(BERTRouter(bert_dir))
         (bert_dir / BERT_METADATA_FILE).write_text(json.dumps(bert_meta, indent=2) + "\n")
@@ -192,9 +195,9 @@ def build_defaults(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m routellm_fast.recipe", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m routellm_fast.train.recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"), help="the shared data folder")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_SHARED_DATA, help="the shared data folder")
     parser.add_argument("--out-dir", type=Path, default=DATA_DIR,
                         help="where to write default_mf[_static]/ and default_sw_arena[_static].npz")
     parser.add_argument("--embedder", choices=list(SHIPPED_EMBEDDERS), default="minilm",

@@ -1,0 +1,71 @@
+"""Everything routellm_fast raises or warns, in one tree, and the one helper for a missing extra.
+
+    RouteLLMFastError                 catch this for any of the package's own errors
+    ├── RoutingError                  a bad router name, threshold, model string or message list
+    ├── BadFileError (ValueError)     a file that is unreadable, corrupt, inconsistent or hostile
+    ├── EmbeddingError (RuntimeError) an embedding backend failed (HTTP error, timeout, bad answer)
+    └── MissingExtraError (ImportError)  an optional extra is not installed; says which to install
+
+    ShippedRouterWarning (UserWarning)   a RouteLLM hub name not available locally: the shipped router
+                                         of the same kind is used instead
+
+The leaves are also the built-in types callers caught before (``ValueError``, ``RuntimeError``,
+``ImportError``). Bad arguments are plain ``TypeError`` / ``ValueError`` raised where they are checked.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = [
+    "BadFileError",
+    "EmbeddingError",
+    "MissingExtraError",
+    "RouteLLMFastError",
+    "RoutingError",
+    "ShippedRouterWarning",
+    "require_extra",
+]
+
+
+class RouteLLMFastError(Exception):
+    """The base of every error routellm_fast raises itself."""
+
+
+class RoutingError(RouteLLMFastError):
+    """A bad router name, threshold, ``router-<name>-<threshold>`` model string or message list."""
+
+
+class BadFileError(RouteLLMFastError, ValueError):
+    """A file that cannot be what it should be: unreadable, corrupt, inconsistent or hostile. The
+    message names the file and the problem."""
+
+
+class EmbeddingError(RouteLLMFastError, RuntimeError):
+    """An embedding backend failed (HTTP error, timeout, malformed answer)."""
+
+
+class MissingExtraError(RouteLLMFastError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+
+class ShippedRouterWarning(UserWarning):
+    """A RouteLLM hub checkpoint or dataset is not available locally: the shipped router of the same
+    kind is used instead."""
+
+
+def require_extra(extra: str, *modules: str, purpose: str, hint: str = "") -> tuple[ModuleType, ...]:
+    """Import ``modules`` (in order) for ``purpose``, or raise :class:`MissingExtraError` naming the
+    first one missing and the extra that installs it: ``pip install "routellm_fast[<extra>]"``.
+    ``hint``, when given, is appended (another way to do without the extra)."""
+    imported = []
+    for name in modules:
+        try:
+            imported.append(importlib.import_module(name))
+        except ImportError as exc:
+            missing = exc.name or name
+            raise MissingExtraError(
+                f"{purpose} needs {missing} (not installed): pip install \"routellm_fast[{extra}]\"{hint}"
+            ) from None
+    return tuple(imported)
