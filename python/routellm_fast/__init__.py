@@ -15,7 +15,14 @@ from .embedders import (
     embed_all,
     embedder_for,
 )
-from .errors import BadFileError, EmbeddingError, RoutingError, ShippedRouterWarning
+from .errors import (
+    BadFileError,
+    EmbeddingError,
+    MissingExtraError,
+    RouteLLMFastError,
+    RoutingError,
+    ShippedRouterWarning,
+)
 from .formats.arena import Battles, load_battles, load_embeddings
 from .formats.checkpoints import load_mf_checkpoint
 from .formats.model_names import MODEL_IDS
@@ -83,9 +90,11 @@ __all__ = [
     "EmbeddingRouter",
     "MODEL_IDS",
     "MatrixFactorizationRouter",
+    "MissingExtraError",
     "NAME_TO_CLS",
     "ROUTER_CLS",
     "RandomRouter",
+    "RouteLLMFastError",
     "Router",
     "SWRankingRouter",
     "ShippedRouterWarning",

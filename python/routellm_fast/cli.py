@@ -17,7 +17,7 @@ import numpy as np
 import routellm_fast as rf
 
 from .checks import check_share, check_threshold
-from .errors import RoutingError
+from .errors import RoutingError, require_extra
 from .formats.model_names import DEFAULT_STRONG_MODEL as STRONG
 from .formats.model_names import DEFAULT_WEAK_MODEL as WEAK
 from .paths import SHIPPED_EMBEDDERS, eval_cache_dir, eval_data_dir
@@ -239,7 +239,6 @@ def _check_prompt_column(chunk, source: Path) -> None:
         raise TypeError(f"prompt {first} must be a str, got NoneType")
 
 
-
 def _calibrate(args: argparse.Namespace) -> int:
     """RouteLLM's calibrate_threshold: the win-rate quantile that gives --strong-model-pct strong calls,
     per router (default prompts: the bundled sample, whose win rates the shipped routers record);
@@ -307,6 +306,7 @@ def _calibrate_models(args: argparse.Namespace, models: dict[str, float], prompt
 
 def _serve(args: argparse.Namespace) -> int:
     """The OpenAI-compatible routing server."""
+    require_extra("serve", "fastapi", "uvicorn", "prometheus_client", purpose="routellm-fast serve")
     from .serve.server import ServerSettings, serve
 
     settings = ServerSettings(

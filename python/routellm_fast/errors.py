@@ -25,6 +25,8 @@ __all__ = [
     "RouteLLMFastError",
     "RoutingError",
     "ShippedRouterWarning",
+    "install_hint",
+    "missing_extra",
     "require_extra",
 ]
 
@@ -55,17 +57,24 @@ class ShippedRouterWarning(UserWarning):
     kind is used instead."""
 
 
-def require_extra(extra: str, *modules: str, purpose: str, hint: str = "") -> tuple[ModuleType, ...]:
-    """Import ``modules`` (in order) for ``purpose``, or raise :class:`MissingExtraError` naming the
-    first one missing and the extra that installs it: ``pip install "routellm_fast[<extra>]"``.
+def install_hint(extra: str) -> str:
+    """The command that installs an optional extra."""
+    return f'pip install "routellm_fast[{extra}]"'
+
+
+def missing_extra(extra: str, purpose: str, missing: str, hint: str = "") -> MissingExtraError:
+    """The error for ``purpose`` needing module ``missing``, which the optional ``extra`` installs;
     ``hint``, when given, is appended (another way to do without the extra)."""
+    return MissingExtraError(f"{purpose} needs {missing}, which is not installed: {install_hint(extra)}{hint}")
+
+
+def require_extra(extra: str, *modules: str, purpose: str, hint: str = "") -> tuple[ModuleType, ...]:
+    """Import ``modules`` (in order) for ``purpose``, or raise :func:`missing_extra` naming the first
+    one missing and the extra that installs it."""
     imported = []
     for name in modules:
         try:
             imported.append(importlib.import_module(name))
         except ImportError as exc:
-            missing = exc.name or name
-            raise MissingExtraError(
-                f"{purpose} needs {missing} (not installed): pip install \"routellm_fast[{extra}]\"{hint}"
-            ) from None
+            raise missing_extra(extra, purpose, exc.name or name, hint) from None
     return tuple(imported)

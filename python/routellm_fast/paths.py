@@ -36,6 +36,7 @@ __all__ = [
     "MINILM_TOKENIZER_DIR",
     "MODEL_ALIASES_FILE",
     "SAMPLE_PROMPTS",
+    "SHARED_FOLDERS",
     "SHIPPED_EMBEDDERS",
     "STATIC_EMBEDDER_DIR",
     "conversion_cache_dir",
@@ -44,6 +45,7 @@ __all__ = [
     "hf_hub_cache",
     "kernels_dir",
     "minilm_model_path",
+    "shared_folder",
     "shipped_files",
 ]
 
@@ -122,8 +124,19 @@ def kernels_dir() -> Path:
 CACHE_ENV = "ROUTELLM_FAST_CACHE"
 #: Environment variable naming a folder of RouteLLM's evaluation files (else the bundled copy).
 DATA_ENV = "ROUTELLM_FAST_DATA"
-#: Where the recipes look for the project's shared data by default (a development checkout).
+#: Where the recipes look for the project's shared data by default (a development checkout), and
+#: the folders they read in it (each has a PROVENANCE.md).
 DEFAULT_SHARED_DATA = Path("../shared/data")
+SHARED_FOLDERS = {
+    "alpaca_eval": "preference/alpaca_eval",
+    "arena_bench_v1": "preference/arena_bench_v1",
+    "routellm_evals": "routellm-evals",
+}
+
+
+def shared_folder(data_dir: str | os.PathLike[str], name: str) -> Path:
+    """The folder of shared data set ``name`` (a key of :data:`SHARED_FOLDERS`) under ``data_dir``."""
+    return Path(data_dir) / SHARED_FOLDERS[name]
 
 
 def _user_cache() -> Path:

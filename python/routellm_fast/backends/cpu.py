@@ -6,6 +6,7 @@ import os
 
 __all__ = ["available_cpus"]
 
+
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask: a container's or ``taskset``'s limit), not
     the machine's core count, so that worker processes do not oversubscribe."""

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import install_hint
 from ..paths import kernels_dir
 
 __all__ = ["DEVICE_ENV", "DEVICES", "CudaMfScorer", "CudaSwScorer", "cuda_info", "kernel_source", "nvrtc_ptx",
@@ -59,7 +60,7 @@ def kernel_source(name: str = "sw_counts.cu") -> str:
 def cuda_info() -> dict[str, Any]:
     """Whether a GPU is usable here (CuPy installed, a device visible), its name, and why not."""
     if importlib.util.find_spec("cupy") is None:
-        return {"cuda_available": False, "cuda_reason": "CuPy is not installed (pip install 'routellm_fast[cuda]')"}
+        return {"cuda_available": False, "cuda_reason": f"CuPy is not installed ({install_hint('cuda')})"}
     try:
         import cupy
 

@@ -30,6 +30,7 @@ __all__ = [
     "share_threshold",
 ]
 
+
 def share_threshold(win_rates: Any, strong_model_pct: float) -> float:
     """The threshold that sends ``strong_model_pct`` of prompts with these win rates to the strong
     model: their ``1 - strong_model_pct`` quantile, linearly interpolated (RouteLLM's

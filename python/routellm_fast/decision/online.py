@@ -13,6 +13,7 @@ from .rule import is_strong
 
 __all__ = ["OnlineThreshold"]
 
+
 class OnlineThreshold:
     """Keeps the share of strong-model calls near ``target_strong_pct`` over a sliding window.
 

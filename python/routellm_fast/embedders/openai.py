@@ -54,10 +54,8 @@ class OpenAIEmbedder:
     def _get_client(self) -> Any:
         with self._lock:
             if self._client is None:
-                try:
-                    import openai
-                except ImportError:
-                    raise ImportError("OpenAIEmbedder needs the openai package: pip install openai") from None
+                import openai
+
                 args = dict(self._client_args)
                 if args["api_key"] is None and not os.environ.get("OPENAI_API_KEY"):
                     args["api_key"] = "EMPTY"  # local OpenAI-compatible servers take any key

@@ -28,7 +28,7 @@ from ..formats.model_names import (
     canonical_model_name,
 )
 from ..formats.tables import read_jsonl, read_table
-from ..paths import BUNDLED_EVALS
+from ..paths import BUNDLED_EVALS, shared_folder
 
 __all__ = ["BUNDLED_EVALS", "EVAL_STRONG_MODEL", "EVAL_WEAK_MODEL", "MMLU_DOMAINS", "EvalData", "RouteLLMEvalData", "BundledEvalData", "bundle_eval_data", "eval_data", "model_column", "same_model"]
 
@@ -70,7 +70,6 @@ def model_column(columns: Sequence[str], model: str, where: str) -> str:
     raise ValueError(f"{where} has no column for model {model!r} (columns: {', '.join(columns)})")
 
 
-
 _BENCHMARK_DIRS = {"mmlu": "mmlu", "gsm8k": "gsm8k", "mt-bench": "mt_bench"}
 
 
@@ -103,7 +102,8 @@ class RouteLLMEvalData:
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         root = Path(data_dir)
-        self.root = root / "routellm-evals" if (root / "routellm-evals").is_dir() else root
+        evals = shared_folder(root, "routellm_evals")  # the shared data folder, or RouteLLM's own evals folder
+        self.root = evals if evals.is_dir() else root
 
     def _file(self, *parts: str) -> Path:
         path = self.root.joinpath(*parts)
@@ -172,7 +172,6 @@ def bundle_eval_data(data_dir: str | os.PathLike[str], out_dir: str | os.PathLik
     loaders read (GSM8K's model responses and MT Bench's judge prompts are left out)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
 
     source = RouteLLMEvalData(data_dir)
     out = Path(out_dir)

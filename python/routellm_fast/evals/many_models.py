@@ -36,7 +36,7 @@ import numpy as np
 
 from ..decision.rule import CostWeight, choose_models
 from ..formats.model_names import canonical_model_name
-from ..paths import BUNDLED_QUALITY, DEFAULT_SHARED_DATA
+from ..paths import BUNDLED_QUALITY, DEFAULT_SHARED_DATA, shared_folder
 
 __all__ = ["ALPACA_CANDIDATES", "CostQualityResult", "aiq", "alpaca_quality", "evaluate_many_models"]
 
@@ -52,8 +52,6 @@ ALPACA_CANDIDATES: dict[str, float] = {
 }
 ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 REFERENCE = "gpt-4-1106-preview"
-
-
 
 
 def bundle_alpaca_quality(data_dir: str | os.PathLike[str], out: Path = BUNDLED_QUALITY) -> Path:
@@ -80,7 +78,7 @@ def alpaca_quality(models: Sequence[str], data_dir: str | os.PathLike[str] | Non
             raise ValueError(f"the bundled AlpacaEval quality has no {', '.join(missing)}: pass data_dir")
         return [str(p) for p in table.column("prompt").to_pylist()], np.column_stack(
             [table.column(m).to_numpy() for m in models]).astype(np.float64)
-    folder = Path(data_dir) / "preference" / "alpaca_eval"
+    folder = shared_folder(data_dir, "alpaca_eval")
     battles = read_table(folder / "battles.csv").to_pandas()
     battles = battles[(battles["annotator"] == ANNOTATOR)
                       & (battles["model_a"].map(canonical_model_name) == REFERENCE)].copy()

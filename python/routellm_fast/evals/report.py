@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import require_extra
 from .metrics import CPT_LEVELS, EvalResult
 
 __all__ = ["markdown_table", "metrics_table", "write_report"]
@@ -59,11 +60,7 @@ def write_report(result: EvalResult, output: str | os.PathLike[str]) -> dict[str
 
 
 def _plot(result: EvalResult, path: Path) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("the evaluation plot needs matplotlib: pip install 'routellm-fast[eval]'") from None
-
+    (matplotlib,) = require_extra("eval", "matplotlib", purpose="the evaluation plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

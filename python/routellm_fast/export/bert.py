@@ -23,6 +23,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from ..errors import require_extra
 from ..paths import BERT_METADATA_FILE
 
 __all__ = ["export_bert", "fold_int8_weights", "optimize_bert", "quantize_bert", "store_int8_weights"]
@@ -35,16 +36,11 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def need_export_deps(command: str = "export-bert") -> tuple:
-    """torch and transformers, or an ImportError naming the ``export`` extra and ``command``."""
-    try:
-        import onnx  # noqa: F401  (torch's ONNX exporter needs it)
-        import torch
-        import transformers
-    except ImportError as exc:
-        raise ImportError(
-            f"converting a Hugging Face checkpoint needs torch, transformers and onnx ({exc.name} is missing): "
-            'pip install "routellm_fast[export]", or load a directory made by `routellm-fast ' + command + '`'
-        ) from None
+    """torch and transformers (and onnx, which torch's ONNX exporter needs), or the ``export`` extra's
+    error, which also names the command whose output needs none of them."""
+    _, torch, transformers = require_extra(
+        "export", "onnx", "torch", "transformers", purpose="converting a Hugging Face checkpoint",
+        hint=f", or load a directory made by `routellm-fast {command}`")
     return torch, transformers
 
 
@@ -115,11 +111,10 @@ def quantize_bert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
     "BERT router"); quantising the fused attention too drifts about as little as MatMul alone
     and is faster, since the Q/K/V projections are a quarter of the matrix products.
     """
-    try:
-        from onnx import TensorProto
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as exc:
-        raise ImportError(f"int8 export needs onnx ({exc.name} is missing): pip install onnx") from None
+    require_extra("export", "onnx", purpose="int8 export")
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "q.onnx"
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True,
@@ -149,17 +144,15 @@ def optimize_bert(
 
     With ``check``, the fused graph must give the unfused graph's logits on a padded batch (within
     1e-4 absolute, float32 rounding) or this raises. Returns the number of each fused operator."""
-    try:
-        import numpy as np
-        import onnx
-        import sympy  # noqa: F401  (the optimizer's symbolic shape inference)
-        from onnxruntime.transformers.fusion_options import (
-            AttentionMaskFormat,
-            FusionOptions,
-        )
-        from onnxruntime.transformers.optimizer import optimize_by_fusion
-    except ImportError as exc:
-        raise ImportError(f"fusing the graph needs onnx and sympy ({exc.name} is missing): pip install onnx sympy") from None
+    # sympy: the optimizer's symbolic shape inference
+    require_extra("export", "onnx", "sympy", purpose="fusing the graph")
+    import numpy as np
+    import onnx
+    from onnxruntime.transformers.fusion_options import (
+        AttentionMaskFormat,
+        FusionOptions,
+    )
+    from onnxruntime.transformers.optimizer import optimize_by_fusion
 
     model = onnx.load(str(src))
     int8_stored = fold_int8_weights(model)

@@ -33,6 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..errors import require_extra
 from ..paths import CAUSAL_MESSAGE_FILES, CAUSAL_METADATA_FILE
 from .bert import need_export_deps
 
@@ -301,11 +302,10 @@ def _quantize_int4(src: Path, tmp: Path) -> Path:
     """4-bit weights in blocks of 32, symmetric (onnxruntime's ``MatMulNBits``), for every MatMul;
     activations quantised to int8 per block at run time (``accuracy_level`` 4: on an AVX2 CPU the
     float32-activation kernel is slower than int8's)."""
-    try:
-        import onnx
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-    except ImportError as exc:
-        raise ImportError(f"int4 export needs onnx-ir ({exc.name} is missing): pip install onnx-ir") from None
+    require_extra("export", "onnx", "onnx_ir", purpose="int4 export")
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
     quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), block_size=32, is_symmetric=True, bits=4, accuracy_level=4)
     quantizer.process()
     dst = tmp / "int4.onnx"

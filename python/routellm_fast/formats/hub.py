@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "converted_once",
     "is_hub_name",
     "resolve_checkpoint",
+    "resolve_datasets",
     "warn_shipped_instead",
 ]
 
@@ -88,6 +89,17 @@ def resolve_checkpoint(source: Any, router: str, required: Iterable[str], shippe
             f"huggingface_hub, or give a directory made by `routellm-fast export-{router.split('_')[0]}`")
     warn_shipped_instead(router, [source], stacklevel=5)
     return shipped, True
+
+
+def resolve_datasets(router: str, datasets: Sequence[Any], shipped: Path) -> Path | None:
+    """The ``shipped`` file to use instead of ``datasets`` (each a source, a list of sources or None)
+    when every list names something and every name is one of RouteLLM's hub datasets, none of them
+    local (one :class:`ShippedRouterWarning` says so); else None: the datasets are local files."""
+    lists = [[] if d is None else [d] if isinstance(d, (str, os.PathLike)) else list(d) for d in datasets]
+    if not all(lists) or not all(is_hub_name(s) for names in lists for s in names):
+        return None
+    warn_shipped_instead(router, [s for names in lists for s in names], stacklevel=5)
+    return shipped
 
 
 def warn_shipped_instead(router: str, names: Iterable[Any], stacklevel: int = 4) -> None:

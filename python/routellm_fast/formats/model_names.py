@@ -98,8 +98,6 @@ ROUTELLM_MODEL_NAMES: tuple[str, ...] = (
 MODEL_IDS: dict[str, int] = {name: i for i, name in enumerate(ROUTELLM_MODEL_NAMES)}
 
 
-
-
 @lru_cache(maxsize=1)
 def _load_aliases() -> dict[str, str]:
     table = json.loads(MODEL_ALIASES_FILE.read_text())

@@ -7,6 +7,7 @@ import hashlib
 
 __all__ = ["prompt_key"]
 
+
 def prompt_key(text: str) -> bytes:
     """A 16-byte hash of a prompt's exact text: the key of embedding caches and of the training
     prompts a router records (so an evaluation can leave them out)."""

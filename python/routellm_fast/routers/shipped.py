@@ -20,8 +20,7 @@ import numpy as np
 
 from ..decision.calibration import share_threshold
 from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
-from ..paths import DEFAULT_BERT, shipped_files
-from ..paths import MF_METADATA_FILE as METADATA_FILE
+from ..paths import BERT_METADATA_FILE, DEFAULT_BERT, MF_METADATA_FILE, shipped_files
 from . import (
     BERTRouter,
     MatrixFactorizationRouter,
@@ -84,12 +83,12 @@ def shipped_calibration(router: str, embedder: str = "minilm") -> dict:
     if router not in CALIBRATED_ROUTERS:
         raise ValueError(f"no shipped router {router!r} with a calibration (shipped: {', '.join(CALIBRATED_ROUTERS)})")
     if router == "bert":
-        return json.loads((DEFAULT_BERT / "routellm_fast_bert.json").read_text())["calibration"]
+        return json.loads((DEFAULT_BERT / BERT_METADATA_FILE).read_text())["calibration"]
     mf_dir, arena_path = shipped_files(embedder)
     if router == "sw_ranking":
         with np.load(arena_path, allow_pickle=False) as z:
             return json.loads(str(z["metadata"]))["calibration"]
-    return json.loads((mf_dir / METADATA_FILE).read_text())["calibration"]
+    return json.loads((mf_dir / MF_METADATA_FILE).read_text())["calibration"]
 
 
 def default_threshold(strong_model_pct: float = 0.5, router: str = "sw_ranking", embedder: str = "minilm") -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,8 +19,9 @@ from ..formats.arena import (
     load_embeddings,
     outcome_codes,
 )
-from ..formats.hub import is_hub_name, warn_shipped_instead
+from ..formats.hub import resolve_datasets
 from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
+from ..paths import DEFAULT_SW_ARENA
 from .base import EmbeddingRouter, fingerprint, prompt_keys, register
 from .mf import ROUTELLM_EMBEDDING_MODEL
 
@@ -59,12 +59,10 @@ class SWRankingRouter(EmbeddingRouter):
         device: str | None = "auto",
         gpu_precision: str = "float32",
     ) -> None:
-        if arena is None and _all_hub_names(arena_battle_datasets, arena_embedding_datasets):
-            from ..paths import DEFAULT_SW_ARENA  # RouteLLM's default config, offline
-
-            warn_shipped_instead("sw_ranking", [*_sources(arena_battle_datasets), *_sources(arena_embedding_datasets)])
-            arena_battle_datasets = arena_embedding_datasets = None
-            arena = DEFAULT_SW_ARENA
+        if arena is None:  # RouteLLM's default config names its hub datasets: offline, the shipped arena
+            arena = resolve_datasets("sw_ranking", [arena_battle_datasets, arena_embedding_datasets], DEFAULT_SW_ARENA)
+            if arena is not None:
+                arena_battle_datasets = arena_embedding_datasets = None
         if arena is not None:  # a compact arena file (routellm-fast train sw), e.g. from a YAML config
             if arena_battle_datasets is not None or arena_embedding_datasets is not None:
                 raise ValueError("give either arena= (a compact arena file) or the battle and embedding datasets")
@@ -254,18 +252,6 @@ class SWRankingRouter(EmbeddingRouter):
         """Win rates of ``model_a`` over ``model_b`` (any two arena models) for prompt embeddings."""
         a, b = lookup_model(model_a, self._model_index, "model_a"), lookup_model(model_b, self._model_index, "model_b")
         return self._arena.score(as_embeddings(embeddings, self.embedding_dim), a, b)
-
-
-def _sources(sources: Source | Iterable[Source] | None) -> list:
-    if sources is None:
-        return []
-    return [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-
-
-def _all_hub_names(battles: Source | Iterable[Source] | None, embeddings: Source | Iterable[Source] | None) -> bool:
-    """Whether both dataset lists name only RouteLLM's published datasets, none of them local."""
-    named = _sources(battles) + _sources(embeddings)
-    return bool(_sources(battles)) and bool(_sources(embeddings)) and all(is_hub_name(s) for s in named)
 
 
 def _recorded_embedder(arena: ArenaFile, where: object) -> str:

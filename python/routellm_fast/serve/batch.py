@@ -12,6 +12,7 @@ from ..decision.rule import CostWeight, choose_models
 
 __all__ = ["score_columns"]
 
+
 def score_columns(routers: Mapping[str, Any], prompts: Sequence[str], models: Mapping[str, float] | None = None,
                   rule: float | CostWeight | None = None) -> dict[str, np.ndarray]:
     """The columns ``routellm-fast score`` adds for a batch of ``prompts``, per router (by name):

@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..errors import require_extra
 from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 
 __all__ = ["RouterScorer", "assigned_cpus", "import_ray", "score_dataset"]
@@ -28,15 +29,8 @@ DEFAULT_BATCH_SIZE = 4096
 
 
 def import_ray() -> Any:
-    """The ``ray`` module with Ray Data, or an ImportError naming the extra that installs it."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            "batch scoring on Ray needs Ray Data: pip install 'routellm_fast[ray]' (ray[data]>=2.9)"
-            f" ({exc})"
-        ) from exc
+    """The ``ray`` module with Ray Data, or the ``ray`` extra's error."""
+    ray, _ = require_extra("ray", "ray", "ray.data", purpose="batch scoring on Ray")
     return ray
 
 

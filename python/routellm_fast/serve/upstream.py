@@ -24,12 +24,10 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
+from ..errors import missing_extra
 from ..paths import LITELLM_PROVIDERS_FILE
 
-__all__ = ["LITELLM_EXTRA", "Target", "Upstream", "litellm_providers", "target"]
-
-#: The extra that installs LiteLLM.
-LITELLM_EXTRA = 'pip install "routellm_fast[litellm]"'
+__all__ = ["Target", "Upstream", "litellm_providers", "target"]
 
 
 @lru_cache(maxsize=1)
@@ -72,11 +70,10 @@ def target(model: str) -> Target:
     if prefix == "openai":
         return Target("openai", rest)
     if known:
-        raise ImportError(
-            f"model {model!r} is for LiteLLM's {prefix!r} provider, and LiteLLM is not installed: {LITELLM_EXTRA}. "
-            "Without it, models are called on the OpenAI-compatible endpoint (api_base / --base-url): "
-            "plain names, or 'openai/<name>'."
-        )
+        raise missing_extra(
+            "litellm", f"model {model!r}, for LiteLLM's {prefix!r} provider,", "LiteLLM",
+            hint=". Without it, models are called on the OpenAI-compatible endpoint (api_base / --base-url): "
+            "plain names, or 'openai/<name>'.")
     return Target("openai", model)
 
 
@@ -142,7 +139,7 @@ class Upstream:
     def _litellm_call(self, request: dict, tgt: Target) -> tuple[Any, dict]:
         litellm = _litellm()
         if litellm is None:  # uninstalled since target() looked
-            raise ImportError(f"LiteLLM is not installed: {LITELLM_EXTRA}")
+            raise missing_extra("litellm", f"model {tgt.model!r}", "LiteLLM")
         return litellm, {**request, "model": tgt.model, "api_base": self.api_base, "api_key": self.api_key,
                          **self.client_options}
 

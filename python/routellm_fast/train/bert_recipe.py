@@ -45,10 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import require_extra
 from ..export.bert import optimize_bert, store_embedding_tables_int8, write_metadata
 from ..formats.model_names import canonical_model_name
 from ..formats.preference import PreferenceData
-from ..paths import DEFAULT_BERT, DEFAULT_SHARED_DATA
+from ..paths import BERT_METADATA_FILE, DEFAULT_BERT, DEFAULT_SHARED_DATA
 
 __all__ = ["BertTrainConfig", "bert_examples", "train_bert_router"]
 
@@ -141,7 +142,7 @@ def train_bert_router(
     in int8 (:func:`~routellm_fast.export.bert.quantize_bert`) and its embedding tables are stored as
     int8. ``shared_tokenizer`` (a path relative to ``out_dir`` holding the same vocabulary) is
     recorded instead of writing the base's ``tokenizer.json`` again."""
-    import torch
+    torch, _ = require_extra("train", "torch", "transformers", purpose="fine-tuning the bert router")
     from transformers import AutoModel, AutoTokenizer
 
     from ..export.bert import quantize_bert
@@ -331,7 +332,6 @@ def main(argv=None) -> int:
     return 0
 
 
-
 def compose_classifier(encoder_onnx: str | os.PathLike[str], layers: list[tuple[np.ndarray, np.ndarray]],
                        out_path: str | os.PathLike[str]) -> None:
     """One ONNX classifier from a sentence encoder (inputs ``input_ids``, ``attention_mask``,
@@ -407,7 +407,7 @@ class HeadConfig:
 def train_head(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, config: HeadConfig) -> list:
     """An MLP (GELU) or linear 3-way head on embeddings ``x``, soft cross-entropy; returns
     ``[(weight [in, out], bias [out]), ...]``."""
-    import torch
+    (torch,) = require_extra("train", "torch", purpose="training the bert router's head")
 
     torch.manual_seed(config.seed)
     dim = x.shape[1]
@@ -443,7 +443,7 @@ def recalibrate(out_dir: Path, router=None) -> None:
     from ..routers.bert import BERTRouter
     from .recipe import calibration
 
-    meta_path = out_dir / "routellm_fast_bert.json"
+    meta_path = out_dir / BERT_METADATA_FILE
     meta = json.loads(meta_path.read_text())
     meta["calibration"] = calibration(router or BERTRouter(out_dir))
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -455,11 +455,11 @@ def fuse_default_bert(out_dir: Path) -> dict:
     rate on the bundled sample prompts and the fused operators."""
     from ..routers.bert import BERTRouter
 
-    before = np.asarray(json.loads((out_dir / "routellm_fast_bert.json").read_text())["calibration"]["win_rates"])
+    before = np.asarray(json.loads((out_dir / BERT_METADATA_FILE).read_text())["calibration"]["win_rates"])
     fused = optimize_bert(out_dir / "model.onnx", out_dir / "model.onnx", **MINILM_SHAPE)
     router = BERTRouter(out_dir)
     recalibrate(out_dir, router)
-    after = np.asarray(json.loads((out_dir / "routellm_fast_bert.json").read_text())["calibration"]["win_rates"])
+    after = np.asarray(json.loads((out_dir / BERT_METADATA_FILE).read_text())["calibration"]["win_rates"])
     return {"fused": fused, "max_win_rate_change": float(np.abs(after - before).max())}
 
 
@@ -474,7 +474,7 @@ def quantize_default_bert(out_dir: Path) -> dict:
     from ..export.bert import fold_int8_weights, quantize_bert, store_int8_weights
     from ..routers.bert import BERTRouter
 
-    meta_path = out_dir / "routellm_fast_bert.json"
+    meta_path = out_dir / BERT_METADATA_FILE
     meta = json.loads(meta_path.read_text())
     before = np.asarray(meta["calibration"]["win_rates"])
     model = onnx.load(str(out_dir / "model.onnx"))

@@ -52,11 +52,12 @@ from ..paths import (
     DATA_DIR,
     DEFAULT_BERT,
     DEFAULT_SHARED_DATA,
+    MF_METADATA_FILE,
     SAMPLE_PROMPTS,
     SHIPPED_EMBEDDERS,
+    shared_folder,
     shipped_files,
 )
-from ..paths import MF_METADATA_FILE as METADATA_FILE
 from ..routers import BERTRouter, MatrixFactorizationRouter, Router, SWRankingRouter
 from .fit import MFTrainConfig, train_mf_router, train_sw_router
 
@@ -81,10 +82,9 @@ MF_TIES = "half"
 
 def default_training_data(data_dir: Path) -> dict[str, PreferenceData]:
     """The battles the shipped routers are trained on, per source (see the module docstring)."""
-    pref = data_dir / "preference"
     return {
-        "alpaca_eval": load_preference(pref / "alpaca_eval"),
-        "arena_bench_v1": load_preference(pref / "arena_bench_v1"),
+        "alpaca_eval": load_preference(shared_folder(data_dir, "alpaca_eval")),
+        "arena_bench_v1": load_preference(shared_folder(data_dir, "arena_bench_v1")),
         "mmlu_train": golden_label_battles(load_mmlu(data_dir)),
         "gsm8k_train": golden_label_battles(load_gsm8k(data_dir)),
     }
@@ -155,7 +155,7 @@ def write_calibrations(out_dir: Path = DATA_DIR, embedder: str = "minilm", bert:
     embedder = local_embedder(embedder)
     embeddings = embedder.embed(read_prompts())
     mf = MatrixFactorizationRouter(mf_dir, *pair, embed=embedder)
-    meta_path = mf_dir / METADATA_FILE
+    meta_path = mf_dir / MF_METADATA_FILE
     meta = json.loads(meta_path.read_text())
     meta["calibration"] = calibration(mf, embeddings)
     meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
