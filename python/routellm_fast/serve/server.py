@@ -19,7 +19,8 @@ oversized bodies 413, request bodies nested deeper than ``MAX_NESTING`` 400, ups
 (also an answer that is not JSON, not a JSON object, or a stream without a valid first chunk) and
 upstream timeouts 504 — never an unhandled 500. Once a stream has started, an upstream failure (an
 invalid chunk, a dropped connection) ends it with an OpenAI error event, ``data: {"error": {...}}``,
-then ``data: [DONE]``. Scoring runs in worker threads, off the event loop.
+then ``data: [DONE]``. These statuses and messages come from one table, :data:`.http_errors.ERRORS`.
+Scoring runs in worker threads, off the event loop.
 """
 
 from __future__ import annotations
@@ -51,10 +52,22 @@ from ..decision.calibration import recorded_win_rates, share_threshold
 from ..decision.router_names import AUTO, parse_model_name
 from ..decision.rule import CostWeight, Decision
 from ..embedders import CachedEmbedder
-from ..errors import EmbeddingError, RoutingError
+from ..errors import RoutingError
 from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
 from ..routers import EmbeddingRouter
 from .controller import Controller, message_text
+from .http_errors import (
+    REQUEST_ERRORS,
+    STREAM,
+    UPSTREAM,
+    BadUpstream,
+    EmptyStream,
+    Failure,
+    TooLarge,
+    Unauthorized,
+    error_response,
+    failure_for,
+)
 from .upstream import Upstream, target
 
 __all__ = ["KEEP_ALIVE_S", "MAX_NESTING", "ServerSettings", "create_app", "serve"]
@@ -80,27 +93,13 @@ MAX_NESTING = 128
 KEEP_ALIVE_S = 75
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"object": "error", "message": message}, status_code=status)
-
-
-def _error_event(message: str, kind: str = "upstream_error") -> str:
-    """An error inside a started stream, as OpenAI sends it (the openai client raises ``APIError``
-    with this message)."""
-    return f"data: {json.dumps({'error': {'message': message, 'type': kind, 'param': None, 'code': None}})}\n\n"
-
-
-class _BadUpstream(Exception):
-    """An upstream answer that is not a chat completion (or chunk) at all."""
-
-
 def _shown(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _as_dict(response: Any) -> dict:
-    """A completion (openai's or LiteLLM's object, or a mapping) as JSON-ready data; ``_BadUpstream``
+    """A completion (openai's or LiteLLM's object, or a mapping) as JSON-ready data; ``BadUpstream``
     for anything else (the openai client returns a non-JSON body as a string, and JSON that is not
     an object as it is)."""
     if hasattr(response, "model_dump"):
@@ -108,17 +107,17 @@ def _as_dict(response: Any) -> dict:
     if isinstance(response, Mapping):
         return dict(response)
     kind = "a body that is not JSON" if isinstance(response, str) else "JSON that is not an object"
-    raise _BadUpstream(f"{kind}: {_shown(response)}")
+    raise BadUpstream(f"{kind}: {_shown(response)}")
 
 
 def _chunk_json(chunk: Any) -> str:
-    """One stream chunk as the JSON of an SSE ``data:`` line; ``_BadUpstream`` for a chunk that is
+    """One stream chunk as the JSON of an SSE ``data:`` line; ``BadUpstream`` for a chunk that is
     not a JSON object."""
     if hasattr(chunk, "model_dump_json"):
         return chunk.model_dump_json()
     if isinstance(chunk, Mapping):
         return json.dumps(dict(chunk))
-    raise _BadUpstream(f"a stream chunk that is not a JSON object: {_shown(chunk)}")
+    raise BadUpstream(f"a stream chunk that is not a JSON object: {_shown(chunk)}")
 
 
 def _content_type(stream: Any) -> str:
@@ -137,6 +136,17 @@ async def _close(stream: Any) -> None:
             await result
 
 
+async def _first_chunk(response: Any, chunks: AsyncIterator[Any]) -> str:
+    """A stream's first chunk as JSON; ``EmptyStream`` when it has none."""
+    try:
+        chunk = await anext(chunks)
+    except StopAsyncIteration:
+        content_type = _content_type(response)
+        raise EmptyStream("a stream without any chunk"
+                          + (f" (Content-Type: {content_type})" if content_type else "")) from None
+    return _chunk_json(chunk)
+
+
 def _too_deep(body: Any, limit: int) -> bool:
     """Whether ``body`` nests containers deeper than ``limit`` (iterative: no recursion limit)."""
     stack = [(body, 1)]
@@ -149,8 +159,230 @@ def _too_deep(body: Any, limit: int) -> bool:
     return False
 
 
-class _TooLarge(Exception):
-    pass
+def _parse_target(body: dict) -> tuple[str, str | float]:
+    """The router and threshold a request names: in ``model``, else as ``router`` and ``threshold``."""
+    if "model" in body:
+        return parse_model_name(body["model"])
+    return body.get("router"), body.get("threshold")
+
+
+def _upstream_request(body: dict, model: str) -> dict:
+    """The upstream call's arguments for a chat request sent to ``model``: the OpenAI fields by name,
+    any others (but ``router`` and ``threshold``) in ``extra_body``."""
+    forward = {k: v for k, v in body.items() if k in REQUEST_FIELDS}
+    extra = {k: v for k, v in body.items() if k not in REQUEST_FIELDS and k not in ("router", "threshold")}
+    forward["model"] = model
+    if extra:
+        forward["extra_body"] = extra
+    return forward
+
+
+async def _answer_error(request: Request, exc: Exception) -> JSONResponse:
+    """The app's one exception handler: a request's error as its row of ``ERRORS`` says."""
+    return error_response(exc)
+
+
+class _Metrics:
+    """The server's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.decisions = Counter("routellm_fast_decisions", "Routing decisions", ["router", "model"], registry=registry)
+        self.direct = Counter("routellm_fast_direct_requests", "Requests naming a model directly (not routed)",
+                              ["model"], registry=registry)
+        self.latency = Histogram("routellm_fast_routing_seconds", "Time to score and decide one request", ["router"],
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+                                 registry=registry)
+        self.upstream_errors = Counter("routellm_fast_upstream_errors", "Failed upstream requests", ["kind"],
+                                       registry=registry)
+
+
+class _Server:
+    """One app's state (the controller, the upstream client, the limits, the metrics) and its
+    handlers: the routes, the auth-and-size middleware, and the shared steps they take (reading a
+    JSON body, deciding, calling the upstream model and streaming its answer)."""
+
+    def __init__(self, controller: Controller, *, client_api_key: str | None, max_body_bytes: int,
+                 target_strong_pct: float | None, window: int, upstream_timeout: float, cache_entries: int) -> None:
+        self.controller, self.max_body_bytes = controller, max_body_bytes
+        self.upstream = Upstream(controller.api_base, controller.api_key, timeout=upstream_timeout, max_retries=0)
+        pair = controller.model_pair
+        for model in (pair.strong, pair.weak):
+            target(model)  # a provider that needs LiteLLM, without it, fails here and not per request
+        # Models a request may name directly: the pair, and the models routed among.
+        self.direct_models = list(dict.fromkeys([pair.strong, pair.weak, *(controller.models or {})]))
+        self.expected_token = client_api_key.encode() if client_api_key is not None else None
+        self.stats = _Metrics()
+        caches: dict[str, CachedEmbedder] = {}
+        for name, router in controller.routers.items():
+            if isinstance(router, EmbeddingRouter):  # the server embeds repeated prompts once
+                caches[name] = router.use_embedding_cache(cache_entries)
+        if target_strong_pct is not None:
+            controller.use_online_threshold(target_strong_pct, window)
+        self.stats.registry.register(_LiveMetrics(caches, controller))
+
+    def app(self) -> FastAPI:
+        app = FastAPI(title="routellm_fast", lifespan=self.lifespan)
+        app.middleware("http")(self.auth_and_size)
+        for error in REQUEST_ERRORS:
+            app.add_exception_handler(error, _answer_error)
+        app.get("/health")(self.health)
+        app.get("/v1/models")(self.models)
+        app.post("/v1/route")(self.route)
+        app.post("/v1/chat/completions")(self.chat_completions)
+        app.get("/metrics")(self.metrics)
+        return app
+
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await self.upstream.aclose()
+
+    # -- the routes
+
+    async def health(self):
+        return {"status": "ok", "routers": list(self.controller.routers)}
+
+    async def models(self):
+        """The routing names that work (``router-<name>-<threshold for half strong calls>``, and
+        ``-auto`` in online mode) and the two models, which a request may also name directly."""
+        now = int(time.time())
+        ids = []
+        for name, router in self.controller.routers.items():
+            if name in self.controller.online_thresholds:
+                ids.append(f"router-{name}-{AUTO}")
+            rates = recorded_win_rates(router)
+            ids.append(f"router-{name}-{round(share_threshold(rates, 0.5), 5) if rates is not None else 0.5}")
+        data = [{"id": i, "object": "model", "created": now, "owned_by": "routellm_fast"} for i in ids]
+        data += [{"id": m, "object": "model", "created": now, "owned_by": "upstream"} for m in self.direct_models]
+        return {"object": "list", "data": data}
+
+    async def route(self, request: Request):
+        body = await self.read_json(request)
+        router, threshold = _parse_target(body)
+        prompt = body["prompt"] if isinstance(body.get("prompt"), str) else message_text(body.get("messages"))
+        decision = await asyncio.to_thread(self.decide, router, threshold, prompt)
+        answer = {"model": decision.model, "router": router, "threshold": _rule_value(decision.threshold),
+                  "win_rate": decision.win_rate}
+        if decision.scores is not None:
+            answer["scores"] = decision.scores
+        return answer
+
+    async def chat_completions(self, request: Request):
+        body = await self.read_json(request)
+        model = await self.choose_model(body)
+        return await self.call_upstream(_upstream_request(body, model), stream=bool(body.get("stream")))
+
+    async def metrics(self):
+        return PlainTextResponse(generate_latest(self.stats.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- shared steps
+
+    def authorized(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), self.expected_token)
+
+    def too_large(self) -> TooLarge:
+        return TooLarge(f"request body over {self.max_body_bytes} bytes")
+
+    async def auth_and_size(self, request: Request, call_next):
+        """The middleware: a bearer token (when the server has a client key) and a declared size
+        within the limit, before any route runs."""
+        if self.expected_token is not None and request.url.path != "/health" and not self.authorized(request):
+            return error_response(Unauthorized("missing or wrong bearer token"))
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return error_response(self.too_large())
+        return await call_next(request)
+
+    async def read_json(self, request: Request) -> dict:
+        """The request's body, a JSON object within the size and nesting limits (else ``TooLarge``
+        or ``RoutingError``)."""
+        raw = bytearray()
+        async for part in request.stream():  # bodies without Content-Length are capped as they arrive
+            raw += part
+            if len(raw) > self.max_body_bytes:
+                raise self.too_large()
+        try:
+            body = json.loads(bytes(raw))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RoutingError(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:  # json's C decoder stops at the recursion limit and says so
+            raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.") from None
+        if not isinstance(body, dict):
+            raise RoutingError("request body must be a JSON object.")
+        # Only a body with more brackets than MAX_NESTING can nest that deep: others are not walked.
+        if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _too_deep(body, MAX_NESTING):
+            raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.")
+        return body
+
+    def decide(self, router: str, threshold: str | float, prompt: str) -> Decision:
+        """The controller's decision, timed and counted; runs in a worker thread."""
+        start = time.perf_counter()
+        decision = self.controller.decide(prompt, router, threshold)
+        self.stats.decisions.labels(router, decision.model).inc()
+        self.stats.latency.labels(router).observe(time.perf_counter() - start)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("router=%s threshold=%s win_rate=%.5f -> %s; counts %s", router, _rule_text(decision.threshold),
+                        decision.win_rate, decision.model,
+                        {r: dict(c) for r, c in self.controller.model_counts.items()})
+        return decision
+
+    async def choose_model(self, body: dict) -> str:
+        """The model a chat request goes to: the one it names directly, or the one its router picks."""
+        if body.get("model") in self.direct_models:  # a model named directly: proxied as it is
+            self.stats.direct.labels(body["model"]).inc()
+            return body["model"]
+        router, threshold = _parse_target(body)
+        prompt = message_text(body.get("messages"))
+        return (await asyncio.to_thread(self.decide, router, threshold, prompt)).model
+
+    def upstream_failure(self, exc: Exception, stage: str, model: str, *, started: bool = False) -> Failure | None:
+        """How an upstream failure is answered (its row of ``ERRORS``; ``started``: in a stream whose
+        status is sent), counted and, where the row says, logged; None for an error that is no
+        upstream failure at ``stage``."""
+        failure = failure_for(exc, stage, model, " mid-stream" if started else "")
+        if failure is not None:
+            self.stats.upstream_errors.labels(failure.rule.kind).inc()
+            if failure.rule.log:
+                logger.error("upstream stream of model %s failed", model, exc_info=exc)
+        return failure
+
+    async def call_upstream(self, request: dict, *, stream: bool):
+        """The upstream model's answer to ``request``: JSON, or a stream; its failures as ``ERRORS`` says."""
+        model = request["model"]
+        try:
+            response = await self.upstream.acreate(request)
+            answer = response if stream else _as_dict(response)
+        except Exception as exc:
+            failure = self.upstream_failure(exc, UPSTREAM, model)
+            if failure is None:  # not the upstream's failure: the request's, answered by _answer_error
+                raise
+            return failure.response()
+        return await self.stream(response, model) if stream else JSONResponse(answer)
+
+    async def stream(self, response: Any, model: str):
+        """An upstream stream as SSE. Its first chunk is read before the status line is sent, so that
+        an upstream whose answer is no stream at all (an HTML page, invalid JSON) gets a 502, not a 200."""
+        chunks = aiter(response)
+        try:
+            first = await _first_chunk(response, chunks)
+        except Exception as exc:  # noqa: BLE001  # every error has a STREAM row (logged when unexpected)
+            await _close(response)
+            return self.upstream_failure(exc, STREAM, model).response()  # type: ignore[union-attr]
+        return StreamingResponse(self.events(response, chunks, first, model), media_type="text/event-stream")
+
+    async def events(self, response: Any, chunks: AsyncIterator[Any], first: str, model: str) -> AsyncIterator[str]:
+        """The SSE events of a started stream. The status line is gone: a failure from here on is
+        reported in-band, then [DONE]."""
+        try:
+            yield f"data: {first}\n\n"
+            async for chunk in chunks:
+                yield f"data: {_chunk_json(chunk)}\n\n"
+        except Exception as exc:  # noqa: BLE001  # anything the upstream's client raises: still end the stream
+            yield self.upstream_failure(exc, STREAM, model, started=True).event()  # type: ignore[union-attr]
+        finally:  # also when the client goes away mid-stream: release the upstream connection
+            await _close(response)
+        yield "data: [DONE]\n\n"
 
 
 def create_app(
@@ -166,229 +398,9 @@ def create_app(
     """The FastAPI app serving ``controller``'s routers (see the module docstring). The upstream
     endpoint and key are the controller's (``api_base``, ``api_key``); ``client_api_key`` makes
     every route but ``/health`` require ``Authorization: Bearer <client_api_key>``."""
-    upstream = Upstream(controller.api_base, controller.api_key, timeout=upstream_timeout, max_retries=0)
-    pair = controller.model_pair
-    for model in (pair.strong, pair.weak):
-        target(model)  # a provider that needs LiteLLM, without it, fails here and not per request
-
-    registry = CollectorRegistry()
-    decisions = Counter("routellm_fast_decisions", "Routing decisions", ["router", "model"], registry=registry)
-    direct = Counter("routellm_fast_direct_requests", "Requests naming a model directly (not routed)", ["model"],
-                     registry=registry)
-    latency = Histogram("routellm_fast_routing_seconds", "Time to score and decide one request", ["router"],
-                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=registry)
-    upstream_errors = Counter("routellm_fast_upstream_errors", "Failed upstream requests", ["kind"], registry=registry)
-
-    caches: dict[str, CachedEmbedder] = {}
-    for name, router in controller.routers.items():
-        if isinstance(router, EmbeddingRouter):  # the server embeds repeated prompts once
-            caches[name] = router.use_embedding_cache(cache_entries)
-    if target_strong_pct is not None:
-        controller.use_online_threshold(target_strong_pct, window)
-    registry.register(_LiveMetrics(caches, controller))
-
-    async def lifespan(app):
-        yield
-        await upstream.aclose()
-
-    app = FastAPI(title="routellm_fast", lifespan=lifespan)
-    expected_token = client_api_key.encode() if client_api_key is not None else None
-
-    def authorized(request: Request) -> bool:
-        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
-        return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), expected_token)
-
-    @app.middleware("http")
-    async def auth_and_size(request: Request, call_next):
-        if expected_token is not None and request.url.path != "/health" and not authorized(request):
-            return _error(401, "missing or wrong bearer token")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            return _error(413, f"request body over {max_body_bytes} bytes")
-        return await call_next(request)
-
-    # Models a request may name directly: the pair, and the models routed among.
-    direct_models = list(dict.fromkeys([pair.strong, pair.weak, *(controller.models or {})]))
-
-    def parse_target(body: dict) -> tuple[str, str | float]:
-        if "model" in body:
-            return parse_model_name(body["model"])
-        return body.get("router"), body.get("threshold")
-
-    def decide(router: str, threshold: str | float, prompt: str) -> Decision:
-        """The controller's decision, timed and counted; runs in a worker thread."""
-        start = time.perf_counter()
-        decision = controller.decide(prompt, router, threshold)
-        decisions.labels(router, decision.model).inc()
-        latency.labels(router).observe(time.perf_counter() - start)
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("router=%s threshold=%s win_rate=%.5f -> %s; counts %s", router, _rule_text(decision.threshold),
-                        decision.win_rate, decision.model,
-                        {r: dict(c) for r, c in controller.model_counts.items()})
-        return decision
-
-    async def read_json(request: Request) -> dict:
-        raw = bytearray()
-        async for part in request.stream():  # bodies without Content-Length are capped as they arrive
-            raw += part
-            if len(raw) > max_body_bytes:
-                raise _TooLarge()
-        try:
-            body = json.loads(bytes(raw))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RoutingError(f"request body is not valid JSON: {exc}") from None
-        except RecursionError:  # json's C decoder stops at the recursion limit and says so
-            raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.") from None
-        if not isinstance(body, dict):
-            raise RoutingError("request body must be a JSON object.")
-        # Only a body with more brackets than MAX_NESTING can nest that deep: others are not walked.
-        if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _too_deep(body, MAX_NESTING):
-            raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.")
-        return body
-
-    @app.exception_handler(RoutingError)
-    async def routing_error(request: Request, exc: RoutingError):
-        return _error(400, str(exc))
-
-    @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge):
-        return _error(413, f"request body over {max_body_bytes} bytes")
-
-    @app.exception_handler(ValueError)
-    @app.exception_handler(TypeError)
-    async def bad_input(request: Request, exc: Exception):
-        return _error(400, str(exc))
-
-    @app.exception_handler(EmbeddingError)
-    async def embedding_failed(request: Request, exc: EmbeddingError):
-        return _error(502, str(exc))
-
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "routers": list(controller.routers)}
-
-    @app.get("/v1/models")
-    async def models():
-        """The routing names that work (``router-<name>-<threshold for half strong calls>``, and
-        ``-auto`` in online mode) and the two models, which a request may also name directly."""
-        now = int(time.time())
-        ids = []
-        for name, router in controller.routers.items():
-            if name in controller.online_thresholds:
-                ids.append(f"router-{name}-{AUTO}")
-            rates = recorded_win_rates(router)
-            ids.append(f"router-{name}-{round(share_threshold(rates, 0.5), 5) if rates is not None else 0.5}")
-        data = [{"id": i, "object": "model", "created": now, "owned_by": "routellm_fast"} for i in ids]
-        data += [{"id": m, "object": "model", "created": now, "owned_by": "upstream"} for m in direct_models]
-        return {"object": "list", "data": data}
-
-    @app.post("/v1/route")
-    async def route(request: Request):
-        body = await read_json(request)
-        router, threshold = parse_target(body)
-        prompt = body["prompt"] if isinstance(body.get("prompt"), str) else message_text(body.get("messages"))
-        decision = await asyncio.to_thread(decide, router, threshold, prompt)
-        answer = {"model": decision.model, "router": router, "threshold": _rule_value(decision.threshold),
-                  "win_rate": decision.win_rate}
-        if decision.scores is not None:
-            answer["scores"] = decision.scores
-        return answer
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
-        body = await read_json(request)
-        if body.get("model") in direct_models:  # a model named directly: proxied as it is
-            model = body["model"]
-            direct.labels(model).inc()
-        else:
-            router, threshold = parse_target(body)
-            prompt = message_text(body.get("messages"))
-            model = (await asyncio.to_thread(decide, router, threshold, prompt)).model
-        forward = {k: v for k, v in body.items() if k in REQUEST_FIELDS}
-        extra = {k: v for k, v in body.items() if k not in REQUEST_FIELDS and k not in ("router", "threshold")}
-        forward["model"] = model
-        if extra:
-            forward["extra_body"] = extra
-        try:
-            response = await upstream.acreate(forward)
-        except openai.APITimeoutError:
-            upstream_errors.labels("timeout").inc()
-            return _error(504, f"upstream model {model} timed out")
-        except openai.APIStatusError as exc:
-            upstream_errors.labels("status").inc()
-            return _error(502, f"upstream model {model} answered HTTP {exc.status_code}: {exc.message}")
-        except openai.APIError as exc:
-            upstream_errors.labels("connection").inc()
-            return _error(502, f"upstream model {model} failed: {exc}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # a body labelled JSON that is not
-            upstream_errors.labels("invalid").inc()
-            return _error(502, f"upstream model {model} answered invalid JSON: {exc}")
-        if not body.get("stream"):
-            try:
-                return JSONResponse(_as_dict(response))
-            except _BadUpstream as exc:
-                upstream_errors.labels("invalid").inc()
-                return _error(502, f"upstream model {model} answered {exc}")
-
-        # A stream: its first chunk is read before the status line is sent, so that an upstream
-        # whose answer is no stream at all (an HTML page, invalid JSON) gets a 502, not a 200.
-        chunks = aiter(response)
-        try:
-            first = _chunk_json(await anext(chunks))
-        except StopAsyncIteration:
-            await _close(response)
-            upstream_errors.labels("invalid").inc()
-            content_type = _content_type(response)
-            return _error(502, f"upstream model {model} answered a stream without any chunk"
-                               + (f" (Content-Type: {content_type})" if content_type else ""))
-        except openai.APITimeoutError:
-            await _close(response)
-            upstream_errors.labels("timeout").inc()
-            return _error(504, f"upstream model {model} timed out")
-        except openai.APIError as exc:
-            await _close(response)
-            upstream_errors.labels("stream").inc()
-            return _error(502, f"upstream model {model} failed: {exc}")
-        except (ValueError, _BadUpstream) as exc:  # json's JSONDecodeError, UnicodeDecodeError
-            await _close(response)
-            upstream_errors.labels("invalid").inc()
-            return _error(502, f"upstream model {model} sent an invalid stream chunk: {exc}")
-        except Exception as exc:  # anything else the upstream's client raises
-            await _close(response)
-            upstream_errors.labels("stream").inc()
-            logger.exception("upstream stream of model %s failed", model)
-            return _error(502, f"upstream model {model} failed: {type(exc).__name__}: {exc}")
-
-        async def events() -> AsyncIterator[str]:
-            # The status line is gone: a failure from here on is reported in-band, then [DONE].
-            try:
-                yield f"data: {first}\n\n"
-                async for chunk in chunks:
-                    yield f"data: {_chunk_json(chunk)}\n\n"
-            except openai.APITimeoutError:
-                upstream_errors.labels("timeout").inc()
-                yield _error_event(f"upstream model {model} timed out mid-stream", "upstream_timeout")
-            except openai.APIError as exc:
-                upstream_errors.labels("stream").inc()
-                yield _error_event(f"upstream model {model} failed mid-stream: {exc}")
-            except (ValueError, _BadUpstream) as exc:
-                upstream_errors.labels("invalid").inc()
-                yield _error_event(f"upstream model {model} sent an invalid stream chunk: {exc}")
-            except Exception as exc:  # anything else the upstream's client raises: still end the stream
-                upstream_errors.labels("stream").inc()
-                logger.exception("upstream stream of model %s failed", model)
-                yield _error_event(f"upstream model {model} failed mid-stream: {type(exc).__name__}: {exc}")
-            finally:  # also when the client goes away mid-stream: release the upstream connection
-                await _close(response)
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    @app.get("/metrics")
-    async def metrics():
-        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app
+    return _Server(controller, client_api_key=client_api_key, max_body_bytes=max_body_bytes,
+                   target_strong_pct=target_strong_pct, window=window, upstream_timeout=upstream_timeout,
+                   cache_entries=cache_entries).app()
 
 
 class _LiveMetrics:
