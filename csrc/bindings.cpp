@@ -2,7 +2,8 @@
 // Every array crossing the boundary is checked here (dtype, shape, row layout) and read in place;
 // nothing is silently cast or copied. Outputs are allocated with the GIL held, then the work runs
 // with the GIL released. C++ std::invalid_argument becomes ValueError, std::runtime_error
-// RuntimeError (pybind11's standard translation).
+// RuntimeError (pybind11's standard translation). Every binding names a function of this file, so the
+// module definition at the end reads as the API and nothing else.
 //
 // Pickling: SwArena and MfPairScorer pickle to a tuple (format, scalars..., numpy arrays...) of what
 // the object is made of, never pointers, and unpickle to an object that scores bit for bit alike.
@@ -12,7 +13,9 @@
 #include <pybind11/stl.h>
 
 #include <climits>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend.hpp"
@@ -41,6 +44,16 @@ std::string shape_of(const py::array& a) {
   std::string s = "(";
   for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
   return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+py::ssize_t ssize(size_t n) { return static_cast<py::ssize_t>(n); }
+
+// v (a Python int) as a long long in [lo, hi]; nothing when outside, however large v is.
+std::optional<long long> int_in_range(py::handle v, long long lo, long long hi) {
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (overflow || x < lo || x > hi) return std::nullopt;
+  return x;
 }
 
 // Equal dtypes, byte order included. Not identity: an unpickled array has its own dtype object.
@@ -81,6 +94,27 @@ Matrix require_matrix(const py::array& a, const char* name, long expected_cols =
   return Matrix{static_cast<const float*>(a.data()), static_cast<size_t>(a.shape(0)),
                 static_cast<size_t>(a.shape(1)), ld};
 }
+
+// A matrix with no gaps between rows, for calls that take a bare pointer and a row count; `advice`
+// ends the error message.
+Matrix require_c_matrix(const py::array& a, const char* name, const char* advice) {
+  const Matrix m = require_matrix(a, name);
+  if (m.ld != m.cols) throw py::value_error(std::string(name) + " must be C-contiguous" + advice);
+  return m;
+}
+constexpr const char* kUseContiguous = "; use np.ascontiguousarray(x)";
+
+// A C-contiguous 2-D T array with `cols` columns (any when negative); `what` describes it in the error.
+template <class T>
+const T* require_c_array2d(const py::array& a, const char* name, long cols, const std::string& what) {
+  require_dtype<T>(a, name);
+  if (a.ndim() != 2 || (cols >= 0 && a.shape(1) != cols) || !(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be a C-contiguous " + what + ", got shape " + shape_of(a));
+  return static_cast<const T*>(a.data());
+}
+
+// The length of a 1-D array, else 0, so that require_vector reports the shape it got.
+size_t length_of(const py::array& a) { return a.ndim() == 1 ? static_cast<size_t>(a.shape(0)) : 0; }
 
 template <class T>
 const T* require_vector(const py::array& a, const char* name, size_t expected_len) {
@@ -127,12 +161,11 @@ class StateReader {
     const py::handle v = items_[i];
     if (!py::isinstance<py::int_>(v) || py::isinstance<py::bool_>(v))
       throw py::type_error(where(i, name) + " must be an int, got " + type_name(v));
-    int overflow = 0;
-    const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
-    if (overflow || x < lo || x > hi)
+    const std::optional<long long> x = int_in_range(v, lo, hi);
+    if (!x)
       throw py::value_error(where(i, name) + " is " + std::string(py::str(v)) + ", outside [" + std::to_string(lo) +
                             ", " + std::to_string(hi) + "]");
-    return x;
+    return *x;
   }
 
   std::string string(size_t i, const char* name) const {
@@ -262,28 +295,16 @@ MfPairScorer* mf_scorer_from_state(const py::object& state) {
   return new MfPairScorer(hi, hi + d, d);
 }
 
-// A float64 [q.rows, cols] result filled by fn(q, out) without the GIL (per-model or per-tier scores).
-template <class Fn>
-py::array_t<double> score_table(const Matrix& q, py::ssize_t cols, Fn&& fn) {
-  py::array_t<double> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(q.rows), cols});
-  double* dst = out.mutable_data();
-  py::gil_scoped_release release;
-  fn(q, dst);
-  return out;
-}
-
 // mf weights from the arrays of a checkpoint (pointers into them: they must outlive the call).
 MfWeights mf_weights(const py::array& model_embeddings, const py::object& text_projection, const py::array& classifier) {
-  const Matrix p = require_matrix(model_embeddings, "model_embeddings");
-  if (p.ld != p.cols) throw py::value_error("model_embeddings must be C-contiguous");
+  const Matrix p = require_c_matrix(model_embeddings, "model_embeddings", "");
   MfWeights w;
   w.model_embeddings = p.data;
   w.num_models = static_cast<int>(p.rows);
   w.hidden = static_cast<int>(p.cols);
   w.text_dim = w.hidden;
   if (!text_projection.is_none()) {
-    const Matrix proj = require_matrix(text_projection.cast<py::array>(), "text_projection");
-    if (proj.ld != proj.cols) throw py::value_error("text_projection must be C-contiguous");
+    const Matrix proj = require_c_matrix(text_projection.cast<py::array>(), "text_projection", "");
     if (static_cast<int>(proj.rows) != w.hidden)
       throw py::value_error("text_projection must have " + std::to_string(w.hidden) + " rows (the hidden size), got " +
                             std::to_string(proj.rows));
@@ -294,20 +315,219 @@ MfWeights mf_weights(const py::array& model_embeddings, const py::object& text_p
   return w;
 }
 
-// Allocates the output with the GIL held, then runs fn without it, unless the work is too small
-// for releasing and re-acquiring the GIL to pay (a few mf decisions take well under a microsecond).
+// ---- GIL and outputs ---------------------------------------------------------------------------
+
+// Runs fn (C++ only: no Python objects) with the GIL released, so other Python threads run meanwhile.
 template <class Fn>
-py::array_t<double> score_rows(const Matrix& q, size_t min_rows_to_release, Fn&& fn) {
-  py::array_t<double> out(static_cast<py::ssize_t>(q.rows));
-  double* dst = out.mutable_data();
-  if (q.rows == 0) return out;
-  if (q.rows < min_rows_to_release) {
-    fn(q, dst);
-  } else {
-    py::gil_scoped_release release;
-    fn(q, dst);
-  }
+auto without_gil(Fn&& fn) -> decltype(fn()) {
+  py::gil_scoped_release release;
+  return fn();
+}
+
+// A new T array of `shape`, allocated with the GIL held (numpy needs it), then filled by fill(data):
+// without the GIL when `release`, with it for work too small to pay for the round trip.
+template <class T, class Fill>
+py::array_t<T> filled(std::vector<py::ssize_t> shape, bool release, Fill&& fill) {
+  py::array_t<T> out(std::move(shape));
+  T* dst = out.mutable_data();
+  if (release)
+    without_gil([&] { fill(dst); });
+  else
+    fill(dst);
   return out;
+}
+
+// Below these batch sizes the GIL stays held: a few mf decisions take well under a microsecond, a
+// few prompts' embeddings microseconds, less than releasing and re-acquiring it.
+constexpr size_t kMfRowsToRelease = 64;
+constexpr size_t kTextsToRelease = 8;
+
+// A batch of query embeddings for a scorer of dimension dim.
+Matrix require_queries(const py::array& queries, long dim) { return require_matrix(queries, "embeddings", dim); }
+
+// float64 [n], one score per query. An empty batch returns at once, fill never called.
+template <class Fill>
+py::array_t<double> score_rows(const Matrix& q, size_t min_rows_to_release, Fill&& fill) {
+  if (q.rows == 0) return py::array_t<double>(py::ssize_t{0});
+  return filled<double>({ssize(q.rows)}, q.rows >= min_rows_to_release, std::forward<Fill>(fill));
+}
+
+// float64 [n, cols], per-model or per-tier scores of each query.
+template <class Fill>
+py::array_t<double> score_table(const Matrix& q, size_t cols, Fill&& fill) {
+  return filled<double>({ssize(q.rows), ssize(cols)}, true, std::forward<Fill>(fill));
+}
+
+// A read-only view of memory that base owns; the array keeps base alive.
+py::array readonly_view(py::dtype dtype, std::vector<py::ssize_t> shape, std::vector<py::ssize_t> strides,
+                        const void* data, const py::object& base) {
+  py::array arr(std::move(dtype), std::move(shape), std::move(strides), data, base);
+  arr.attr("setflags")(py::arg("write") = false);
+  return arr;
+}
+
+template <class T>
+py::array readonly_view(const std::vector<T>& v, const py::object& base) {
+  return readonly_view(py::dtype::of<T>(), {ssize(v.size())}, {ssize(sizeof(T))}, v.data(), base);
+}
+
+// ---- module functions --------------------------------------------------------------------------
+
+py::dict backend_info() {
+  py::dict info;
+  info["simd"] = active_kernels().name;
+  info["simd_available"] = supported_simd();
+  const ThreadPool& pool = ThreadPool::instance();
+  info["threads"] = pool.num_threads();
+  info["threads_source"] = pool.source();  // affinity, hardware_concurrency, env or set_num_threads
+  if (!pool.note().empty()) info["threads_note"] = pool.note();
+#if defined(__clang__)
+  info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = std::string("gcc ") + __VERSION__;
+#endif
+  return info;
+}
+
+// Takes any Python int, so that a huge one is a ValueError naming it, not an overflow TypeError.
+void set_num_threads(const py::int_& n) {
+  const std::optional<long long> v = int_in_range(n, 1, static_cast<long long>(kMaxThreads));
+  if (!v)
+    throw py::value_error("number of threads must be in [1, " + std::to_string(kMaxThreads) + "], got " +
+                          std::string(py::str(n)));
+  ThreadPool::instance().set_num_threads(static_cast<size_t>(*v));
+}
+
+size_t get_num_threads() { return ThreadPool::instance().num_threads(); }
+
+// Spelled out (py::make_tuple's type) so that the docstring's signature names both arrays.
+py::typing::Tuple<py::array_t<int64_t>, py::array_t<int64_t>> dedup_array_rows(const py::array& rows) {
+  const Matrix x = require_c_matrix(rows, "rows", kUseContiguous);
+  const auto [group, first] = without_gil([&] { return rlf::dedup_rows(x.data, x.rows, x.cols); });
+  return py::make_tuple(array_of<int64_t>(group), array_of<int64_t>(first));
+}
+
+// ---- SwArena -----------------------------------------------------------------------------------
+
+SwArena* sw_arena_new(const py::array& prompt_embeddings, const py::array& battle_prompt, const py::array& model_a,
+                      const py::array& model_b, const py::array& outcome, int n_models, int num_tiers,
+                      int anchor_model, double anchor_rating, const std::string& storage,
+                      std::vector<std::string> model_names) {
+  const Matrix emb = require_c_matrix(prompt_embeddings, "prompt_embeddings", kUseContiguous);
+  const size_t n = length_of(battle_prompt);
+  SwArenaSpec spec;
+  spec.prompt_embeddings = emb.data;
+  spec.n_prompts = emb.rows;
+  spec.dim = emb.cols;
+  spec.battle_prompt = require_vector<int64_t>(battle_prompt, "battle_prompt", n);
+  spec.model_a = require_vector<int32_t>(model_a, "model_a", n);
+  spec.model_b = require_vector<int32_t>(model_b, "model_b", n);
+  spec.outcome = require_vector<int8_t>(outcome, "outcome", n);
+  spec.n_battles = n;
+  spec.n_models = n_models;
+  spec.num_tiers = num_tiers;
+  spec.anchor_model = anchor_model;
+  spec.anchor_rating = anchor_rating;
+  spec.storage = parse_storage(storage);
+  spec.model_names = std::move(model_names);
+  return without_gil([&] { return new SwArena(spec); });
+}
+
+py::array_t<double> sw_arena_score(const SwArena& arena, const py::array& queries, int strong_model, int weak_model) {
+  const Matrix q = require_queries(queries, static_cast<long>(arena.dim()));
+  return score_rows(q, 0, [&](double* out) { arena.score(q.data, q.rows, q.ld, strong_model, weak_model, out); });
+}
+
+py::array_t<double> sw_arena_score_ratings(const SwArena& arena, const py::array& queries) {
+  const Matrix q = require_queries(queries, static_cast<long>(arena.dim()));
+  return score_table(q, arena.n_players(), [&](double* out) { arena.score_ratings(q.data, q.rows, q.ld, out); });
+}
+
+py::array_t<double> sw_arena_score_counts(const SwArena& arena, const py::array& counts, int strong_model,
+                                          int weak_model) {
+  const size_t slots = arena.count_slots();
+  const double* y = require_c_array2d<double>(counts, "counts", static_cast<long>(slots),
+                                              "float64 array [n, " + std::to_string(slots) + "]");
+  const size_t n = static_cast<size_t>(counts.shape(0));
+  return filled<double>({ssize(n)}, true, [&](double* out) { arena.score_counts(y, n, strong_model, weak_model, out); });
+}
+
+// Views of the tables the arena was built into, for the GPU backend to copy once: both backends
+// score from one build.
+py::dict sw_arena_device_tables(const py::object& self) {
+  const SwArena& a = self.cast<const SwArena&>();
+  const RowsView& rows = a.prompt_rows().view;
+  const py::ssize_t item = ssize(element_size(rows.storage));
+  py::dict t;
+  t["prompt_rows"] = readonly_view(storage_dtype(rows.storage), {ssize(rows.rows), ssize(rows.dim)},
+                                   {ssize(rows.stride) * item, item}, rows.data, self);
+  t["row_factor"] = readonly_view(a.prompt_rows().row_factor, self);
+  t["entry_begin"] = readonly_view(a.entry_begin(), self);
+  t["entry_slot"] = readonly_view(a.entry_slot(), self);
+  t["entry_count"] = readonly_view(a.entry_count(), self);
+  t["count_slots"] = a.count_slots();
+  return t;
+}
+
+const char* sw_arena_storage(const SwArena& a) { return storage_name(a.storage()); }
+py::array_t<double> sw_arena_model_ratings(const SwArena& a) { return array_of<double>(a.model_ratings()); }
+py::array_t<int> sw_arena_model_tier(const SwArena& a) { return array_of<int>(a.model_tier()); }
+py::array_t<int> sw_arena_model_player(const SwArena& a) { return array_of<int>(a.model_player()); }
+
+// ---- mf ----------------------------------------------------------------------------------------
+
+MfPairScorer* mf_scorer_new(const py::array& model_embeddings, const py::object& text_projection,
+                            const py::array& classifier, int strong_model, int weak_model) {
+  return new MfPairScorer(mf_weights(model_embeddings, text_projection, classifier), strong_model, weak_model);
+}
+
+py::array_t<double> mf_scorer_score(const MfPairScorer& s, const py::array& queries) {
+  const Matrix q = require_queries(queries, s.text_dim());
+  return score_rows(q, kMfRowsToRelease, [&](double* out) { s.score(q.data, q.rows, q.ld, out); });
+}
+
+MfModelScorer* mf_model_scorer_new(const py::array& model_embeddings, const py::object& text_projection,
+                                   const py::array& classifier) {
+  return new MfModelScorer(mf_weights(model_embeddings, text_projection, classifier));
+}
+
+py::array_t<double> mf_model_scorer_logits(const MfModelScorer& s, const py::array& queries) {
+  const Matrix q = require_queries(queries, s.text_dim());
+  return score_table(q, s.num_models(), [&](double* out) { s.logits(q.data, q.rows, q.ld, out); });
+}
+
+// ---- StaticEmbedder ----------------------------------------------------------------------------
+
+StaticEmbedder* embedder_new(std::vector<std::string> vocab, const py::array& table, const py::array& scales,
+                             int32_t unk_id, size_t max_tokens, bool normalize, size_t max_word_chars) {
+  const int8_t* t = require_c_array2d<int8_t>(table, "table", -1, "2-D int8 array [vocab, dim]");
+  const size_t rows = static_cast<size_t>(table.shape(0)), dim = static_cast<size_t>(table.shape(1));
+  const float* s = require_vector<float>(scales, "scales", rows);
+  WordPieceAscii tokenizer(std::move(vocab), unk_id, max_word_chars);
+  return new StaticEmbedder(std::move(tokenizer), t, s, rows, dim, max_tokens, normalize);
+}
+
+py::array_t<float> embedder_embed(const StaticEmbedder& e, const std::vector<std::string>& texts) {
+  return filled<float>({ssize(texts.size()), ssize(e.dim())}, texts.size() >= kTextsToRelease,
+                       [&](float* out) { e.embed_texts(texts, out); });
+}
+
+py::array_t<float> embedder_embed_ids(const StaticEmbedder& e, const py::array& ids, const py::array& offsets) {
+  if (offsets.ndim() != 1 || offsets.shape(0) < 1)
+    throw py::value_error("offsets must be 1-D with n + 1 entries, got shape " + shape_of(offsets));
+  const size_t n = static_cast<size_t>(offsets.shape(0) - 1);
+  const int64_t* off = require_vector<int64_t>(offsets, "offsets", n + 1);
+  const int32_t* tok = require_vector<int32_t>(ids, "ids", length_of(ids));
+  if (off[n] != static_cast<int64_t>(ids.shape(0)))
+    throw py::value_error("offsets must end at len(ids) = " + std::to_string(ids.shape(0)) + ", got " +
+                          std::to_string(off[n]));
+  return filled<float>({ssize(n), ssize(e.dim())}, true, [&](float* out) { e.embed_ids(tok, off, n, out); });
+}
+
+std::vector<int32_t> embedder_tokenize(const StaticEmbedder& e, const std::string& text) {
+  std::vector<int32_t> ids;
+  e.tokenizer().tokenize(text.data(), text.size(), e.max_tokens(), ids);
+  return ids;
 }
 
 }  // namespace
@@ -315,246 +535,52 @@ py::array_t<double> score_rows(const Matrix& q, size_t min_rows_to_release, Fn&&
 PYBIND11_MODULE(_core, m) {
   m.doc() = "routellm_fast's compiled core: scoring kernels of the mf and sw_ranking routers, and the static embedder.";
 
-  m.def("backend_info", [] {
-    py::dict info;
-    info["simd"] = active_kernels().name;
-    info["simd_available"] = supported_simd();
-    const ThreadPool& pool = ThreadPool::instance();
-    info["threads"] = pool.num_threads();
-    info["threads_source"] = pool.source();  // affinity, hardware_concurrency, env or set_num_threads
-    if (!pool.note().empty()) info["threads_note"] = pool.note();
-#if defined(__clang__)
-    info["compiler"] = std::string("clang ") + __clang_version__;
-#elif defined(__GNUC__)
-    info["compiler"] = std::string("gcc ") + __VERSION__;
-#endif
-    return info;
-  });
+  m.def("backend_info", &backend_info);
   m.def("set_simd", &set_simd, py::arg("name"));
-  m.def(
-      "set_num_threads",
-      [](const py::int_& n) {
-        int overflow = 0;
-        const long long v = PyLong_AsLongLongAndOverflow(n.ptr(), &overflow);
-        if (overflow || v < 1 || v > static_cast<long long>(kMaxThreads))
-          throw py::value_error("number of threads must be in [1, " + std::to_string(kMaxThreads) + "], got " +
-                                std::string(py::str(n)));
-        ThreadPool::instance().set_num_threads(static_cast<size_t>(v));
-      },
-      py::arg("n"));
-  m.def("get_num_threads", [] { return ThreadPool::instance().num_threads(); });
-
-  m.def(
-      "dedup_rows",
-      [](const py::array& rows) {
-        const Matrix x = require_matrix(rows, "rows");
-        if (x.ld != x.cols) throw py::value_error("rows must be C-contiguous; use np.ascontiguousarray(x)");
-        std::pair<std::vector<int64_t>, std::vector<int64_t>> result;
-        {
-          py::gil_scoped_release release;
-          result = dedup_rows(x.data, x.rows, x.cols);
-        }
-        return py::make_tuple(py::array_t<int64_t>(result.first.size(), result.first.data()),
-                              py::array_t<int64_t>(result.second.size(), result.second.data()));
-      },
-      py::arg("rows"));
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &get_num_threads);
+  m.def("dedup_rows", &dedup_array_rows, py::arg("rows"));
 
   py::class_<SwArena>(m, "SwArena")
-      .def(py::init([](const py::array& prompt_embeddings, const py::array& battle_prompt, const py::array& model_a,
-                       const py::array& model_b, const py::array& outcome, int n_models, int num_tiers,
-                       int anchor_model, double anchor_rating, const std::string& storage,
-                       std::vector<std::string> model_names) {
-             const Matrix emb = require_matrix(prompt_embeddings, "prompt_embeddings");
-             if (emb.ld != emb.cols)
-               throw py::value_error("prompt_embeddings must be C-contiguous; use np.ascontiguousarray(x)");
-             const size_t n = static_cast<size_t>(battle_prompt.ndim() == 1 ? battle_prompt.shape(0) : 0);
-             SwArenaSpec spec;
-             spec.prompt_embeddings = emb.data;
-             spec.n_prompts = emb.rows;
-             spec.dim = emb.cols;
-             spec.battle_prompt = require_vector<int64_t>(battle_prompt, "battle_prompt", n);
-             spec.model_a = require_vector<int32_t>(model_a, "model_a", n);
-             spec.model_b = require_vector<int32_t>(model_b, "model_b", n);
-             spec.outcome = require_vector<int8_t>(outcome, "outcome", n);
-             spec.n_battles = n;
-             spec.n_models = n_models;
-             spec.num_tiers = num_tiers;
-             spec.anchor_model = anchor_model;
-             spec.anchor_rating = anchor_rating;
-             spec.storage = parse_storage(storage);
-             spec.model_names = std::move(model_names);
-             py::gil_scoped_release release;
-             return new SwArena(spec);
-           }),
-           py::arg("prompt_embeddings"), py::arg("battle_prompt"), py::arg("model_a"), py::arg("model_b"),
-           py::arg("outcome"), py::arg("n_models"), py::arg("num_tiers") = 10, py::arg("anchor_model") = -1,
-           py::arg("anchor_rating") = 1082.0, py::arg("storage") = "float32",
+      .def(py::init(&sw_arena_new), py::arg("prompt_embeddings"), py::arg("battle_prompt"), py::arg("model_a"),
+           py::arg("model_b"), py::arg("outcome"), py::arg("n_models"), py::arg("num_tiers") = 10,
+           py::arg("anchor_model") = -1, py::arg("anchor_rating") = 1082.0, py::arg("storage") = "float32",
            py::arg("model_names") = std::vector<std::string>{})
-      .def(
-          "score",
-          [](const SwArena& arena, const py::array& queries, int strong_model, int weak_model) {
-            const Matrix q = require_matrix(queries, "embeddings", static_cast<long>(arena.dim()));
-            return score_rows(q, 0, [&](const Matrix& x, double* out) {
-              arena.score(x.data, x.rows, x.ld, strong_model, weak_model, out);
-            });
-          },
-          py::arg("embeddings"), py::arg("strong_model"), py::arg("weak_model"))
+      .def("score", &sw_arena_score, py::arg("embeddings"), py::arg("strong_model"), py::arg("weak_model"))
       .def_property_readonly("dim", &SwArena::dim)
       .def_property_readonly("n_prompts", &SwArena::n_prompts)
       .def_property_readonly("n_battles", &SwArena::n_battles)
-      .def_property_readonly("storage", [](const SwArena& a) { return storage_name(a.storage()); })
+      .def_property_readonly("storage", &sw_arena_storage)
       .def_property_readonly("storage_bytes", &SwArena::storage_bytes)
-      .def_property_readonly("model_ratings",
-                             [](const SwArena& a) { return py::array_t<double>(a.model_ratings().size(), a.model_ratings().data()); })
-      .def_property_readonly("model_tier",
-                             [](const SwArena& a) { return py::array_t<int>(a.model_tier().size(), a.model_tier().data()); })
-      .def(
-          "score_ratings",
-          [](const SwArena& arena, const py::array& queries) {
-            const Matrix q = require_matrix(queries, "embeddings", static_cast<long>(arena.dim()));
-            return score_table(q, arena.n_players(), [&](const Matrix& x, double* out) {
-              arena.score_ratings(x.data, x.rows, x.ld, out);
-            });
-          },
-          py::arg("embeddings"))
-      .def(
-          "score_counts",
-          [](const SwArena& arena, const py::array& counts, int strong_model, int weak_model) {
-            require_dtype<double>(counts, "counts");
-            if (counts.ndim() != 2 || counts.shape(1) != static_cast<py::ssize_t>(arena.count_slots()) ||
-                !(counts.flags() & py::array::c_style))
-              throw py::value_error("counts must be a C-contiguous float64 array [n, " +
-                                    std::to_string(arena.count_slots()) + "], got shape " + shape_of(counts));
-            const size_t n = static_cast<size_t>(counts.shape(0));
-            py::array_t<double> out(static_cast<py::ssize_t>(n));
-            const double* y = static_cast<const double*>(counts.data());
-            double* dst = out.mutable_data();
-            py::gil_scoped_release release;
-            arena.score_counts(y, n, strong_model, weak_model, dst);
-            return out;
-          },
-          py::arg("counts"), py::arg("strong_model"), py::arg("weak_model"))
-      .def(
-          "device_tables",
-          [](const py::object& self) {
-            // Read-only views of the tables the arena was built into, for the GPU backend to copy
-            // once: both backends score from one build. The arrays keep the arena alive.
-            const SwArena& a = self.cast<const SwArena&>();
-            auto view = [&](py::dtype dtype, std::vector<py::ssize_t> shape, std::vector<py::ssize_t> strides,
-                            const void* data) {
-              py::array arr(std::move(dtype), std::move(shape), std::move(strides), data, self);
-              arr.attr("setflags")(py::arg("write") = false);
-              return arr;
-            };
-            const RowsView& rows = a.prompt_rows().view;
-            const char* code = rows.storage == Storage::f32 ? "float32" : rows.storage == Storage::f16 ? "float16" : "int8";
-            const py::ssize_t item = static_cast<py::ssize_t>(element_size(rows.storage));
-            const py::ssize_t P = static_cast<py::ssize_t>(rows.rows);
-            py::dict t;
-            t["prompt_rows"] = view(py::dtype(code), {P, static_cast<py::ssize_t>(rows.dim)},
-                                    {static_cast<py::ssize_t>(rows.stride) * item, item}, rows.data);
-            t["row_factor"] = view(py::dtype::of<double>(), {P}, {8}, a.prompt_rows().row_factor.data());
-            t["entry_begin"] = view(py::dtype::of<uint64_t>(), {static_cast<py::ssize_t>(a.entry_begin().size())}, {8},
-                                    a.entry_begin().data());
-            t["entry_slot"] = view(py::dtype::of<uint32_t>(), {static_cast<py::ssize_t>(a.entry_slot().size())}, {4},
-                                   a.entry_slot().data());
-            t["entry_count"] = view(py::dtype::of<double>(), {static_cast<py::ssize_t>(a.entry_count().size())}, {8},
-                                    a.entry_count().data());
-            t["count_slots"] = a.count_slots();
-            return t;
-          })
+      .def_property_readonly("model_ratings", &sw_arena_model_ratings)
+      .def_property_readonly("model_tier", &sw_arena_model_tier)
+      .def("score_ratings", &sw_arena_score_ratings, py::arg("embeddings"))
+      .def("score_counts", &sw_arena_score_counts, py::arg("counts"), py::arg("strong_model"), py::arg("weak_model"))
+      .def("device_tables", &sw_arena_device_tables)
       .def_property_readonly("n_players", &SwArena::n_players)
-      .def_property_readonly("model_player",
-                             [](const SwArena& a) { return py::array_t<int>(a.model_player().size(), a.model_player().data()); })
+      .def_property_readonly("model_player", &sw_arena_model_player)
       .def(py::pickle(&sw_arena_state, &sw_arena_from_state));
 
   py::class_<MfPairScorer>(m, "MfPairScorer")
-      .def(py::init([](const py::array& model_embeddings, const py::object& text_projection,
-                       const py::array& classifier, int strong_model, int weak_model) {
-             return new MfPairScorer(mf_weights(model_embeddings, text_projection, classifier), strong_model, weak_model);
-           }),
-           py::arg("model_embeddings"), py::arg("text_projection"), py::arg("classifier"), py::arg("strong_model"),
-           py::arg("weak_model"))
-      .def(
-          "score",
-          [](const MfPairScorer& s, const py::array& queries) {
-            const Matrix q = require_matrix(queries, "embeddings", s.text_dim());
-            return score_rows(q, 64, [&](const Matrix& x, double* out) { s.score(x.data, x.rows, x.ld, out); });
-          },
-          py::arg("embeddings"))
+      .def(py::init(&mf_scorer_new), py::arg("model_embeddings"), py::arg("text_projection"), py::arg("classifier"),
+           py::arg("strong_model"), py::arg("weak_model"))
+      .def("score", &mf_scorer_score, py::arg("embeddings"))
       .def_property_readonly("text_dim", &MfPairScorer::text_dim)
       .def(py::pickle(&mf_scorer_state, &mf_scorer_from_state));
 
   py::class_<MfModelScorer>(m, "MfModelScorer")
-      .def(py::init([](const py::array& model_embeddings, const py::object& text_projection, const py::array& classifier) {
-             return new MfModelScorer(mf_weights(model_embeddings, text_projection, classifier));
-           }),
-           py::arg("model_embeddings"), py::arg("text_projection"), py::arg("classifier"))
-      .def(
-          "logits",
-          [](const MfModelScorer& s, const py::array& queries) {
-            const Matrix q = require_matrix(queries, "embeddings", s.text_dim());
-            return score_table(q, s.num_models(), [&](const Matrix& x, double* out) { s.logits(x.data, x.rows, x.ld, out); });
-          },
-          py::arg("embeddings"))
+      .def(py::init(&mf_model_scorer_new), py::arg("model_embeddings"), py::arg("text_projection"),
+           py::arg("classifier"))
+      .def("logits", &mf_model_scorer_logits, py::arg("embeddings"))
       .def_property_readonly("num_models", &MfModelScorer::num_models)
       .def_property_readonly("text_dim", &MfModelScorer::text_dim);
 
   py::class_<StaticEmbedder>(m, "StaticEmbedder")
-      .def(py::init([](std::vector<std::string> vocab, const py::array& table, const py::array& scales, int32_t unk_id,
-                       size_t max_tokens, bool normalize, size_t max_word_chars) {
-             require_dtype<int8_t>(table, "table");
-             if (table.ndim() != 2 || !(table.flags() & py::array::c_style))
-               throw py::value_error("table must be a C-contiguous 2-D int8 array [vocab, dim], got shape " + shape_of(table));
-             const size_t rows = static_cast<size_t>(table.shape(0)), dim = static_cast<size_t>(table.shape(1));
-             const float* s = require_vector<float>(scales, "scales", rows);
-             WordPieceAscii tokenizer(std::move(vocab), unk_id, max_word_chars);
-             return new StaticEmbedder(std::move(tokenizer), static_cast<const int8_t*>(table.data()), s, rows, dim,
-                                       max_tokens, normalize);
-           }),
-           py::arg("vocab"), py::arg("table"), py::arg("scales"), py::arg("unk_id"), py::arg("max_tokens") = 512,
-           py::arg("normalize") = true, py::arg("max_word_chars") = 100)
-      .def(
-          "embed",
-          [](const StaticEmbedder& e, const std::vector<std::string>& texts) {
-            py::array_t<float> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(texts.size()),
-                                                            static_cast<py::ssize_t>(e.dim())});
-            float* dst = out.mutable_data();
-            if (texts.size() < 8) {  // a few prompts take microseconds: not worth a GIL round trip
-              e.embed_texts(texts, dst);
-            } else {
-              py::gil_scoped_release release;
-              e.embed_texts(texts, dst);
-            }
-            return out;
-          },
-          py::arg("texts"))
-      .def(
-          "embed_ids",
-          [](const StaticEmbedder& e, const py::array& ids, const py::array& offsets) {
-            if (offsets.ndim() != 1 || offsets.shape(0) < 1)
-              throw py::value_error("offsets must be 1-D with n + 1 entries, got shape " + shape_of(offsets));
-            const size_t n = static_cast<size_t>(offsets.shape(0) - 1);
-            const int64_t* off = require_vector<int64_t>(offsets, "offsets", n + 1);
-            const int32_t* tok = require_vector<int32_t>(ids, "ids", static_cast<size_t>(ids.ndim() == 1 ? ids.shape(0) : 0));
-            if (off[n] != static_cast<int64_t>(ids.shape(0)))
-              throw py::value_error("offsets must end at len(ids) = " + std::to_string(ids.shape(0)) + ", got " +
-                                    std::to_string(off[n]));
-            py::array_t<float> out(std::vector<py::ssize_t>{static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(e.dim())});
-            float* dst = out.mutable_data();
-            py::gil_scoped_release release;
-            e.embed_ids(tok, off, n, dst);
-            return out;
-          },
-          py::arg("ids"), py::arg("offsets"))
-      .def(
-          "tokenize",
-          [](const StaticEmbedder& e, const std::string& text) {
-            std::vector<int32_t> ids;
-            e.tokenizer().tokenize(text.data(), text.size(), e.max_tokens(), ids);
-            return ids;
-          },
-          py::arg("text"))
+      .def(py::init(&embedder_new), py::arg("vocab"), py::arg("table"), py::arg("scales"), py::arg("unk_id"),
+           py::arg("max_tokens") = 512, py::arg("normalize") = true, py::arg("max_word_chars") = 100)
+      .def("embed", &embedder_embed, py::arg("texts"))
+      .def("embed_ids", &embedder_embed_ids, py::arg("ids"), py::arg("offsets"))
+      .def("tokenize", &embedder_tokenize, py::arg("text"))
       .def_property_readonly("dim", &StaticEmbedder::dim)
       .def_property_readonly("vocab_size", &StaticEmbedder::vocab_size)
       .def_property_readonly("max_tokens", &StaticEmbedder::max_tokens)
