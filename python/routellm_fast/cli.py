@@ -427,7 +427,7 @@ def _add_router_args(p: argparse.ArgumentParser, default: Sequence[str] = ("sw_r
     p.add_argument("--weak-model", default=WEAK, help=f"the weak model's name (default {WEAK})")
     p.add_argument("--embedder", choices=list(SHIPPED_EMBEDDERS), default="minilm",
                    help="which shipped mf and sw_ranking: on all-MiniLM-L6-v2 (minilm, the default) or on the static "
-                        "embedder distilled from it (static: microseconds per prompt; see README)")
+                        "embedder distilled from it (static: microseconds per prompt; see docs/routers.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -107,7 +107,7 @@ def quantize_bert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
     as int8, activations quantised per batch at run time): every MatMul, and every fused
     ``Attention`` (which becomes ``QAttention``, its Q/K/V weights in 7-bit range as onnxruntime
     quantises them); embeddings, LayerNorm and the classification head stay float32. Chosen over
-    per-tensor and over quantising the embedding gathers by measured win-rate fidelity (see README,
+    per-tensor and over quantising the embedding gathers by measured win-rate fidelity (docs/routers.md,
     "BERT router"); quantising the fused attention too drifts about as little as MatMul alone
     and is faster, since the Q/K/V projections are a quarter of the matrix products.
     """

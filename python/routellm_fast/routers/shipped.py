@@ -59,7 +59,7 @@ def default_sw_router(
 
 
 def default_bert_router(**kwargs) -> BERTRouter:
-    """The shipped BERT router: all-MiniLM-L6-v2 with a 3-label head (int8; see README)."""
+    """The shipped BERT router: all-MiniLM-L6-v2 with a 3-label head (int8; docs/routers.md, "BERT router")."""
     return BERTRouter(DEFAULT_BERT, **kwargs)
 
 

@@ -36,7 +36,7 @@ class SWRankingRouter(EmbeddingRouter):
     :mod:`routellm_fast.formats.arena` for the formats); ``arena=FILE`` instead loads a compact arena file
     (``routellm-fast train sw``), e.g. from a YAML config; use :meth:`from_battles` for in-memory arrays.
     ``storage`` keeps the arena's prompt embeddings as ``"float32"`` (exact), ``"float16"`` or
-    ``"int8"`` (per-row scaled), trading accuracy for memory and bandwidth (see README); by default
+    ``"int8"`` (per-row scaled), trading accuracy for memory and bandwidth (docs/routers.md, "Arena storage"); by default
     the arena's own precision (a float16 arena file stays float16, anything else is float32).
 
     RouteLLM's hub dataset names (its default config) are not downloaded: when every dataset named

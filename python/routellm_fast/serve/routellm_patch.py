@@ -53,7 +53,8 @@ def patch_routellm() -> None:
     """Make the installed ``routellm`` package build routellm_fast's routers.
 
     After this call, ``routellm.controller.Controller`` (and RouteLLM's server and evaluation
-    scripts, which use it) construct routellm_fast's ``mf``, ``sw_ranking``, ``bert`` and ``random`` routers
+    scripts, which use it) construct routellm_fast's routers (every name of
+    :data:`~routellm_fast.routers.ROUTER_CLS`: ``mf``, ``sw_ranking``, ``bert``, ``causal_llm``, ``random``)
     from the same config: same constructor arguments, same answers, compiled scoring. Nothing is
     downloaded: checkpoints and datasets are local paths, and RouteLLM's hub names (its default
     config) load from the local Hugging Face cache or else use the shipped router of the same kind

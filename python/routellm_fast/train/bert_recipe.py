@@ -69,7 +69,7 @@ class BertTrainConfig:
     threads: int = 2
     bf16: bool = True  # bfloat16 autocast for the forward pass: 2x faster on CPUs with AVX512-BF16 or AMX
     max_steps: int = 0  # stop after this many optimiser steps (0: train every epoch; a smoke test)
-    # AlpacaEval's judge battles hurt every benchmark (README, "BERT router"): left out.
+    # AlpacaEval's judge battles hurt every benchmark (docs/evaluation.md, "bert"): left out.
     source_weights: dict = field(default_factory=lambda: {
         "alpaca_eval": 0.0, "arena_bench_v1": 1.0, "mmlu_train": 1.0, "gsm8k_train": 1.0})
 
@@ -389,7 +389,7 @@ def compose_classifier(encoder_onnx: str | os.PathLike[str], layers: list[tuple[
 
 @dataclass
 class HeadConfig:
-    """The shipped router's head on frozen all-MiniLM-L6-v2 embeddings (see README: what was tried)."""
+    """The shipped router's head on frozen all-MiniLM-L6-v2 embeddings (docs/training.md: what was tried)."""
 
     hidden: int = 256
     epochs: int = 20

@@ -102,7 +102,7 @@ def mf_training_data(sources: dict[str, PreferenceData]) -> PreferenceData:
 
 def sw_training_data(sources: dict[str, PreferenceData]) -> PreferenceData:
     """arena-bench and the golden-label battles: sw_ranking has no per-battle weights, and with
-    AlpacaEval's battles in its arena it routes worse on all three benchmarks (see README)."""
+    AlpacaEval's battles in its arena it routes worse on all three benchmarks (docs/evaluation.md)."""
     return PreferenceData.concat([sources["arena_bench_v1"], sources["mmlu_train"], sources["gsm8k_train"]])
 
 
