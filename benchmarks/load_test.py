@@ -1,7 +1,7 @@
 """Load test of the routing server from a second process, over loopback.
 
-Starts the test upstream (tests/upstream.py: an OpenAI-compatible server that answers with the
-model it was asked for) and ``routellm-fast serve`` as separate processes, then drives
+Starts the test upstream (``EchoLLMServer``, tests/serve/echo_llm.py: an OpenAI-compatible server that
+answers with the model it was asked for) and ``routellm-fast serve`` as separate processes, then drives
 ``/v1/route`` and ``/v1/chat/completions`` from this process with as many concurrent clients as
 asked, for ``--seconds``; reports throughput, p50/p99 latency and every failed request.
 
@@ -51,17 +51,22 @@ def wait_for(url: str, timeout: float = 120.0) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout:.0f} s")
 
 
-def start_upstream(delay: float) -> tuple[subprocess.Popen, str]:
+def echo_llm_process(delay: float, port: int = 0) -> subprocess.Popen:
+    """The test upstream (tests/serve/echo_llm.py's EchoLLMServer) in a child process run from the
+    checkout's root, so that ``tests`` imports; it prints its URL once it listens."""
     code = (
-        "import sys, time\n"
-        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-        "from upstream import Upstream\n"
-        f"with Upstream(delay={delay}) as up:\n"
+        "import time\n"
+        "from tests.serve.echo_llm import EchoLLMServer\n"
+        f"with EchoLLMServer(delay={delay}, port={port}) as up:\n"
         "    print(up.url, flush=True)\n"
         "    while True:\n"
         "        time.sleep(3600)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def start_upstream(delay: float) -> tuple[subprocess.Popen, str]:
+    proc = echo_llm_process(delay)
     url = proc.stdout.readline().strip()
     if not url:
         raise RuntimeError("the test upstream did not start")
@@ -71,16 +76,7 @@ def start_upstream(delay: float) -> tuple[subprocess.Popen, str]:
 def start_upstream_at(url: str, delay: float) -> subprocess.Popen:
     """The test upstream again, on the port it had before (the server keeps its base URL)."""
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    code = (
-        "import sys, time\n"
-        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-        "from upstream import Upstream\n"
-        f"with Upstream(delay={delay}, port={port}) as up:\n"
-        "    print(up.url, flush=True)\n"
-        "    while True:\n"
-        "        time.sleep(3600)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc = echo_llm_process(delay, port)
     proc.stdout.readline()
     return proc
 

@@ -6,7 +6,7 @@ Builds seeded random arenas of varied size (8 to 12,000 battles), model count (3
 2-20 and 20-120 decades, one-sided battles inside tiers, arenas in two halves that never meet),
 plus arenas of the tracker's shape (55,400 battles, 12 models, 10 tiers, model_a 45% / model_b 35% /
 tie 20%). For every arena it compares the global ratings and, for 4 queries and up to 12 tier pairs,
-every win rate with scipy's optimiser on the same likelihood (tests/elo_reference.py; mpmath for
+every win rate with scipy's optimiser on the same likelihood (tests/core/elo_reference.py; mpmath for
 queries whose weights span more than 6 decades). It counts:
 
   refusals      ValueErrors where the reference finds a limit (must be 0)
@@ -16,7 +16,7 @@ queries whose weights span more than 6 decades). It counts:
 
 Run from the repository root with the package importable, e.g.
     PYTHONPATH=python python scripts/elo_property_check.py --arenas 1000 --big 40 --workers 2
-Exit status 1 when any check fails. CI runs a sample in tests/test_elo_solver.py.
+Exit status 1 when any check fails. CI runs a sample in tests/core/test_elo_solver.py.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: tests.core
 
 
 def _check(job):
     seed, big, precise = job
-    import elo_reference as er
+    from tests.core import elo_reference as er
 
     start = time.perf_counter()
     arena = er.random_arena(seed, big=big)

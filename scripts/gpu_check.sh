@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU backend's checks in one go, for a machine with an NVIDIA GPU (DEVELOPERS.md, "GPU checks"):
-# build the extension in place, run tests/test_cuda.py, then benchmarks/bench_cuda.py. Everything it
+# build the extension in place, run tests/backends/test_cuda.py, then benchmarks/bench_cuda.py. Everything it
 # prints and measures goes to OUT_DIR (default: $OUT where set, else gpu-check/), ready to copy into
 # benchmarks/RESULTS.md.
 #
@@ -31,7 +31,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -Dpybind11_DIR="$("$py" -m pyb
 cp "$build"/_core*.so python/routellm_fast/
 
 "$py" -c 'import routellm_fast as rf, json; print(json.dumps(rf.backend_info(), indent=1))' 2>&1 | tee "$out/backend_info.json"
-"$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log"
+"$py" -m pytest -q -p no:cacheprovider tests/backends/test_cuda.py 2>&1 | tee "$out/test_cuda.log"
 tests=${PIPESTATUS[0]}
 "$py" benchmarks/bench_cuda.py --json "$out/bench_cuda.json" "$@" 2>&1 | tee "$out/bench_cuda.md"
 bench=${PIPESTATUS[0]}

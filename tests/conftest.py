@@ -1,15 +1,24 @@
+"""Fixtures shared by several test rooms. A room's own fixtures are in its conftest.py; plain helpers
+(synthetic arenas, paths, the model pair) are in tests/helpers.py.
+
+tests/ and every room in it are packages (``__init__.py``): pytest imports the test modules as
+``tests.<room>.<module>`` from the repository root (its rootdir-based import), so helpers import as
+``from tests.helpers import ...`` or ``from tests.serve.echo_llm import ...``, never by changing the
+import path."""
+
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import contextlib
 
-import numpy as np
 import pytest
 import routellm_fast as rf
+from routellm_fast.routers.shipped import (
+    default_bert_router,
+    default_mf_router,
+    default_sw_router,
+)
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.helpers import FIXTURES, SHARED_DATA
 
 
 @pytest.fixture(params=rf.backend_info()["simd_available"])
@@ -21,31 +30,66 @@ def simd(request):
     rf.set_simd(default)
 
 
-def make_arena(rng: np.random.Generator, n_battles: int, dim: int, n_models: int = 10, n_clusters: int = 6,
-               tie_rate: float = 0.2, reuse: float = 0.0):
-    """A synthetic arena whose outcomes depend on the prompt's cluster, so weights matter."""
-    centers = rng.normal(size=(n_clusters, dim))
-    cluster = rng.integers(0, n_clusters, n_battles)
-    emb = centers[cluster] + 0.6 * rng.normal(size=(n_battles, dim))
-    if reuse:  # some battles share a prompt (and its embedding row) with an earlier battle
-        shared = np.flatnonzero(rng.random(n_battles) < reuse)
-        shared = shared[shared > 0]
-        source = (rng.random(len(shared)) * shared).astype(int)
-        emb[shared] = emb[source]
-        cluster[shared] = cluster[source]
-    strength = rng.normal(0, 1, n_models)
-    offset = rng.normal(0, 0.8, (n_clusters, n_models))
-    a = rng.integers(0, n_models, n_battles)
-    b = (a + rng.integers(1, n_models, n_battles)) % n_models
-    p = 1 / (1 + np.exp(-(strength[a] - strength[b] + offset[cluster, a] - offset[cluster, b])))
-    winner = np.where(rng.random(n_battles) < tie_rate, "tie", np.where(rng.random(n_battles) < p, "model_a", "model_b"))
-    names = [f"model-{i}" for i in range(n_models)]
-    queries = (centers[rng.integers(0, n_clusters, 16)] + 0.6 * rng.normal(size=(16, dim))).astype(np.float32)
-    return {
-        "model_a": [names[i] for i in a],
-        "model_b": [names[i] for i in b],
-        "winner": list(winner),
-        "embeddings": emb.astype(np.float32),
-        "queries": queries,
-        "names": names,
-    }
+@pytest.fixture(scope="session")
+def fixtures_dir():
+    """tests/fixtures: the committed goldens (tests/fixtures/make_*.py regenerate them)."""
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """../shared/data beside the checkout (may be absent: tests that need it skip)."""
+    return SHARED_DATA
+
+
+# The shipped routers, loaded once per run. Tests only score with them; a test that changes a router
+# (an embedding cache, a threshold) works on its own copy.
+@pytest.fixture(scope="session")
+def shipped_mf():
+    """The shipped mf router on all-MiniLM-L6-v2 (``default_mf_router()``)."""
+    return default_mf_router()
+
+
+@pytest.fixture(scope="session")
+def shipped_sw():
+    """The shipped sw_ranking router on all-MiniLM-L6-v2 (``default_sw_router()``)."""
+    return default_sw_router()
+
+
+@pytest.fixture(scope="session")
+def shipped_bert():
+    """The shipped BERT router (``default_bert_router()``)."""
+    return default_bert_router()
+
+
+@pytest.fixture(scope="session")
+def static_mf():
+    """The shipped mf router on the static embedder (``default_mf_router(embedder="static")``)."""
+    return default_mf_router(embedder="static")
+
+
+@pytest.fixture(scope="session")
+def static_sw():
+    """The shipped sw_ranking router on the static embedder (``default_sw_router(embedder="static")``)."""
+    return default_sw_router(embedder="static")
+
+
+@pytest.fixture
+def echo_llm():
+    """A fresh EchoLLMServer (tests/serve/echo_llm.py) for one test: the OpenAI-compatible upstream
+    that answers with the model it was asked for; ``.url`` to point a Controller or server at it."""
+    from tests.serve.echo_llm import EchoLLMServer
+
+    with EchoLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def serve_app():
+    """Starts an app under uvicorn on loopback for the rest of the test: ``running = serve_app(app)``,
+    then ``running.url``. Skips where uvicorn is not installed."""
+    pytest.importorskip("uvicorn")
+    from tests.serve.live import Running
+
+    with contextlib.ExitStack() as stack:
+        yield lambda app: stack.enter_context(Running(app))

@@ -41,6 +41,7 @@ import sys
 import textwrap
 import typing
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -335,7 +336,7 @@ def fuzz_targets() -> set[str]:
 
 
 def check_fuzz_run(args: list[str]) -> None:
-    """``python tests/fuzz/run.py TARGET CORPUS [-libfuzzer_flag=value ...]`` (no argparse: libFuzzer's)."""
+    """``python -m tests.fuzz.run TARGET CORPUS [-libfuzzer_flag=value ...]`` (no argparse: libFuzzer's)."""
     if not args:
         raise Stale("tests/fuzz/run.py needs a target")
     for target in args[0].split("|"):
@@ -359,8 +360,21 @@ def check_stage_script(script: str, args: list[str]) -> None:
             raise Stale(f"{script}: no stage {stage!r} (stages: {stages})")
 
 
+def check_no_arguments(module: str) -> Callable[[list[str]], None]:
+    """A module run with no arguments (``python -m tests.fuzz.make_corpus``): it must exist."""
+    def check(args: list[str]) -> None:
+        module_source("module", module)
+        if args:
+            raise Stale(f"python -m {module} takes no arguments, got {shlex.join(args)}")
+    return check
+
+
+#: Modules without an argparse parser, and how their arguments are checked.
+SPECIAL_MODULES = {
+    "tests.fuzz.run": check_fuzz_run,
+    "tests.fuzz.make_corpus": check_no_arguments("tests.fuzz.make_corpus"),
+}
 SPECIAL_SCRIPTS = {
-    "tests/fuzz/run.py": check_fuzz_run,
     "tests/fixtures/make_trained_mf_fixture.py": lambda args: check_stage_script(
         "tests/fixtures/make_trained_mf_fixture.py", args),
 }
@@ -419,6 +433,8 @@ def check_argv(argv: list[str]) -> None:
                 check_paths("pytest", rest, ("-p", "-k", "-m", "-o", "-c", "--rootdir"))
             elif module == "pip":
                 check_pip(rest)
+            elif module in SPECIAL_MODULES:
+                SPECIAL_MODULES[module](rest)
             else:
                 check_parsed("module", module, rest)
         else:
@@ -948,7 +964,7 @@ def test_no_reliability_page_at_the_root() -> None:
     'pip install ".[no-such-extra]"',
     "python -m pytest tests/no_such_test.py",
     "bash scripts/no_such.sh",
-    "python tests/fuzz/run.py no_such_target tests/fuzz/corpus/core",
+    "python -m tests.fuzz.run no_such_target tests/fuzz/corpus/core",
     "no-such-program --flag",
 ])
 def test_a_stale_command_fails(command: str) -> None:

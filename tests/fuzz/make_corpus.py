@@ -1,22 +1,20 @@
 """Write the seed corpus of the loaders target: one valid file per (suffix, loader) pair of
 ``targets.LOADERS``, prefixed by the byte that selects the pair, so the fuzzer starts from inputs
 that pass every check and mutates them from there. The core target's seeds (``corpus/core``) are the inputs a
-fuzzing run kept. Run from the repository root: ``python tests/fuzz/make_corpus.py``."""
+fuzzing run kept. Run from the repository root: ``python -m tests.fuzz.make_corpus``."""
 
 from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from tests.fuzz.targets import LOADERS
 
-from targets import LOADERS  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 ROWS = [
     {"prompt": "Prove that there are infinitely many primes.", "model_a": "gpt-4-1106-preview",

@@ -4,7 +4,7 @@ A target may refuse its input only with the exceptions a user is promised: a fil
 ValueError (BadFileError, naming the file); a compiled entry point with ValueError, TypeError for
 wrong argument types or OverflowError for numbers that cannot be C integers. Any other exception, a
 crash or a hang is a finding. ``run.py`` feeds them to
-atheris (libFuzzer); ``tests/test_fuzz.py`` replays the committed corpus and runs a short pass.
+atheris (libFuzzer); ``tests/fuzz/test_fuzz.py`` replays the committed corpus and runs a short pass.
 """
 
 from __future__ import annotations
