@@ -1,6 +1,7 @@
 """What every embedder is: ``name`` (recorded with the routers trained on it), ``dim`` and
-``embed(prompts) -> float32 [n, dim]``; the key that identifies a prompt's text; the error an
-embedding backend raises."""
+``embed(prompts) -> float32 [n, dim]``; and a plain callable wrapped as one. (The key of a prompt's
+text is :func:`routellm_fast.formats.prompt_keys.prompt_key`; the error an embedding backend raises,
+:class:`routellm_fast.errors.EmbeddingError`.)"""
 
 from __future__ import annotations
 
