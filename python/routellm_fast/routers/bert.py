@@ -18,13 +18,11 @@ from ..backends.cpu import available_cpus
 from ..backends.onnx import encoder_feed, length_batches, onnx_session, token_ids
 from ..checks import check_prompts
 from ..formats.hub import converted_once, resolve_checkpoint
-from ..paths import BERT_METADATA_FILE, CACHE_ENV, DEFAULT_BERT
+from ..paths import BERT_METADATA_FILE, DEFAULT_BERT
 from .base import Router, fingerprint, prompt_keys, register
 
-__all__ = ["BERT_CACHE_ENV", "BERTRouter"]
+__all__ = ["BERTRouter"]
 
-#: Environment variable naming where Hugging Face checkpoints are converted (into its ``bert/``).
-BERT_CACHE_ENV = CACHE_ENV
 #: Padded tokens per batch at most: long prompts run in smaller batches than short ones.
 _TOKENS_PER_BATCH = 8192
 #: Attention-matrix entries per head (prompts x tokens²) per batch at most: past a few hundred
