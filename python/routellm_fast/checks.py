@@ -55,9 +55,13 @@ def check_prompts(prompts: Any) -> list[str]:
     return out
 
 
+def _is_real(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
 def is_threshold(value: Any) -> bool:
     """Whether ``value`` is a routing threshold: a real number (not a bool) in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not _is_real(value):
         return False
     try:
         return math.isfinite(value) and 0.0 <= value <= 1.0
@@ -67,7 +71,7 @@ def is_threshold(value: Any) -> bool:
 
 def check_threshold(threshold: Any) -> float:
     """A routing threshold: a real number in [0, 1] (the one check every caller uses)."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+    if not _is_real(threshold):
         raise TypeError(f"threshold must be a number in [0, 1], got {type(threshold).__name__}")
     if not is_threshold(threshold):
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")

@@ -28,8 +28,6 @@ from ..paths import BERT_METADATA_FILE
 
 __all__ = ["export_bert", "fold_int8_weights", "optimize_bert", "quantize_bert", "store_int8_weights"]
 
-#: The metadata file of an exported BERT router directory.
-
 #: Format version of the exported directory.
 BERT_FORMAT = 1
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")

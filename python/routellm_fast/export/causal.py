@@ -39,12 +39,8 @@ from .bert import need_export_deps
 
 __all__ = ["CAUSAL_FORMAT", "export_causal"]
 
-#: The metadata file of an exported causal router directory.
-
 #: Format version of the exported directory.
 CAUSAL_FORMAT = 1
-#: RouteLLM's system and classifier message files, read from the checkpoint directory.
-
 #: The base model RouteLLM's causal router was trained from (its ``model_id`` default).
 LLAMA3_MODEL_ID = "meta-llama/Meta-Llama-3-8B"
 _SPECIAL_TOKENS = tuple(f"[[{i}]]" for i in range(1, 6))

@@ -198,8 +198,6 @@ def load_embeddings(sources: Source | Iterable[Source]) -> np.ndarray:
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
-#: The file name of an arena written into a folder (``routellm-fast train sw --out DIR``).
-
 #: Format tag of compact arena files written by :func:`save_arena`.
 ARENA_FORMAT = "routellm_fast.arena/1"  # the format's name, fixed: files written before the move carry it
 

@@ -73,11 +73,13 @@ def cached_hub_snapshot(repo_id: str, required: Iterable[str] = ("config.json", 
     return None
 
 
-def resolve_checkpoint(source: Any, router: str, required: Iterable[str], shipped: Path | None) -> tuple[Any, bool]:
+def resolve_checkpoint(source: Any, router: str, required: Iterable[str], shipped: Path | None,
+                       export_command: str | None = None) -> tuple[Any, bool]:
     """Where a checkpoint named ``source`` is: a local path is returned as is; one of RouteLLM's hub
     names is the snapshot in the local Hugging Face cache that has every ``required`` file, else the
-    ``shipped`` router of the same kind, with one :class:`ShippedRouterWarning` (with ``shipped`` None,
-    FileNotFoundError). Returns ``(path, replaced by the shipped router)``; nothing is downloaded."""
+    ``shipped`` router of the same kind, with one :class:`ShippedRouterWarning`. With no shipped
+    router, FileNotFoundError, naming the ``routellm-fast`` command that makes a loadable directory.
+    Returns ``(path, replaced by the shipped router)``; nothing is downloaded."""
     if not is_hub_name(source):
         return source, False
     snapshot = cached_hub_snapshot(source, required)
@@ -86,7 +88,7 @@ def resolve_checkpoint(source: Any, router: str, required: Iterable[str], shippe
     if shipped is None:
         raise FileNotFoundError(
             f"{source} is not in the local Hugging Face cache (nothing is downloaded): download it with "
-            f"huggingface_hub, or give a directory made by `routellm-fast export-{router.split('_')[0]}`")
+            f"huggingface_hub, or give a directory made by `routellm-fast {export_command}`")
     warn_shipped_instead(router, [source], stacklevel=5)
     return shipped, True
 

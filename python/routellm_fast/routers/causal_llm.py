@@ -130,7 +130,8 @@ class CausalLLMRouter(Router):
         if long_prompts not in ("error", "strong"):
             raise ValueError(f"long_prompts must be 'error' or 'strong', got {long_prompts!r}")
         max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
-        checkpoint_path, _ = resolve_checkpoint(checkpoint_path, "causal_llm", ("config.json", *CAUSAL_MESSAGE_FILES), None)
+        checkpoint_path, _ = resolve_checkpoint(checkpoint_path, "causal_llm", ("config.json", *CAUSAL_MESSAGE_FILES),
+                                                None, export_command="export-causal")
         path = Path(checkpoint_path)
         if not path.is_dir():
             raise FileNotFoundError(f"causal checkpoint {str(path)!r} is not a directory (nothing is downloaded)")
