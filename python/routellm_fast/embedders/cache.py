@@ -14,7 +14,7 @@ import numpy as np
 from ..checks import check_prompts
 from ..errors import BadFileError, EmbeddingError
 from ..formats.prompt_keys import prompt_key
-from ..formats.tables import read_npz
+from ..formats.tables import NPZ_RATIO, read_npz
 from .base import Embedder
 
 __all__ = ["CachedEmbedder", "embed_all"]
@@ -100,7 +100,7 @@ class CachedEmbedder:
 
     def load(self, path: str | os.PathLike[str]) -> int:
         """Add the vectors of a file written by :meth:`save` for the same embedder; returns how many."""
-        data = read_npz(path)
+        data = read_npz(path, ("keys", "vectors", "name", "dim"), max_ratio=NPZ_RATIO)
         try:
             name, dim, keys, vectors = str(data["name"]), int(data["dim"]), data["keys"], data["vectors"]
         except (KeyError, TypeError, ValueError) as exc:

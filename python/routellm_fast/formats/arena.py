@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import BadFileError
 from ..paths import ARENA_FILE_NAME
-from .tables import TABLE_SUFFIXES, column, read_npy, read_npz, read_table
+from .tables import NPZ_RATIO, TABLE_SUFFIXES, column, read_npy, read_npz, read_table
 
 __all__ = ["ArenaFile", "Battles", "load_arena", "load_battles", "load_embeddings", "save_arena", "OUTCOME_CODES"]
 
@@ -274,8 +274,8 @@ def load_arena(path: Source) -> ArenaFile:
         path = path / ARENA_FILE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"arena file {str(path)!r} does not exist")
-    data = read_npz(path)
     required = {"format", "prompt_embeddings", "battle_prompt", "model_a", "model_b", "outcome", "models", "metadata"}
+    data = read_npz(path, required | {"training_prompt_keys"}, max_ratio=NPZ_RATIO)
     if not required <= set(data) or data["format"].shape != () or str(data["format"]) != ARENA_FORMAT:
         raise BadFileError(f"{path} is not a {ARENA_FORMAT} file (arrays: {', '.join(sorted(data))})")
     if data["metadata"].shape != () or data["models"].ndim != 1 or data["models"].dtype.kind != "U":

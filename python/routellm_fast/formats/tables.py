@@ -10,10 +10,14 @@ are checked against the bytes that back them before any memory is allocated for 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import secrets
+import signal
 import zipfile
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,9 @@ __all__ = [
     "BadFileError",
     "SAMPLE_PROMPTS",
     "TABLE_SUFFIXES",
+    "NPZ_RATIO",
     "TableWriter",
+    "check_output",
     "check_table_suffix",
     "column",
     "iter_tables",
@@ -36,6 +42,7 @@ __all__ = [
     "read_npz",
     "read_prompts",
     "read_table",
+    "replacing",
     "table_rows",
     "write_table",
 ]
@@ -94,6 +101,93 @@ def check_table_suffix(path: PathLike) -> Path:
     if path.suffix not in TABLE_SUFFIXES:
         raise ValueError(f"unsupported output type {path.suffix!r} for {path}: use .jsonl, .csv or .parquet")
     return path
+
+
+def check_output(path: PathLike, source: PathLike | None = None) -> Path:
+    """The file a table written to ``path`` replaces, checked before any work: a supported suffix, not
+    a directory, in a folder that exists, and not the ``source`` file under another name. Files are
+    compared as files (device and inode, following symbolic links), so a hard link or a symbolic link
+    to the input is refused too. A symbolic link ``path`` names the file it points to: that file is
+    replaced and the link stays."""
+    path = check_table_suffix(path)
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise ValueError(f"output {path} is a directory; name a file to write")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the folder {target.parent} does not exist")
+    if source is not None:
+        try:
+            src, out = os.stat(source), os.stat(target)
+        except FileNotFoundError:
+            return target  # no output yet (or no input: its reader says so)
+        except OSError as exc:
+            raise ValueError(f"cannot use output {path}: {exc}") from None
+        if (src.st_dev, src.st_ino) == (out.st_dev, out.st_ino):
+            raise ValueError(f"output {path} is the input file {source} (the same file, by a link or another "
+                             "name); writing it would destroy the input: name another file")
+    return target
+
+
+#: Signals held back while a temporary output file is made or moved into place, so that one
+#: arriving in between can neither leave the file behind nor leave half a commit.
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _fsync(path: PathLike, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def replacing(path: PathLike) -> Iterator[Path]:
+    """Write a file whole or not at all: yields a new, empty, hidden temporary file beside ``path``
+    (same folder, so the rename cannot cross file systems); when the block ends normally the file is
+    flushed to disk (fsync) and renamed over ``path`` (``os.replace``: readers see the old file or the
+    new one, never a part), then the folder is synced. When the block raises anything (an error, a
+    signal turned into an exception, KeyboardInterrupt) the temporary file is removed and ``path`` is
+    left exactly as it was. A file that existed keeps its permission bits."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    with _signals_held():
+        while True:
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 less the umask
+                break
+            except FileExistsError:
+                continue
+    committed = False
+    try:
+        yield tmp
+        with _signals_held():
+            if mode is not None:
+                os.chmod(tmp, mode)
+            _fsync(tmp)
+            os.replace(tmp, path)
+            committed = True
+            _fsync(path.parent, directory=True)
+    finally:
+        if not committed:
+            with _signals_held():
+                tmp.unlink(missing_ok=True)
 
 
 def write_table(table: Any, path: PathLike) -> None:
@@ -192,10 +286,12 @@ def _rows_table(rows: list[dict], schema: Any, path: Path) -> Any:
 
 class TableWriter:
     """Writes ``pyarrow.Table`` chunks one after another to a parquet, CSV or JSON-lines file (by
-    its suffix); every chunk must have the first one's columns. A context manager."""
+    its suffix, or by ``kind``, a suffix such as ``".parquet"``, for a file named otherwise, e.g. a
+    temporary one); every chunk must have the first one's columns. A context manager."""
 
-    def __init__(self, path: PathLike) -> None:
-        self.path = check_table_suffix(path)
+    def __init__(self, path: PathLike, kind: str | None = None) -> None:
+        self.path = Path(path)
+        self.kind = check_table_suffix(Path("x" + kind) if kind is not None else self.path).suffix
         self._writer: Any = None
         self._schema: Any = None
         self._file: Any = None
@@ -203,11 +299,11 @@ class TableWriter:
     def write(self, table: Any) -> None:
         if self._schema is None:
             self._schema = table.schema
-            if self.path.suffix == ".parquet":
+            if self.kind == ".parquet":
                 import pyarrow.parquet as pq
 
                 self._writer = pq.ParquetWriter(self.path, table.schema)
-            elif self.path.suffix == ".csv":
+            elif self.kind == ".csv":
                 import pyarrow.csv as pcsv
 
                 self._writer = pcsv.CSVWriter(self.path, table.schema)
@@ -323,26 +419,38 @@ def read_npy(path: PathLike) -> np.ndarray:
 #: No deflate stream expands more than this many times (zlib's limit is 1032:1); declared sizes
 #: beyond it cannot be backed by the file and are refused before anything is allocated.
 _MAX_DEFLATE_RATIO = 1100
+#: The bytes of a zip entry's local header besides its name and extra field.
+_LOCAL_HEADER = 30
+#: What the package's own .npz files (arenas, embedding caches) may inflate to, as a multiple of the
+#: file's size: they hold float vectors and integer ids, and the shipped arena inflates 1.15 times
+#: (its most compressible member, sorted model ids, 117 times), so a file declaring 100 times its
+#: size is out of proportion. Files under ``_NPZ_FLOOR`` bytes inflated may always be read.
+NPZ_RATIO = 100
+_NPZ_FLOOR = 1 << 20
 
 
-def read_npz(path: PathLike) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` file (plain numbers only, no pickles). Each member's declared shape
-    is checked against the bytes the archive can really hold for it before it is read, so a small
-    file that lies about its sizes fails at once instead of allocating gigabytes."""
+def read_npz(path: PathLike, names: Collection[str] | None = None,
+             max_ratio: float = _MAX_DEFLATE_RATIO) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (plain numbers only, no pickles), bounded before anything is
+    decompressed: from the archive's directory alone, a member outside ``names`` (when given), a name
+    given twice, members whose stored bytes overlap (one deflate stream counted many times), a
+    compression other than stored or deflate, or declared sizes, per member or all together, beyond
+    what the file's bytes can inflate to, is refused; so are members declaring more than
+    ``max_ratio`` times the file's size in all (default: what deflate can reach; the package's own
+    files pass :data:`NPZ_RATIO`). Then each member's ``.npy`` header is checked
+    against the bytes declared for it, so a small file that lies about its sizes fails at once
+    instead of allocating gigabytes."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     out: dict[str, np.ndarray] = {}
     try:
+        file_size = path.stat().st_size
         with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
+            infos = archive.infolist()
+            _check_members(path, infos, file_size, names, max_ratio)
+            for info in infos:
                 name = info.filename.removesuffix(".npy")
-                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                    raise _bad(path, f"{name} uses an unsupported compression ({info.compress_type})")
-                limit = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type == zipfile.ZIP_DEFLATED else 1)
-                if info.file_size > limit + 1024:
-                    raise _bad(path, f"{name} declares {info.file_size} bytes, more than its {info.compress_size} "
-                                     "compressed bytes can hold")
                 with archive.open(info) as member:
                     dtype, shape, fortran = _npy_header(member, path, name)
                     declared = math.prod(shape) * dtype.itemsize
@@ -355,6 +463,39 @@ def read_npz(path: PathLike) -> dict[str, np.ndarray]:
     except Exception as exc:  # BadZipFile, zlib.error, EOFError, NotImplementedError, ...
         raise _bad(path, f"not a readable .npz archive ({type(exc).__name__}: {exc})") from None
     return out
+
+
+def _check_members(path: Path, infos: list[zipfile.ZipInfo], file_size: int, names: Collection[str] | None,
+                   max_ratio: float) -> None:
+    """The checks :func:`read_npz` makes on the archive's directory, before reading any member."""
+    seen: set[str] = set()
+    for info in infos:
+        name = info.filename.removesuffix(".npy")
+        if names is not None and (name not in names or not info.filename.endswith(".npy")):
+            raise _bad(path, f"unexpected member {info.filename!r} (this file holds only "
+                             f"{', '.join(sorted(names))})")
+        if name in seen:
+            raise _bad(path, f"member {name!r} appears twice")
+        seen.add(name)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _bad(path, f"{name} uses an unsupported compression ({info.compress_type})")
+        limit = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type == zipfile.ZIP_DEFLATED else 1)
+        if info.file_size > limit + 1024:
+            raise _bad(path, f"{name} declares {info.file_size} bytes, more than its {info.compress_size} "
+                             "compressed bytes can hold")
+    # Members must sit one after another: entries that point at the same stored bytes would inflate
+    # one stream many times (the overlapping zip bomb).
+    end = 0
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset < end:
+            raise _bad(path, f"member {info.filename!r} overlaps the member before it")
+        end = info.header_offset + _LOCAL_HEADER + len(info.filename.encode()) + info.compress_size
+        if end > file_size:
+            raise _bad(path, f"member {info.filename!r} runs past the end of the file")
+    total = sum(info.file_size for info in infos)
+    if total > max(file_size * max_ratio, _NPZ_FLOOR):
+        raise _bad(path, f"its members declare {total} bytes in all, {total / max(file_size, 1):.0f} times the "
+                         f"file's {file_size} bytes (at most {max_ratio:g} times for this file)")
 
 
 def read_prompts(path: PathLike | None = None) -> list[str]:
