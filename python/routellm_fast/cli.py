@@ -113,48 +113,34 @@ def _route(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     """Win rates for every prompt of a file, written next to the file's own columns; the file is
-    read, scored and written in chunks, so memory does not grow with it."""
-    import pyarrow as pa
+    read, scored and written in chunks, so memory does not grow with it. The output is written whole
+    or not at all (:func:`routellm_fast.serve.batch.write_chunks`): an error, a bad row or a signal
+    leaves the previous output as it was."""
+    from .formats.tables import check_output, table_rows
+    from .serve.batch import Interrupted
 
-    from .formats.tables import (
-        TableWriter,
-        check_table_suffix,
-        column,
-        iter_tables,
-        table_rows,
-    )
-
-    out = check_table_suffix(args.output)  # before any work
     source = Path(args.input)
     if not source.is_file():
         raise FileNotFoundError(f"input file {args.input!r} does not exist")
-    if source.resolve() == out.resolve():
-        raise ValueError("--output must not be the --input file")
+    out = check_output(args.output, source)  # before any work
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     models, rule = _models_rule(args, need_rule=False)
-    if args.engine == "ray":
-        return _score_ray(args, source, out, models, rule)
-    controller = _controller(args, models=models)
-    from tqdm import tqdm
-
-    from .serve.batch import score_columns
-
-    done = 0
     try:
-        with TableWriter(out) as writer, tqdm(total=table_rows(source), unit="prompt", disable=args.quiet,
-                                              desc=f"scoring with {', '.join(args.routers)}") as bar:
-            for chunk in iter_tables(source, args.chunk_size):
-                prompts = column(chunk, "prompt", source)
-                for name, values in score_columns(controller.routers, prompts, models, rule).items():
-                    chunk = chunk.append_column(name, pa.array(values))
-                writer.write(chunk)
-                done += len(prompts)
-                bar.update(len(prompts))
-    except BaseException:
-        out.unlink(missing_ok=True)  # no half-written output
-        raise
-    print(f"scored {done} prompts with {', '.join(args.routers)} -> {out}", file=sys.stderr)
+        if args.engine == "ray":
+            return _score_ray(args, source, out, models, rule)
+        controller = _controller(args, models=models)
+        from tqdm import tqdm
+
+        from .serve.batch import scored_chunks, write_chunks
+
+        with tqdm(total=table_rows(source), unit="prompt", disable=args.quiet,
+                  desc=f"scoring with {', '.join(args.routers)}") as bar:
+            done = write_chunks(out, scored_chunks(source, controller.routers, args.chunk_size, models, rule), bar)
+    except Interrupted as stop:
+        print(f"routellm-fast: {stop}: {args.output} was left as it was", file=sys.stderr)
+        return 128 + stop.signum
+    print(f"scored {done} prompts with {', '.join(args.routers)} -> {args.output}", file=sys.stderr)
     return 0
 
 
@@ -164,7 +150,8 @@ def _score_ray(args: argparse.Namespace, source: Path, out: Path, models: dict[s
     and written here in input order, the same file the local engine writes."""
     import logging
 
-    from .formats.tables import TableWriter, iter_tables
+    from .formats.tables import iter_tables
+    from .serve.batch import prompt_rows, write_chunks
     from .serve.ray import import_ray, score_dataset
 
     ray = import_ray()
@@ -193,50 +180,29 @@ def _score_ray(args: argparse.Namespace, source: Path, out: Path, models: dict[s
         data_context.enable_progress_bars = False  # the bar below counts rows
         refs, total = [], 0
         for chunk in iter_tables(source, args.chunk_size):
-            _check_prompt_column(chunk, source)
+            prompt_rows(chunk, source, total)  # the local engine's errors, before Ray runs
             if chunk.num_rows:
                 refs.append(ray.put(chunk))
                 total += chunk.num_rows
-        try:
-            with TableWriter(out) as writer, tqdm(total=total, unit="prompt", disable=args.quiet,
-                                                  desc=f"scoring with {', '.join(args.routers)} on Ray") as bar:
-                if refs:
-                    # no more actors than chunks: an actor without a chunk would only be started
-                    actors = None if args.ray_actors is None else min(args.ray_actors, len(refs))
-                    scored = score_dataset(ray.data.from_arrow_refs(refs), controller.routers,
-                                           models=models, rule=rule, batch_size=args.chunk_size, concurrency=actors,
-                                           num_cpus_per_actor=args.ray_cpus_per_actor,
-                                           num_gpus_per_actor=args.ray_gpus_per_actor)
-                    for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-                        writer.write(batch)
-                        done += batch.num_rows
-                        bar.update(batch.num_rows)
-        except BaseException:
-            out.unlink(missing_ok=True)  # no half-written output
-            raise
+        with tqdm(total=total, unit="prompt", disable=args.quiet,
+                  desc=f"scoring with {', '.join(args.routers)} on Ray") as bar:
+            scored: Any = ()
+            if refs:
+                # no more actors than chunks: an actor without a chunk would only be started
+                actors = None if args.ray_actors is None else min(args.ray_actors, len(refs))
+                scored = score_dataset(ray.data.from_arrow_refs(refs), controller.routers,
+                                       models=models, rule=rule, batch_size=args.chunk_size, concurrency=actors,
+                                       num_cpus_per_actor=args.ray_cpus_per_actor,
+                                       num_gpus_per_actor=args.ray_gpus_per_actor
+                                       ).iter_batches(batch_size=None, batch_format="pyarrow")
+            done = write_chunks(out, scored, bar)
     finally:
         data_logger.setLevel(data_level)
         data_context.enable_progress_bars = progress_bars
         if started:
             ray.shutdown()
-    print(f"scored {done} prompts with {', '.join(args.routers)} on Ray -> {out}", file=sys.stderr)
+    print(f"scored {done} prompts with {', '.join(args.routers)} on Ray -> {args.output}", file=sys.stderr)
     return 0
-
-
-def _check_prompt_column(chunk, source: Path) -> None:
-    """The errors the local engine gives for a missing or non-text prompt column, before Ray runs."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if "prompt" not in chunk.column_names:
-        raise ValueError(f"{source} has no column 'prompt' (columns: {', '.join(chunk.column_names)})")
-    prompts = chunk.column("prompt")
-    if not (pa.types.is_string(prompts.type) or pa.types.is_large_string(prompts.type)
-            or pa.types.is_null(prompts.type)):
-        raise TypeError(f"prompt 0 must be a str, got {prompts.type} values in {source}")
-    if prompts.null_count:
-        first = pc.index(pc.is_null(prompts), True).as_py()
-        raise TypeError(f"prompt {first} must be a str, got NoneType")
 
 
 def _calibrate(args: argparse.Namespace) -> int:

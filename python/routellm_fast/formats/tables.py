@@ -241,23 +241,24 @@ def _iter_rows(path: Path, rows: int) -> Any:
     import pyarrow as pa
 
     if path.suffix in (".jsonl", ".json"):
-        schema, chunk = None, []
+        schema, chunk, lines = None, [], []
         try:
             with open(path, "rb") as f:
                 for number, line in enumerate(f, 1):
                     if not line.strip():
                         continue
                     chunk.append(_json(line, path, number))
+                    lines.append(number)
                     if not isinstance(chunk[-1], dict):
                         raise _bad(path, f"line {number} is not a JSON object")
                     if len(chunk) == rows:
-                        table = _rows_table(chunk, schema, path)
-                        schema, chunk = table.schema, []
+                        table = _rows_table(chunk, schema, path, lines)
+                        schema, chunk, lines = table.schema, [], []
                         yield table
         except OSError as exc:
             raise _bad(path, f"cannot read it: {exc}") from None
         if chunk or schema is None:
-            yield _rows_table(chunk, schema, path)
+            yield _rows_table(chunk, schema, path, lines)
         return
     try:
         if path.suffix == ".parquet":
@@ -275,13 +276,25 @@ def _iter_rows(path: Path, rows: int) -> Any:
         raise _bad(path, f"cannot read it: {exc}") from None
 
 
-def _rows_table(rows: list[dict], schema: Any, path: Path) -> Any:
+def _rows_table(rows: list[dict], schema: Any, path: Path, lines: list[int] | None = None) -> Any:
     import pyarrow as pa
 
+    errors = (pa.ArrowException, TypeError, ValueError, OverflowError)
     try:
         return pa.Table.from_pylist(rows, schema=schema)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-        raise _bad(path, f"rows do not form a table (later rows must fit the first rows' columns): {exc}") from None
+    except errors as exc:
+        where = ""
+        if lines is not None:  # name the first line that does not fit (only on this error path: row by row)
+            for k, (row, number) in enumerate(zip(rows, lines)):
+                try:
+                    table = pa.Table.from_pylist([row], schema=schema)
+                except errors:
+                    where = f" at line {number}"
+                    break
+                if k == 0 and schema is None:
+                    schema = table.schema  # later rows must fit the first one's columns
+        raise _bad(path, f"rows do not form a table{where} (later rows must fit the first rows' columns): "
+                         f"{exc}") from None
 
 
 class TableWriter:
@@ -318,6 +331,11 @@ class TableWriter:
             self._file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist())
         else:
             self._writer.write_table(table)
+
+    @property
+    def written(self) -> bool:
+        """Whether a chunk was written (the file is made on the first)."""
+        return self._schema is not None
 
     def close(self) -> None:
         for handle in (self._writer, self._file):
