@@ -334,7 +334,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(benchmark.describe(), file=sys.stderr)
         result = run_eval(controller.routers, benchmark, num_results=args.num_results, random_iters=args.random_iters,
                           exclude_training_prompts=not args.include_training_prompts, cache_dir=args.cache_dir,
-                          overwrite_cache=args.overwrite_cache, progress=not args.quiet)
+                          overwrite_cache=args.overwrite_cache, progress=not args.quiet,
+                          length_baseline=not args.no_length_baseline, bootstrap=args.bootstrap, seed=args.seed)
         paths = write_report(result, args.output)
         tables.append(markdown_table(result))
         print(tables[-1])
@@ -376,6 +377,16 @@ def _train(args: argparse.Namespace) -> int:
     accuracy = f"; held-out pairwise accuracy {val['pairwise_accuracy']:.4f} on {val['prompts']} prompts" if val else ""
     print(f"wrote {args.out}{accuracy}")
     return 0
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    return number
 
 
 def _router_name(value: str) -> str:
@@ -491,10 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream-timeout", type=float, default=60.0, help="seconds before an upstream call is a 504")
     serve.set_defaults(func=_serve)
 
-    evaluate = sub.add_parser("eval", help="RouteLLM's evaluation (MT Bench, MMLU, GSM8K or your file): "
-                              "CPT, AUC, APGR, curves and plot")
+    evaluate = sub.add_parser("eval", help="RouteLLM's evaluation (MT Bench, MMLU, GSM8K, CRUX or your file): "
+                              "CPT, AUC, APGR with bootstrap intervals, a length baseline, curves and plot")
     evaluate.add_argument("--benchmark", nargs="+", required=True,
-                          help="mt-bench, mmlu, gsm8k, or files with 'prompt' and per-model correctness/score columns")
+                          help="mt-bench, mmlu, gsm8k, crux, math-l5 (needs --weak-model), or files with 'prompt' and "
+                               "per-model correctness/score columns")
     evaluate.add_argument("--output", type=Path, default=Path("eval-results"), help="folder for the tables and plot")
     evaluate.add_argument("--data-dir", type=Path, default=eval_data_dir(),
                           help="RouteLLM's evaluation files (a folder holding routellm-evals/); default: "
@@ -506,7 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="win rates and embeddings cached per router configuration (default ~/.cache/routellm_fast/eval)")
     evaluate.add_argument("--overwrite-cache", action="store_true", help="recompute cached win rates")
     evaluate.add_argument("--include-training-prompts", action="store_true",
-                          help="keep benchmark prompts the routers were trained on (dropped by default)")
+                          help="keep benchmark prompts the routers were trained on, and the training half of "
+                               "MMLU, GSM8K and the ZeroEval sets (dropped by default)")
+    evaluate.add_argument("--bootstrap", type=_non_negative_int, default=1000, metavar="N",
+                          help="bootstrap resamples of the items for the 95%% APGR intervals and the paired test "
+                               "against the length baseline (default 1000; 0: none)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default 0)")
+    evaluate.add_argument("--no-length-baseline", action="store_true",
+                          help="leave out the prompt-length baseline (fitted on the training half; see docs/evaluation.md)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_eval)
 

@@ -131,6 +131,7 @@ SHARED_FOLDERS = {
     "alpaca_eval": "preference/alpaca_eval",
     "arena_bench_v1": "preference/arena_bench_v1",
     "routellm_evals": "routellm-evals",
+    "zeroeval": "golden/zeroeval",
 }
 
 

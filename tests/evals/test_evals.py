@@ -16,16 +16,19 @@ from routellm_fast.routers import RandomRouter
 
 from tests.helpers import SHARED_DATA
 
+#: RouteLLM's own benchmarks (the ZeroEval ones: test_zeroeval.py).
+ROUTELLM = ("mmlu", "gsm8k", "mt-bench")
+
 
 @pytest.fixture(scope="module")
 def benchmarks() -> dict[str, evals.Benchmark]:
-    return {name: load() for name, load in evals.BENCHMARKS.items()}  # the bundled copy
+    return {name: evals.BENCHMARKS[name]() for name in ROUTELLM}  # the bundled copy
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "routellm-evals").is_dir(), reason="compares with RouteLLM's files in ../shared/data")
 def test_bundled_copy_gives_what_routellm_files_give(benchmarks, shared_data):
-    for name, load in evals.BENCHMARKS.items():
-        theirs, ours = load(shared_data), benchmarks[name]
+    for name in ROUTELLM:
+        theirs, ours = evals.BENCHMARKS[name](shared_data), benchmarks[name]
         assert ours.prompts == theirs.prompts and (ours.num_source, ours.dropped) == (theirs.num_source, theirs.dropped)
         np.testing.assert_array_equal(ours.strong_scores, theirs.strong_scores)
         np.testing.assert_array_equal(ours.weak_scores, theirs.weak_scores)
@@ -196,17 +199,23 @@ def test_cli_eval_writes_tables_and_plot(tmp_path, capsys, monkeypatch):
     assert code == 0
     printed = capsys.readouterr()
     assert "mt-bench: 72 of 80 items (dropped 8 contaminated)" in printed.err
+    assert "oracle APGR" in printed.out and "sign fitted on the training halves" in printed.out
     assert "| sw_ranking |" in printed.out and "| random |" in printed.out
     with open(out / "mt-bench-metrics.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
-    assert set(rows) == {"random", "sw_ranking"} and 0 < float(rows["random"]["apgr"]) < 1
+    assert set(rows) == {"random", "sw_ranking", "length"} and 0 < float(rows["random"]["apgr"]) < 1
+    # Beside every APGR its bootstrap interval (1000 resamples, seed 0, by default) and the paired test.
+    assert float(rows["random"]["apgr_low"]) <= float(rows["random"]["apgr"]) <= float(rows["random"]["apgr_high"])
+    assert rows["length"]["vs_baseline"] == "" and rows["sw_ranking"]["vs_baseline"] != ""
+    assert "1000 bootstrap resamples of the 72 items, seed 0" in printed.out
     assert (out / "mt-bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "mt-bench.md").read_text().startswith("**mt-bench**")
     # A second run reads the cached sw_ranking win rates and gives the same table.
     assert cli_main(["eval", "--router", "sw_ranking", "--benchmark", "mt-bench",
                      "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
     with open(out / "mt-bench-metrics.csv") as f:
-        assert next(csv.DictReader(f))["apgr"] == rows["sw_ranking"]["apgr"]
+        again = {r["method"]: r for r in csv.DictReader(f)}
+    assert again["sw_ranking"]["apgr"] == rows["sw_ranking"]["apgr"]
     assert cli_main(["eval", "--benchmark", "nope", "--output", str(out)]) == 2
     assert cli_main(["eval", "--benchmark", "mt-bench", "--data-dir", str(tmp_path), "--output", str(out)]) == 2
     assert "not found" in capsys.readouterr().err

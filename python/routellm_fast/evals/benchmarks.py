@@ -24,6 +24,7 @@ import numpy as np
 from ..formats.model_names import (
     canonical_model_name,
 )
+from ..formats.preference import training_split
 from ..formats.prompt_keys import prompt_key
 from ..formats.tables import column, read_table
 from .data import (
@@ -71,6 +72,10 @@ class Benchmark:
     #: How many items the source had, and what was dropped on the way (in order).
     num_source: int = 0
     dropped: tuple[tuple[str, int], ...] = ()
+    #: The salt of :func:`~routellm_fast.formats.preference.training_split` that splits the items
+    #: into a training and a held-out half (by a hash of each prompt, share 0.5), or None where the
+    #: benchmark has no training half (MT Bench, your own files).
+    training_salt: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.prompts)
@@ -113,6 +118,20 @@ class Benchmark:
         gain = gains[:whole].sum() + (calls - int(calls)) * (gains[whole] if whole < len(gains) else 0.0)
         return float((self.weak_scores.sum() + gain) / len(self) * self.scale)
 
+    def training_mask(self) -> np.ndarray:
+        """bool ``[n]``: the items of the training half (:attr:`training_salt`)."""
+        if self.training_salt is None:
+            raise ValueError(f"{self.name} has no training half (only MMLU, GSM8K and the ZeroEval sets have one)")
+        return training_split(self.prompts, 0.5, self.training_salt)
+
+    def training_half(self) -> Benchmark:
+        """The items routers may be trained on (and the length baseline is fitted on)."""
+        return self._subset(self.training_mask(), "held-out half")
+
+    def held_out_half(self) -> Benchmark:
+        """The items never trained on: what the evaluation reports."""
+        return self._subset(~self.training_mask(), "training half")
+
     def excluding(self, keys: set[bytes], why: str) -> Benchmark:
         """This benchmark without the prompts whose :func:`~routellm_fast.embedders.prompt_key` is in ``keys``."""
         keep = np.array([prompt_key(p) not in keys for p in self.prompts], dtype=bool)
@@ -142,7 +161,7 @@ def _correctness_benchmark(
         strong.append(_correctness(table.column(model_column(columns, strong_model, source)).to_pylist(), source))
         weak.append(_correctness(table.column(model_column(columns, weak_model, source)).to_pylist(), source))
     bench = Benchmark(name, prompts, np.concatenate(strong), np.concatenate(weak), strong_model, weak_model,
-                      scale=100.0, num_source=len(prompts))
+                      scale=100.0, num_source=len(prompts), training_salt="")
     return bench._subset(np.array([p not in contaminated for p in prompts], dtype=bool), "contaminated")
 
 

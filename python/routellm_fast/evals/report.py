@@ -14,24 +14,51 @@ __all__ = ["markdown_table", "metrics_table", "write_report"]
 
 
 def metrics_table(result: EvalResult) -> list[dict[str, Any]]:
-    """One row per method: CPT(20/50/80%), AUC, APGR; the rows a CSV or Markdown table shows."""
-    return [
-        {"method": method, **{f"cpt{int(level * 100)}": m.cpt[level] for level in CPT_LEVELS}, "auc": m.auc, "apgr": m.apgr}
-        for method, m in result.metrics.items()
-    ]
+    """One row per method: CPT(20/50/80%), AUC, APGR; with a bootstrap, APGR's 95% interval
+    (``apgr_low``, ``apgr_high``) and the paired difference to the baseline (``vs_baseline``,
+    ``vs_baseline_low``, ``vs_baseline_high``; empty for the baseline itself)."""
+    rows = []
+    boot = result.bootstrap
+    for method, m in result.metrics.items():
+        row: dict[str, Any] = {"method": method, **{f"cpt{int(level * 100)}": m.cpt[level] for level in CPT_LEVELS},
+                               "auc": m.auc, "apgr": m.apgr}
+        if boot is not None:
+            row["apgr_low"], row["apgr_high"] = boot.apgr[method]
+            if boot.baseline is not None:
+                row["vs_baseline"], row["vs_baseline_low"], row["vs_baseline_high"] = boot.paired.get(method, ("", "", ""))
+        rows.append(row)
+    return rows
 
 
 def markdown_table(result: EvalResult) -> str:
+    boot = result.bootstrap
+    paired = boot is not None and boot.baseline is not None
     lines = [
         (f"**{result.benchmark}** ({result.description}); {result.strong_model}: {result.strong_score:.3f}, "
-         f"{result.weak_model}: {result.weak_score:.3f}"),
+         f"{result.weak_model}: {result.weak_score:.3f}; oracle APGR {result.oracle_apgr:.3f}"),
         "",
-        "| router | CPT(20%) | CPT(50%) | CPT(80%) | AUC | APGR |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| router | CPT(20%) | CPT(50%) | CPT(80%) | AUC | APGR |" + (" APGR 95% CI |" if boot else "")
+        + (f" vs {boot.baseline}: APGR difference [95% CI] |" if paired else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if boot else "") + (" ---: |" if paired else ""),
     ]
     for row in metrics_table(result):
-        lines.append(f"| {row['method']} | {row['cpt20']:.2f}% | {row['cpt50']:.2f}% | {row['cpt80']:.2f}% | "
-                     f"{row['auc']:.3f} | {row['apgr']:.3f} |")
+        line = (f"| {row['method']} | {row['cpt20']:.2f}% | {row['cpt50']:.2f}% | {row['cpt80']:.2f}% | "
+                f"{row['auc']:.3f} | {row['apgr']:.3f} |")
+        if boot:
+            line += f" [{row['apgr_low']:.3f}, {row['apgr_high']:.3f}] |"
+        if paired:
+            if row["method"] == boot.baseline:
+                line += " (baseline) |"
+            else:
+                diff, low, high = boot.paired[row["method"]]
+                mark = "**" if boot.excludes_zero(row["method"]) else ""
+                line += f" {mark}{diff:+.3f} [{low:+.3f}, {high:+.3f}]{mark} |"
+        lines.append(line)
+    if result.notes:
+        lines.append("")
+        lines += [f"- {note}" for note in result.notes]
+        if paired:
+            lines.append(f"- bold: the interval of the difference to {boot.baseline} excludes 0")
     return "\n".join(lines) + "\n"
 
 

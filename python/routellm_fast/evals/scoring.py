@@ -17,6 +17,7 @@ import numpy as np
 
 from ..embedders import embed_all, prompt_key
 from ..routers import EmbeddingRouter, RandomRouter
+from .baselines import LENGTH, length_baseline_for
 from .benchmarks import Benchmark
 from .metrics import EvalResult, evaluate_win_rates
 
@@ -59,7 +60,9 @@ def router_win_rates(
             out[method] = [runner.score(benchmark.prompts) for _ in range(random_iters)]
             continue
         path = _cache_path(cache, benchmark, router, method) if cache is not None else None
-        if path is not None and path.is_file() and not overwrite_cache:
+        # overwrite_cache: True (every router) or the names of the routers to score again (RouteLLM's list)
+        overwrite = overwrite_cache is True or (not isinstance(overwrite_cache, bool) and method in overwrite_cache)
+        if path is not None and path.is_file() and not overwrite:
             out[method] = np.load(path)
             continue
         if isinstance(router, EmbeddingRouter):
@@ -88,9 +91,31 @@ def run_eval(
     cache_dir: str | os.PathLike[str] | None = None,
     overwrite_cache: bool = False,
     progress: bool = True,
+    length_baseline: bool = False,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> EvalResult:
-    """Evaluate routers on a benchmark, RouteLLM's way. Prompts any of the routers was trained on
-    are dropped first (``exclude_training_prompts``), so every router is measured on unseen items."""
+    """Evaluate routers on a benchmark, RouteLLM's way. The training half of a benchmark that has
+    one (MMLU, GSM8K, the ZeroEval sets) and prompts any of the routers was trained on are dropped
+    first (``exclude_training_prompts``), so every router is measured on unseen items.
+
+    ``length_baseline``: add the prompt-length baseline (:mod:`routellm_fast.evals.baselines`, method
+    ``"length"``), fitted on the benchmark's training half, which is then left out whatever
+    ``exclude_training_prompts`` says. ``bootstrap`` > 0: that many resamples (from ``seed``) give
+    every method's 95% APGR interval and, with the baseline, each router's paired difference to it
+    (:class:`~routellm_fast.evals.metrics.Bootstrap`)."""
+    routers = dict(routers)
+    notes: list[str] = []
+    if length_baseline:
+        if LENGTH in routers:
+            raise ValueError(f"a router is named {LENGTH!r}, the name of the length baseline")
+        baseline = length_baseline_for(benchmark, num_results)
+        routers[LENGTH] = baseline
+        notes.append(baseline.describe())
+        if not exclude_training_prompts and baseline.training_prompt_keys:
+            benchmark = benchmark.excluding(set(baseline.training_prompt_keys), "length baseline's training half")
+    if exclude_training_prompts and benchmark.training_salt is not None:
+        benchmark = benchmark.held_out_half()  # the half any router may have trained on
     if exclude_training_prompts:
         seen: set[bytes] = set()
         for router in routers.values():
@@ -99,4 +124,11 @@ def run_eval(
             benchmark = benchmark.excluding(seen, "seen in training")
     rates = router_win_rates(routers, benchmark, random_iters=random_iters, cache_dir=cache_dir,
                              overwrite_cache=overwrite_cache, progress=progress)
-    return evaluate_win_rates(benchmark, rates, num_results)
+    result = evaluate_win_rates(benchmark, rates, num_results, bootstrap=bootstrap, seed=seed,
+                                baseline=LENGTH if length_baseline else None)
+    if bootstrap:
+        notes.append(f"95% intervals: {bootstrap} bootstrap resamples of the {len(benchmark)} items, seed {seed}"
+                     + (f"; {result.bootstrap.no_gap} resamples without a quality gap left out"
+                        if result.bootstrap and result.bootstrap.no_gap else ""))
+    result.notes = notes
+    return result
