@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "knn.hpp"
 #include "mf.hpp"
 #include "static_embed.hpp"
 #include "sw.hpp"
@@ -496,6 +497,82 @@ py::array_t<double> mf_model_scorer_logits(const MfModelScorer& s, const py::arr
   return score_table(q, s.num_models(), [&](double* out) { s.logits(q.data, q.rows, q.ld, out); });
 }
 
+// ---- KnnIndex -----------------------------------------------------------------------------------
+
+KnnIndex* knn_new(const py::array& embeddings, const py::array& labels, const std::string& storage) {
+  const Matrix emb = require_c_matrix(embeddings, "embeddings", kUseContiguous);
+  const float* y = require_c_array2d<float>(labels, "labels", -1, "float32 array [n, n_models]");
+  if (static_cast<size_t>(labels.shape(0)) != emb.rows)
+    throw py::value_error("labels must have one row per embedding (" + std::to_string(emb.rows) + "), got shape " +
+                          shape_of(labels));
+  const size_t models = static_cast<size_t>(labels.shape(1));
+  const Storage s = parse_storage(storage);
+  return without_gil([&] { return new KnnIndex(emb.data, emb.rows, emb.cols, y, models, s); });
+}
+
+// KnnIndex, format 1: (1, storage, rows [n, dim] in the storage dtype (the stored bits), row_factor
+// f64[n], labels f32[n, n_models]).
+py::tuple knn_state(const KnnIndex& index) {
+  const EncodedRows& rows = index.rows();
+  py::array encoded(storage_dtype(index.storage()), std::vector<py::ssize_t>{ssize(index.n_rows()), ssize(index.dim())});
+  copy_rows_out(rows, encoded.mutable_data());
+  py::array_t<float> labels(std::vector<py::ssize_t>{ssize(index.n_rows()), ssize(index.n_models())});
+  std::copy(index.labels().begin(), index.labels().end(), labels.mutable_data());
+  return py::make_tuple(kStateFormat, storage_name(index.storage()), encoded, array_of<double>(rows.row_factor), labels);
+}
+
+KnnIndex* knn_from_state(const py::object& state) {
+  const StateReader st(state, "KnnIndex", 5);
+  const Storage storage = parse_storage(st.string(1, "storage"));
+  const py::array rows = st.array(2, "rows", storage_dtype(storage), {-1, -1});
+  const py::array factor = st.array(3, "row_factor", py::dtype::of<double>(), {rows.shape(0)});
+  const py::array labels = st.array(4, "labels", py::dtype::of<float>(), {rows.shape(0), -1});
+  EncodedRows enc = restore_rows(rows.data(), static_cast<size_t>(rows.shape(0)), static_cast<size_t>(rows.shape(1)),
+                                 storage, vector_of<double>(factor), "knn state: labelled prompt");
+  return new KnnIndex(std::move(enc), static_cast<const float*>(labels.data()), static_cast<size_t>(labels.shape(1)));
+}
+
+size_t knn_n_labelled(const KnnIndex& index, const std::vector<int>& models) {
+  return index.eligible_rows(models.data(), models.size()).size();
+}
+
+py::typing::Tuple<py::array_t<int64_t>, py::array_t<double>> knn_topk(const KnnIndex& index, const py::array& queries,
+                                                                     size_t k, const std::vector<int>& models) {
+  const Matrix q = require_queries(queries, static_cast<long>(index.dim()));
+  py::array_t<int64_t> idx(std::vector<py::ssize_t>{ssize(q.rows), ssize(k)});
+  py::array_t<double> sims(std::vector<py::ssize_t>{ssize(q.rows), ssize(k)});
+  int64_t* i = idx.mutable_data();
+  double* s = sims.mutable_data();
+  without_gil([&] { index.topk(q.data, q.rows, q.ld, k, models.data(), models.size(), i, s); });
+  return py::make_tuple(idx, sims);
+}
+
+py::array_t<double> knn_shares(const KnnIndex& index, const py::array& queries, size_t k, double temperature,
+                               const std::vector<int>& models) {
+  const Matrix q = require_queries(queries, static_cast<long>(index.dim()));
+  return score_table(q, models.size(), [&](double* out) {
+    index.shares(q.data, q.rows, q.ld, k, temperature, models.data(), models.size(), out);
+  });
+}
+
+py::array_t<double> knn_win_rates(const KnnIndex& index, const py::array& queries, size_t k, double temperature,
+                                  int strong_model, int weak_model) {
+  const Matrix q = require_queries(queries, static_cast<long>(index.dim()));
+  // An empty batch still checks k, the temperature and the models.
+  if (q.rows == 0) {
+    without_gil([&] { index.win_rates(q.data, 0, q.ld, k, temperature, strong_model, weak_model, nullptr); });
+    return py::array_t<double>(py::ssize_t{0});
+  }
+  return score_rows(q, 0, [&](double* out) { index.win_rates(q.data, q.rows, q.ld, k, temperature, strong_model, weak_model, out); });
+}
+
+const char* knn_storage(const KnnIndex& index) { return storage_name(index.storage()); }
+py::array_t<float> knn_labels(const KnnIndex& index) {
+  py::array_t<float> out(std::vector<py::ssize_t>{ssize(index.n_rows()), ssize(index.n_models())});
+  std::copy(index.labels().begin(), index.labels().end(), out.mutable_data());
+  return out;
+}
+
 // ---- StaticEmbedder ----------------------------------------------------------------------------
 
 StaticEmbedder* embedder_new(std::vector<std::string> vocab, const py::array& table, const py::array& scales,
@@ -533,7 +610,7 @@ std::vector<int32_t> embedder_tokenize(const StaticEmbedder& e, const std::strin
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "routellm_fast's compiled core: scoring kernels of the mf and sw_ranking routers, and the static embedder.";
+  m.doc() = "routellm_fast's compiled core: scoring kernels of the mf, sw_ranking and knn routers, and the static embedder.";
 
   m.def("backend_info", &backend_info);
   m.def("set_simd", &set_simd, py::arg("name"));
@@ -574,6 +651,22 @@ PYBIND11_MODULE(_core, m) {
       .def("logits", &mf_model_scorer_logits, py::arg("embeddings"))
       .def_property_readonly("num_models", &MfModelScorer::num_models)
       .def_property_readonly("text_dim", &MfModelScorer::text_dim);
+
+  py::class_<KnnIndex>(m, "KnnIndex")
+      .def(py::init(&knn_new), py::arg("embeddings"), py::arg("labels"), py::arg("storage") = "float32")
+      .def_static("from_state", &knn_from_state, py::arg("state"))
+      .def("n_labelled", &knn_n_labelled, py::arg("models"))
+      .def("topk", &knn_topk, py::arg("embeddings"), py::arg("k"), py::arg("models"))
+      .def("shares", &knn_shares, py::arg("embeddings"), py::arg("k"), py::arg("temperature"), py::arg("models"))
+      .def("win_rates", &knn_win_rates, py::arg("embeddings"), py::arg("k"), py::arg("temperature"),
+           py::arg("strong_model"), py::arg("weak_model"))
+      .def_property_readonly("dim", &KnnIndex::dim)
+      .def_property_readonly("n_rows", &KnnIndex::n_rows)
+      .def_property_readonly("n_models", &KnnIndex::n_models)
+      .def_property_readonly("storage", &knn_storage)
+      .def_property_readonly("storage_bytes", &KnnIndex::storage_bytes)
+      .def_property_readonly("labels", &knn_labels)
+      .def(py::pickle(&knn_state, &knn_from_state));
 
   py::class_<StaticEmbedder>(m, "StaticEmbedder")
       .def(py::init(&embedder_new), py::arg("vocab"), py::arg("table"), py::arg("scales"), py::arg("unk_id"),

@@ -122,3 +122,45 @@ class MfModelScorer:
     def num_models(self) -> int: ...
     @property
     def text_dim(self) -> int: ...
+
+class KnnIndex:
+    """Labelled prompts for the knn router: one stored embedding row each (``storage`` float32,
+    float16 or int8, as SwArena keeps its rows) and a label in [0, 1] per model (NaN: none). Scoring
+    picks, per query, the k rows of highest cosine similarity among those labelled for every model
+    asked about (equal similarities: lower row first), weighted by softmax(sim / temperature).
+    Batches release the GIL and use the thread pool. Pickles (protocol 2+) to its stored rows and
+    labels, and unpickles to an index that scores bit for bit alike."""
+
+    def __init__(
+        self, embeddings: npt.NDArray[np.float32], labels: npt.NDArray[np.float32], storage: str = "float32"
+    ) -> None: ...
+    @staticmethod
+    def from_state(state: tuple) -> KnnIndex:
+        """The index a pickle state ``(1, storage, rows, row_factor, labels)`` describes (a shipped file's parts)."""
+    def n_labelled(self, models: Sequence[int]) -> int:
+        """How many rows have a label for every one of ``models``."""
+    def topk(
+        self, embeddings: npt.NDArray[np.float32], k: int, models: Sequence[int]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """(row indices, cosine similarities), each ``[n, k]``, most similar first."""
+    def shares(
+        self, embeddings: npt.NDArray[np.float32], k: int, temperature: float, models: Sequence[int]
+    ) -> npt.NDArray[np.float64]:
+        """float64 ``[n, len(models)]``: each model's similarity-weighted mean label among the k neighbours."""
+    def win_rates(
+        self, embeddings: npt.NDArray[np.float32], k: int, temperature: float, strong_model: int, weak_model: int
+    ) -> npt.NDArray[np.float64]:
+        """float64 ``[n]``: sigmoid(2 (share_strong - share_weak)) over the k neighbours labelled for both."""
+    @property
+    def dim(self) -> int: ...
+    @property
+    def n_rows(self) -> int: ...
+    @property
+    def n_models(self) -> int: ...
+    @property
+    def storage(self) -> str: ...
+    @property
+    def storage_bytes(self) -> int: ...
+    @property
+    def labels(self) -> npt.NDArray[np.float32]:
+        """A copy of the labels, ``[n_rows, n_models]``."""

