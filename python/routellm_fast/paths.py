@@ -36,6 +36,7 @@ __all__ = [
     "MF_METADATA_FILE",
     "MINILM_TOKENIZER_DIR",
     "MODEL_ALIASES_FILE",
+    "MODEL_PRICES",
     "SAMPLE_PROMPTS",
     "SHARED_FOLDERS",
     "SHIPPED_EMBEDDERS",
@@ -92,6 +93,8 @@ LITELLM_PROVIDERS_FILE = DATA_DIR / "litellm_providers.txt"
 #: The bundled copy of RouteLLM's evaluation data, and the many-models quality matrix.
 BUNDLED_EVALS = DATA_DIR / "evals"
 BUNDLED_QUALITY = BUNDLED_EVALS / "alpaca_eval_quality.parquet"
+#: Public per-token prices of the models routellm_fast.evals.many_models routes among (source, date).
+MODEL_PRICES = DATA_DIR / "model_prices.json"
 
 
 def shipped_files(embedder: str = "minilm", data_dir: Path = DATA_DIR) -> tuple[Path, Path]:

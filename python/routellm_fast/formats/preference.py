@@ -14,6 +14,11 @@ canonical spelling (:mod:`routellm_fast.formats.model_names`), so ``gpt4_1106_pr
 correctly) into battles: one model right and the other wrong is a win, both right or both wrong a
 tie. :func:`training_split` fixes which benchmark questions may be trained on, so that a router
 is never evaluated on a question it has seen.
+
+:class:`LabelledPrompts` is the other shape of training data, what the knn router learns from: per
+prompt, a score in [0, 1] for each of any number of models (golden-label correctness matrices:
+:func:`benchmark_labels`, or a matrix of your own), NaN where a model has no label. Battles become
+labelled prompts with :func:`pair_battle_labels` (a pair's share of the battles it won on a prompt).
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from .prompt_keys import prompt_key
 from .tables import check_table_suffix, column, read_jsonl, read_table, write_table
 
 __all__ = [
+    "LabelledPrompts",
     "PreferenceData",
+    "benchmark_labels",
     "golden_label_battles",
     "load_preference",
+    "pair_battle_labels",
     "training_split",
     "write_battles",
 ]
@@ -214,3 +222,107 @@ def golden_label_battles(benchmark, share: float = 0.5) -> PreferenceData:
         prompts, np.arange(n, dtype=np.int64), [canonical_model_name(benchmark.strong_model)] * n,
         [canonical_model_name(benchmark.weak_model)] * n, outcome, np.ones(n))])
 
+
+
+@dataclass(frozen=True)
+class LabelledPrompts:
+    """Prompts with a score in [0, 1] per model: ``labels[i, j]`` is model ``models[j]``'s score on
+    ``prompts[i]`` (1/0 correctness, or a share of battles won), NaN where it has none. Model names
+    are canonical (:func:`~routellm_fast.formats.model_names.canonical_model_name`)."""
+
+    prompts: list[str]
+    models: list[str]
+    labels: np.ndarray  # float32 [n, len(models)]
+
+    def __post_init__(self) -> None:
+        labels = np.asarray(self.labels)
+        if labels.shape != (len(self.prompts), len(self.models)):
+            raise ValueError(f"labels must be [prompts, models] = {(len(self.prompts), len(self.models))}, "
+                             f"got {labels.shape}")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError("models must be distinct")
+        known = labels[~np.isnan(labels)]
+        if known.size and (known.min() < 0 or known.max() > 1):
+            raise ValueError("labels must be in [0, 1] (NaN: no label)")
+        if len(self.prompts) and np.isnan(labels).all(axis=1).any():
+            row = int(np.flatnonzero(np.isnan(labels).all(axis=1))[0])
+            raise ValueError(f"prompt {row} has no label for any model")
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def summary(self) -> str:
+        return f"{len(self)} prompts, {len(self.models)} models, {int((~np.isnan(self.labels)).sum())} labels"
+
+    def where(self, keep: np.ndarray) -> LabelledPrompts:
+        """The prompts marked in ``keep``."""
+        keep = np.asarray(keep, dtype=bool)
+        return LabelledPrompts([p for p, k in zip(self.prompts, keep) if k], list(self.models), self.labels[keep])
+
+    def renamed(self, names: Mapping[str, str]) -> LabelledPrompts:
+        """The same labels with models renamed (``{old: new}``)."""
+        return LabelledPrompts(list(self.prompts), [names.get(m, m) for m in self.models], self.labels)
+
+    def with_copy(self, model: str, as_model: str) -> LabelledPrompts:
+        """These labels plus ``as_model``'s column holding ``model``'s labels (a stand-in: e.g. the
+        nearest model a data set has for one it lacks)."""
+        if as_model in self.models:
+            raise ValueError(f"{as_model!r} already has labels here")
+        j = self.models.index(model)
+        return LabelledPrompts(list(self.prompts), self.models + [as_model],
+                               np.column_stack([self.labels, self.labels[:, j]]).astype(np.float32))
+
+    @staticmethod
+    def concat(parts: Sequence[LabelledPrompts]) -> LabelledPrompts:
+        """Every prompt of ``parts`` over the union of their models (in order of first appearance).
+        A prompt in several parts is one row; a model labelled there more than once gets the mean."""
+        models = list(dict.fromkeys(m for part in parts for m in part.models))
+        column = {m: j for j, m in enumerate(models)}
+        row: dict[str, int] = {}
+        for part in parts:
+            for p in part.prompts:
+                row.setdefault(p, len(row))
+        total = np.zeros((len(row), len(models)))
+        count = np.zeros((len(row), len(models)))
+        for part in parts:
+            rows = np.array([row[p] for p in part.prompts], dtype=np.int64)
+            cols = np.array([column[m] for m in part.models], dtype=np.int64)
+            known = ~np.isnan(part.labels)
+            r, c = np.nonzero(known)
+            np.add.at(total, (rows[r], cols[c]), part.labels[r, c])
+            np.add.at(count, (rows[r], cols[c]), 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            labels = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+        return LabelledPrompts(list(row), models, labels)
+
+    def training_prompt_keys(self) -> np.ndarray:
+        """:func:`~routellm_fast.embedders.prompt_key` of every prompt, uint8 ``[n, 16]``."""
+        return np.frombuffer(b"".join(prompt_key(p) for p in self.prompts), dtype=np.uint8).reshape(-1, 16)
+
+
+def benchmark_labels(benchmark, share: float = 0.5) -> LabelledPrompts:
+    """The strong and weak model's correctness on a benchmark's training-split questions
+    (:func:`training_split`, as :func:`golden_label_battles` takes them); ``benchmark`` is a
+    :class:`routellm_fast.evals.Benchmark` with 0/1 scores."""
+    keep = training_split(benchmark.prompts, share)
+    labels = np.column_stack([benchmark.strong_scores[keep], benchmark.weak_scores[keep]]).astype(np.float32)
+    return LabelledPrompts([p for p, k in zip(benchmark.prompts, keep) if k],
+                           [canonical_model_name(benchmark.strong_model), canonical_model_name(benchmark.weak_model)],
+                           labels)
+
+
+def pair_battle_labels(data: PreferenceData, strong_model: str, weak_model: str) -> LabelledPrompts:
+    """Labels from the battles between ``strong_model`` and ``weak_model``: on each prompt where they
+    met, the strong model's weighted share of those battles won (ties half) and the weak model's
+    share (one minus it). Prompts where they never met are left out."""
+    strong, weak = canonical_model_name(strong_model), canonical_model_name(weak_model)
+    a, b = np.array(data.model_a, dtype=object), np.array(data.model_b, dtype=object)
+    pair = ((a == strong) & (b == weak)) | ((a == weak) & (b == strong))
+    pair &= data.weight > 0
+    won = np.where(data.outcome == 2, 0.5, np.where((data.outcome == 0) == (a == strong), 1.0, 0.0))
+    total = np.bincount(data.prompt_index[pair], weights=data.weight[pair], minlength=len(data.prompts))
+    wins = np.bincount(data.prompt_index[pair], weights=(won * data.weight)[pair], minlength=len(data.prompts))
+    met = np.flatnonzero(total > 0)
+    share_won = wins[met] / total[met]
+    labels = np.column_stack([share_won, 1.0 - share_won]).astype(np.float32)
+    return LabelledPrompts([data.prompts[i] for i in met], [strong, weak], labels)

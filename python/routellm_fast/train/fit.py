@@ -2,7 +2,10 @@
 
 :func:`train_mf_router` and :func:`train_sw_router` turn battles
 (:class:`~routellm_fast.formats.preference.PreferenceData`) into the files the routers load: an mf
-checkpoint in RouteLLM's layout, or a compact sw_ranking arena.
+checkpoint in RouteLLM's layout, or a compact sw_ranking arena. :func:`train_knn_router` turns
+labelled prompts (:class:`~routellm_fast.formats.preference.LabelledPrompts`: golden-label
+correctness of any number of models, or labels from battles) into a knn file, choosing k and the
+temperature on a validation split of those prompts.
 
 :func:`train_mf` fits RouteLLM's matrix factorisation (``MFModel_Train``): model embeddings
 ``P`` (L2-normalised when used), a text projection ``W`` and a linear head ``c``; a battle's
@@ -23,16 +26,23 @@ from typing import Any
 import numpy as np
 
 from ..embedders import Embedder, embed_all
+from ..evals.benchmarks import Benchmark
+from ..evals.metrics import curve_metrics, routing_curve
 from ..formats.arena import ArenaFile, save_arena
 from ..formats.checkpoints import save_mf_checkpoint
+from ..formats.knn import save_knn
 from ..formats.model_names import canonical_model_name
-from ..formats.preference import PreferenceData, training_split
+from ..formats.preference import LabelledPrompts, PreferenceData, training_split
 from ..paths import ARENA_FILE_NAME
-from ..routers import SWRankingRouter
+from ..routers import KNNRouter, SWRankingRouter
 
 __all__ = [
+    "KNN_K_GRID",
+    "KNN_TEMPERATURE_GRID",
     "MFTrainConfig",
     "MFTrainResult",
+    "knn_validation",
+    "train_knn_router",
     "train_mf",
     "train_mf_router",
     "train_sw_router",
@@ -397,3 +407,115 @@ def _sw_heldout_accuracy(
         correct += np.sum(np.where(rates == 0.5, 0.5, (rates > 0.5) == a_won))
         total += len(rows)
     return float(correct / total) if total else float("nan")
+
+
+# --------------------------------------------------------------------------- knn from labelled prompts
+
+#: The settings :func:`train_knn_router` chooses among (every pair of them).
+KNN_K_GRID = (5, 10, 20, 40, 80, 160)
+KNN_TEMPERATURE_GRID = (0.01, 0.02, 0.05, 0.1, 1.0)
+#: Routing-curve points of the validation APGR (RouteLLM's evaluation default).
+_VAL_POINTS = 10
+
+
+def knn_validation(
+    sources: dict[str, LabelledPrompts], embeddings: dict[str, np.ndarray], val: dict[str, np.ndarray],
+    pair: tuple[str, str], *, k_grid: tuple[int, ...] = KNN_K_GRID,
+    temperature_grid: tuple[float, ...] = KNN_TEMPERATURE_GRID, storage: str = "float32", embedding_model: str = "",
+) -> dict[str, dict[str, float]]:
+    """Validation APGR of a knn router built from the non-validation prompts of every source, on
+    each source's validation prompts labelled for ``pair``, for every (k, temperature) of the
+    grids: ``{"k=K,temperature=T": {source: APGR, ..., "mean": mean over sources}}``.
+
+    ``embeddings[name]`` are the rows of ``sources[name]``, ``val[name]`` its validation mask."""
+    strong, weak = (canonical_model_name(m) for m in pair)
+    train = LabelledPrompts.concat([s.where(~val[n]) for n, s in sources.items()])
+    vectors = {p: embeddings[n][i] for n, s in sources.items() for i, p in enumerate(s.prompts)}
+    train_emb = np.stack([vectors[p] for p in train.prompts]) if train.prompts else None
+    checks = {}
+    for name, source in sources.items():
+        if strong not in source.models or weak not in source.models:
+            continue
+        y = source.labels[:, [source.models.index(strong), source.models.index(weak)]]
+        keep = val[name] & ~np.isnan(y).any(axis=1)
+        if keep.sum() >= 2 and not np.array_equal(y[keep, 0], y[keep, 1]):
+            checks[name] = (embeddings[name][keep], y[keep])
+    if train_emb is None or not checks:
+        raise ValueError("knn validation needs training prompts and validation prompts labelled for the pair")
+    table: dict[str, dict[str, float]] = {}
+    for k in k_grid:
+        for t in temperature_grid:
+            router = KNNRouter.from_labels(train_emb, train.labels, train.models, strong, weak,
+                                           k=min(k, _pair_labelled(train, strong, weak)), temperature=t,
+                                           storage=storage, embedding_model=embedding_model or "validation")
+            scores = {}
+            for name, (emb, y) in checks.items():
+                bench = Benchmark(name, [""] * len(y), y[:, 0].astype(np.float64), y[:, 1].astype(np.float64),
+                                  strong, weak, num_source=len(y))
+                curve = routing_curve(bench, router.score_embeddings(emb), _VAL_POINTS)
+                scores[name] = curve_metrics(curve, bench.model_score(strong), bench.model_score(weak)).apgr
+            scores["mean"] = float(np.mean(list(scores.values())))
+            table[f"k={k},temperature={t:g}"] = scores
+    return table
+
+
+def _pair_labelled(data: LabelledPrompts, strong: str, weak: str) -> int:
+    y = data.labels[:, [data.models.index(strong), data.models.index(weak)]]
+    return int((~np.isnan(y).any(axis=1)).sum())
+
+
+def train_knn_router(
+    sources: dict[str, LabelledPrompts],
+    out: str | os.PathLike[str],
+    embedder: Embedder,
+    *,
+    pair: tuple[str, str],
+    storage: str = "int8",
+    val_share: float = 0.2,
+    k_grid: tuple[int, ...] = KNN_K_GRID,
+    temperature_grid: tuple[float, ...] = KNN_TEMPERATURE_GRID,
+    embedding_cache: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the knn file (:func:`~routellm_fast.formats.knn.save_knn`) of every labelled prompt of
+    ``sources``, stored as ``storage`` rows, with the k and temperature of the best mean validation
+    APGR (:func:`knn_validation`; ties: the first in grid order).
+
+    The validation prompts (``val_share`` of each source by a hash of the text,
+    :func:`validation_prompts`' rule) come from the training side only; they are left out of the
+    index while choosing and put back in the file. Labels are kept as float16 (what the file holds).
+    Returns the training report, which the file's metadata also records."""
+    if not sources:
+        raise ValueError("no labelled prompts to train on")
+    sources = {n: LabelledPrompts(s.prompts, s.models, s.labels.astype(np.float16).astype(np.float32))
+               for n, s in sources.items()}
+    data = LabelledPrompts.concat(list(sources.values()))
+    strong, weak = (canonical_model_name(m) for m in pair)
+    for model in (strong, weak):
+        if model not in data.models:
+            raise ValueError(f"model {model!r} has no labels in the training data (models: {', '.join(data.models)})")
+    vectors = embed_all(embedder, data.prompts, cache_file=embedding_cache, progress=progress,
+                        desc="embedding prompts")
+    row = {p: i for i, p in enumerate(data.prompts)}
+    embeddings = {n: vectors[[row[p] for p in s.prompts]] for n, s in sources.items()}
+    val = {n: ~training_split(s.prompts, 1.0 - val_share, salt="validation:") for n, s in sources.items()}
+    table = knn_validation(sources, embeddings, val, (strong, weak), k_grid=k_grid, temperature_grid=temperature_grid,
+                           storage=storage, embedding_model=embedder.name)
+    best = max(table, key=lambda key: table[key]["mean"])  # max keeps the first of equal means
+    k = int(best.split(",")[0].removeprefix("k="))
+    temperature = float(best.split(",")[1].removeprefix("temperature="))
+    report = {
+        "router": "knn",
+        "data": {n: s.summary() for n, s in sources.items()} | {"all": data.summary()},
+        "validation": {"share": val_share, "prompts": {n: int(v.sum()) for n, v in val.items()},
+                       "metric": "APGR on each source's validation prompts labelled for the pair, mean over sources",
+                       "chosen": best, "apgr": table[best], "grid": {key: v["mean"] for key, v in table.items()}},
+        "storage": storage,
+    }
+    router = KNNRouter.from_labels(vectors, data.labels, data.models, strong, weak, k=min(k, _pair_labelled(data, strong, weak)),
+                                   temperature=temperature, storage=storage, embedding_model=embedder.name,
+                                   training_prompt_keys=data.training_prompt_keys(),
+                                   metadata={"embedder": {"name": embedder.name, "dim": embedder.dim},
+                                             "pair": {"strong": strong, "weak": weak}, "training": report})
+    save_knn(out, router.to_file())
+    return report

@@ -25,8 +25,15 @@ record their win rates on the bundled sample prompts (``data/sample_prompts.json
 prompts of ``routellm-fast calibrate``): the thresholds for any share of strong-model calls.
 ``--calibrate-only`` recomputes just that, leaving the weights and arena byte for byte. Model names are mapped to RouteLLM's spelling (:mod:`routellm_fast.formats.model_names`).
 
-Rebuild with ``python -m routellm_fast.train.recipe --data-dir ../shared/data [--embedder static]``: the
-same data and embedder give the same files.
+The shipped knn router (``--knn``) learns from labelled prompts instead: the pair's correctness on
+the training halves of MMLU and GSM8K, every ZeroEval model's correctness on the training halves of
+CRUXEval-O and MATH level 5 (:func:`routellm_fast.evals.zeroeval.zeroeval_training_half`; ZeroEval
+has no gpt-4-1106-preview, so gpt-4-turbo-2024-04-09's labels stand in for it), and the pair's share
+of the battles won per prompt in arena-bench and AlpacaEval. k and the softmax temperature are
+chosen on 20% of those prompts (by a hash of the text), the rows are stored as int8.
+
+Rebuild with ``python -m routellm_fast.train.recipe --data-dir ../shared/data [--embedder static] [--knn]``:
+the same data and embedder give the same files (the knn file byte for byte).
 """
 
 from __future__ import annotations
@@ -43,9 +50,26 @@ import numpy as np
 from ..decision.calibration import sample_prompts_digest, share_threshold
 from ..embedders import EMBEDDER_ALIASES, Embedder, embedder_for
 from ..evals import load_gsm8k, load_mmlu
+from ..evals.zeroeval import (
+    ZEROEVAL_SETS,
+    ZEROEVAL_STRONG_MODEL,
+    zeroeval_training_half,
+)
 from ..formats.arena import load_arena
-from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
-from ..formats.preference import PreferenceData, golden_label_battles, load_preference
+from ..formats.knn import load_knn, save_knn
+from ..formats.model_names import (
+    DEFAULT_STRONG_MODEL,
+    DEFAULT_WEAK_MODEL,
+    canonical_model_name,
+)
+from ..formats.preference import (
+    LabelledPrompts,
+    PreferenceData,
+    benchmark_labels,
+    golden_label_battles,
+    load_preference,
+    pair_battle_labels,
+)
 from ..formats.tables import read_prompts
 from ..paths import (
     BERT_METADATA_FILE,
@@ -57,14 +81,23 @@ from ..paths import (
     SHIPPED_EMBEDDERS,
     shared_folder,
     shipped_files,
+    shipped_knn_file,
 )
-from ..routers import BERTRouter, MatrixFactorizationRouter, Router, SWRankingRouter
-from .fit import MFTrainConfig, train_mf_router, train_sw_router
+from ..routers import (
+    BERTRouter,
+    KNNRouter,
+    MatrixFactorizationRouter,
+    Router,
+    SWRankingRouter,
+)
+from .fit import MFTrainConfig, train_knn_router, train_mf_router, train_sw_router
 
 __all__ = [
     "build_defaults",
+    "build_knn",
     "calibration",
     "default_training_data",
+    "knn_training_data",
     "mf_training_data",
     "sw_training_data",
     "write_calibrations",
@@ -88,6 +121,21 @@ def default_training_data(data_dir: Path) -> dict[str, PreferenceData]:
         "mmlu_train": golden_label_battles(load_mmlu(data_dir)),
         "gsm8k_train": golden_label_battles(load_gsm8k(data_dir)),
     }
+
+
+def knn_training_data(data_dir: Path, pair: tuple[str, str] = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
+                      ) -> dict[str, LabelledPrompts]:
+    """The labelled prompts the shipped knn router holds, per source (see the module docstring)."""
+    stand_in = canonical_model_name(pair[0])
+    sources = {"mmlu_train": benchmark_labels(load_mmlu(data_dir)), "gsm8k_train": benchmark_labels(load_gsm8k(data_dir))}
+    for name in ZEROEVAL_SETS:
+        half = zeroeval_training_half(name, data_dir)
+        labels = LabelledPrompts(list(half.prompts), [canonical_model_name(m) for m in half.models],
+                                 half.correct.astype(np.float32))
+        sources[f"{name}_train"] = labels.with_copy(ZEROEVAL_STRONG_MODEL, stand_in)
+    for name in ("arena_bench_v1", "alpaca_eval"):
+        sources[name] = pair_battle_labels(load_preference(shared_folder(data_dir, name)), *pair)
+    return sources
 
 
 def mf_training_data(sources: dict[str, PreferenceData]) -> PreferenceData:
@@ -152,7 +200,7 @@ def write_calibrations(out_dir: Path = DATA_DIR, embedder: str = "minilm", bert:
     byte for byte as they are."""
     pair = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
     mf_dir, arena_path = shipped_files(embedder, out_dir)
-    embedder = local_embedder(embedder)
+    embedder_name, embedder = embedder, local_embedder(embedder)
     embeddings = embedder.embed(read_prompts())
     mf = MatrixFactorizationRouter(mf_dir, *pair, embed=embedder)
     meta_path = mf_dir / MF_METADATA_FILE
@@ -164,12 +212,40 @@ def write_calibrations(out_dir: Path = DATA_DIR, embedder: str = "minilm", bert:
     metadata = {**arena.metadata, "calibration": calibration(sw, embeddings)}
     _replace_npz_member(arena_path, "metadata", np.array(json.dumps(metadata)))
     calibrations = {"mf": meta["calibration"], "sw_ranking": metadata["calibration"]}
+    knn_path = shipped_knn_file(embedder_name, out_dir)
+    if knn_path.is_file():  # the shipped knn router (build_knn)
+        calibrations["knn"] = _calibrate_knn(knn_path, embedder, embeddings)
     bert_dir = out_dir / DEFAULT_BERT.name
     if bert and (bert_dir / BERT_METADATA_FILE).is_file():  # the shipped bert router (routellm_fast.train.bert_recipe)
         bert_meta = json.loads((bert_dir / BERT_METADATA_FILE).read_text())
         bert_meta["calibration"] = calibrations["bert"] = calibration(BERTRouter(bert_dir))
         (bert_dir / BERT_METADATA_FILE).write_text(json.dumps(bert_meta, indent=2) + "\n")
     return calibrations
+
+
+def _calibrate_knn(path: Path, embedder: Embedder, embeddings: np.ndarray) -> dict:
+    """Rewrite the knn file at ``path`` with its calibration (nothing else changes); returns it."""
+    knn = load_knn(path)
+    pair = knn.metadata.get("pair", {})
+    router = KNNRouter(knn, pair.get("strong", DEFAULT_STRONG_MODEL), pair.get("weak", DEFAULT_WEAK_MODEL), embed=embedder)
+    knn.metadata["calibration"] = calibration(router, embeddings)
+    save_knn(path, knn)
+    return knn.metadata["calibration"]
+
+
+def build_knn(
+    data_dir: Path, out_dir: Path = DATA_DIR, embedder: str = "minilm",
+    embedding_cache: Path | None = None, progress: bool = True,
+) -> dict:
+    """Train the shipped knn router on local ``embedder`` from ``data_dir`` (the shared data folder)
+    into ``out_dir`` and calibrate it; returns its training report."""
+    path = shipped_knn_file(embedder, out_dir)
+    model = local_embedder(embedder)
+    pair = (DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL)
+    report = train_knn_router(knn_training_data(data_dir, pair), path, model, pair=pair,
+                              embedding_cache=embedding_cache, progress=progress)
+    _calibrate_knn(path, model, model.embed(read_prompts()))
+    return report
 
 
 def build_defaults(
@@ -199,13 +275,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_SHARED_DATA, help="the shared data folder")
     parser.add_argument("--out-dir", type=Path, default=DATA_DIR,
-                        help="where to write default_mf[_static]/ and default_sw_arena[_static].npz")
+                        help="where to write default_mf[_static]/, default_sw_arena[_static].npz, default_knn[_static].npz")
     parser.add_argument("--embedder", choices=list(SHIPPED_EMBEDDERS), default="minilm",
                         help="the local embedder to train on (default minilm)")
     parser.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="only recompute the calibration of the routers in --out-dir (no training, no --data-dir)")
+    parser.add_argument("--knn", action="store_true",
+                        help="train only the shipped knn router (default_knn[_static].npz) from the labelled prompts")
     args = parser.parse_args(argv)
+    if args.knn and not args.calibrate_only:
+        report = build_knn(args.data_dir, args.out_dir, args.embedder, embedding_cache=args.embedding_cache)
+        val = report["validation"]
+        print(f"knn: {report['data']['all']}; chose {val['chosen']} (mean validation APGR {val['apgr']['mean']:.4f})")
+        return 0
     if args.calibrate_only:
         for name, cal in write_calibrations(args.out_dir, args.embedder).items():
             print(f"{name}: threshold for 50% strong calls {share_threshold(cal['win_rates'], 0.5):.5f} "
