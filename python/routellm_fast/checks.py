@@ -4,13 +4,25 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
 
-__all__ = ["as_embeddings", "check_prompts", "check_share", "check_threshold", "is_threshold", "lookup_model"]
+__all__ = [
+    "as_embeddings",
+    "check_arguments",
+    "check_model_ids",
+    "check_prompts",
+    "check_share",
+    "check_threshold",
+    "is_threshold",
+    "lookup_model",
+]
 
 _FLOAT32 = np.dtype(np.float32)
 
@@ -43,11 +55,19 @@ def as_embeddings(x: Any, dim: int, name: str = "embeddings") -> np.ndarray:
 
 
 def check_prompts(prompts: Any) -> list[str]:
-    """A list of prompt strings; a bare string is refused (iterating it would route characters)."""
-    if isinstance(prompts, (str, bytes)):
-        raise TypeError("prompts must be a sequence of strings, got a single string; wrap it in a list")
-    if not isinstance(prompts, Sequence) and not hasattr(prompts, "__iter__"):
-        raise TypeError(f"prompts must be a sequence of strings, got {type(prompts).__name__}")
+    """A list of prompt strings from a list, a tuple, another sequence, a 1-D numpy array (or a
+    pandas Series) or an iterator of str. A bare string or bytes is refused (iterating it would route characters), and so
+    are a dict (its keys) and a set (no order: win rates could not be matched to prompts)."""
+    if isinstance(prompts, (str, bytes, bytearray, memoryview)):
+        kind = "" if isinstance(prompts, str) else f" ({type(prompts).__name__})"
+        raise TypeError(f"prompts must be a list of strings, got a single string{kind}; wrap it in a list")
+    if isinstance(prompts, (Mapping, AbstractSet)):
+        raise TypeError(f"prompts must be a list of strings, got a {type(prompts).__name__} (a dict or a set has no "
+                        "prompt order); pass a list")
+    if isinstance(prompts, np.ndarray) and prompts.ndim != 1:
+        raise TypeError(f"prompts must be a list of strings, got a {prompts.ndim}-D array")
+    if not isinstance(prompts, (Sequence, np.ndarray, Iterator)) and not hasattr(prompts, "__array__"):  # pandas
+        raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}")
     out = list(prompts)
     for i, p in enumerate(out):
         if not isinstance(p, str):
@@ -101,3 +121,52 @@ def lookup_model(name: Any, table: Mapping[str, int], role: str) -> int:
         raise ValueError(
             f"unknown {role} {name!r}: not among the router's {len(table)} models{hint}"
         ) from None
+
+
+def check_model_ids(model_ids: Any, rows: int | None = None, name: str = "model_ids") -> dict[str, int]:
+    """A model table: model names (str) to distinct rows (int, not bool, >= 0 and, when ``rows`` is
+    known, below it). ``name`` says where the table came from in errors."""
+    if not isinstance(model_ids, Mapping):
+        raise TypeError(f"{name} must map model names to rows (a dict), got {type(model_ids).__name__} {model_ids!r}")
+    seen: dict[int, str] = {}
+    for model, row in model_ids.items():
+        if not isinstance(model, str) or not model:
+            raise TypeError(f"{name}: model names must be non-empty strings, got {model!r}")
+        if isinstance(row, bool) or not isinstance(row, (int, np.integer)):
+            raise TypeError(f"{name}[{model!r}] must be a row number (int), got {type(row).__name__} {row!r}")
+        if row < 0 or (rows is not None and row >= rows):
+            where = f"the checkpoint's {rows} models (rows 0..{rows - 1})" if rows is not None else "rows >= 0"
+            raise ValueError(f"{name}[{model!r}] is row {row}, outside {where}")
+        if int(row) in seen:
+            raise ValueError(f"{name}: {seen[int(row)]!r} and {model!r} both map to row {row}")
+        seen[int(row)] = model
+    return {model: int(row) for model, row in model_ids.items()}
+
+
+#: Annotations :func:`check_arguments` checks, and the types each accepts.
+_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int, np.integer), "float": (int, float, np.integer, np.floating), "bool": (bool,),
+    "None": (type(None),), "os.PathLike[str]": (os.PathLike,), "Mapping[str, int]": (Mapping,),
+    "Sequence[str]": (list, tuple),
+}
+
+
+def check_arguments(func: Any, values: Mapping[Any, Any], where: str) -> None:
+    """Check settings (``values``: argument name -> value, e.g. a router's entry of a config file)
+    against the simple annotations of ``func``'s parameters (str, int, float, bool, None, paths, a
+    mapping, a list): a wrong type is a TypeError naming ``where`` and the key, before ``func`` runs
+    (where it could fail anywhere, with any error). Arguments with other annotations are left to
+    ``func``."""
+    params = inspect.signature(func).parameters
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{where}: setting names must be strings, got {key!r}")
+        param = params.get(key)
+        if param is None or not isinstance(param.annotation, str):
+            continue
+        options = [o.strip() for o in param.annotation.split("|")]
+        if not all(o in _SIMPLE_TYPES for o in options):
+            continue
+        bool_ok = "bool" in options
+        if not any(isinstance(value, _SIMPLE_TYPES[o]) for o in options) or (isinstance(value, bool) and not bool_ok):
+            raise TypeError(f"{where}: {key} must be {param.annotation}, got {type(value).__name__} {value!r}")

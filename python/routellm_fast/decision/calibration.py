@@ -36,10 +36,24 @@ def share_threshold(win_rates: Any, strong_model_pct: float) -> float:
     model: their ``1 - strong_model_pct`` quantile, linearly interpolated (RouteLLM's
     ``calibrate_threshold``, which takes it with pandas). Any share in [0, 1]."""
     pct = check_share(strong_model_pct)
-    rates = np.asarray(win_rates, dtype=np.float64)
+    rates = _finite(win_rates, "win rates")
     if rates.size == 0:
         raise ValueError("no prompts to calibrate on")
     return float(np.quantile(rates, 1.0 - pct))
+
+
+def _finite(values: Any, what: str) -> np.ndarray:
+    """``values`` as float64, refused when one is NaN or infinite: a threshold calibrated on them
+    would be NaN (a ``router-<name>-nan`` no request could use)."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be numbers to calibrate on: {exc}") from None
+    bad = np.flatnonzero(~np.isfinite(array.reshape(-1)))
+    if bad.size:
+        raise ValueError(f"{what} must be finite to calibrate on: {bad.size} of {array.size} are NaN or infinite "
+                         f"(the first, at {int(bad[0])}, is {array.reshape(-1)[bad[0]]})")
+    return array
 
 
 def calibrate_threshold(router: Router, prompts: Sequence[str] | None, strong_model_pct: float) -> float:
@@ -95,7 +109,7 @@ def calibrate_models(scores: Any, costs: Any, target_cost: float, rule: str = "t
     prompts' ``scores`` cost at most ``target_cost`` on average (per prompt, in the units of
     ``costs``), spending as much of it as the rule allows: the N-model counterpart of
     :func:`calibrate_threshold`. Raises ValueError when even the cheapest choices cost more."""
-    scores = check_scores(scores)
+    scores = check_scores(_finite(scores, "scores"))
     costs, _ = cost_order(costs, scores.shape[1])
     if not math.isfinite(target_cost) or target_cost < 0:
         raise ValueError(f"target_cost must be a finite number >= 0, got {target_cost!r}")

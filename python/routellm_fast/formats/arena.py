@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import BadFileError
 from ..paths import ARENA_FILE_NAME
+from .checkpoints import check_metadata
 from .tables import NPZ_RATIO, TABLE_SUFFIXES, column, read_npy, read_npz, read_table
 
 __all__ = ["ArenaFile", "Battles", "load_arena", "load_battles", "load_embeddings", "save_arena", "OUTCOME_CODES"]
@@ -284,6 +285,9 @@ def load_arena(path: Source) -> ArenaFile:
         metadata = json.loads(str(data["metadata"]))
     except (json.JSONDecodeError, RecursionError) as exc:
         raise BadFileError(f"{path}: metadata is not valid JSON ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise BadFileError(f"{path}: metadata must be a JSON object, got {type(metadata).__name__}")
+    check_metadata(metadata, f"{path} (metadata)")
     try:
         return ArenaFile(
             prompt_embeddings=data["prompt_embeddings"],

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_model_ids
 from ..errors import BadFileError
 from ..paths import MF_METADATA_FILE
 from .tables import read_json, read_npy
 
-__all__ = ["MFCheckpoint", "load_mf_checkpoint", "save_mf_checkpoint"]
+__all__ = ["MFCheckpoint", "check_metadata", "load_mf_checkpoint", "save_mf_checkpoint"]
 
 _WEIGHTS_FILE = "model.safetensors"
 _CONFIG_FILE = "config.json"
@@ -99,6 +101,7 @@ def load_mf_checkpoint(
                 f"{weights_path}: tensor {name!r} has shape {got}, expected {shape} from "
                 f"hidden_size={hidden_size}, num_models={num_models}, text_dim={text_dim}{hint}"
             )
+    check_metadata(metadata, directory / MF_METADATA_FILE, rows=num_models)
     return MFCheckpoint(
         model_embeddings=tensors["P.weight"],
         text_projection=tensors["text_proj.0.weight"] if use_proj else None,
@@ -107,6 +110,50 @@ def load_mf_checkpoint(
         metadata=metadata,
         training_prompt_keys=_read_prompt_keys(directory / TRAINING_PROMPTS_FILE),
     )
+
+
+def check_metadata(metadata: dict, path: str | os.PathLike[str], rows: int | None = None) -> dict:
+    """The types of the keys routellm_fast reads from a router's own metadata (an mf checkpoint's
+    ``routellm_fast.json``, an arena's ``metadata``): ``format`` (str), ``model_ids`` (model names to
+    distinct rows below ``rows``), ``embedder`` (``name``: str, ``dim``: a positive int) and
+    ``calibration`` (``prompts_sha256``: str, ``pair``: str ``strong``/``weak``, ``win_rates``: finite
+    numbers). A wrong one is a BadFileError naming the file and the key; others are left alone."""
+
+    def bad(key: str, want: str, value: object) -> BadFileError:
+        return BadFileError(f"{path}: {key} must be {want}, got {type(value).__name__} {value!r:.80}")
+
+    def obj(key: str, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise bad(key, "an object", value)
+        return value
+
+    if "format" in metadata and not isinstance(metadata["format"], str):
+        raise bad("format", "a string", metadata["format"])
+    if "model_ids" in metadata:
+        try:
+            check_model_ids(metadata["model_ids"], rows, "model_ids")
+        except (TypeError, ValueError) as exc:
+            raise BadFileError(f"{path}: {exc}") from None
+    embedder = obj("embedder", metadata.get("embedder", {}))
+    if "name" in embedder and not isinstance(embedder["name"], str):
+        raise bad("embedder.name", "a string", embedder["name"])
+    dim = embedder.get("dim", 1)
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise bad("embedder.dim", "a positive integer", dim)
+    calibration = metadata.get("calibration")
+    if calibration is not None:
+        calibration = obj("calibration", calibration)
+        if not isinstance(calibration.get("prompts_sha256", ""), str):
+            raise bad("calibration.prompts_sha256", "a string", calibration["prompts_sha256"])
+        pair = obj("calibration.pair", calibration.get("pair", {}))
+        for role in ("strong", "weak"):
+            if not isinstance(pair.get(role, ""), str):
+                raise bad(f"calibration.pair.{role}", "a model name", pair[role])
+        rates = calibration.get("win_rates", [])
+        if not isinstance(rates, list) or not all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) for r in rates):
+            raise bad("calibration.win_rates", "a list of finite numbers", rates)
+    return metadata
 
 
 def _read_prompt_keys(path: Path) -> np.ndarray | None:

@@ -12,6 +12,7 @@ Routers pickle by what they were built from (their arrays and settings), so they
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import threading
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..checks import as_embeddings, check_prompts, check_threshold, lookup_model
 from ..decision.rule import RoutedPair, choose
+from ..errors import RoutingError
 from ..embedders import (
     CachedEmbedder,
     CallableEmbedder,
@@ -63,8 +65,48 @@ def register(name: str) -> Callable[[R], R]:
     return add
 
 
+#: The methods whose answers are checked for NaN and infinity in every router class (wrapped once,
+#: where a class defines them: see :meth:`Router.__init_subclass__`).
+_CHECKED_OUTPUTS = ("score", "score_embeddings", "score_models", "score_models_embeddings")
+
+
+def _finite_answers(method: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """``method`` (one of :data:`_CHECKED_OUTPUTS`) with its answer checked: a NaN or infinite win
+    rate or score, from broken weights, an overflowing model or a hostile file, is a RoutingError
+    naming the router and the first prompt, never a route (NaN compares false with every threshold,
+    so it would silently send every prompt to the weak model)."""
+    if getattr(method, "_finite_checked", False):
+        return method
+
+    @functools.wraps(method)
+    def checked(self: Router, *args: Any, **kwargs: Any) -> np.ndarray:
+        out = method(self, *args, **kwargs)
+        values = np.asarray(out)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            rows = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+            what = "scores" if "models" in method.__name__ else "win rates"
+            raise RoutingError(f"router {self} gave non-finite {what} (NaN or infinity) for {rows.size} of "
+                               f"{len(values)} prompts (the first is prompt {int(rows[0])}): its model or weights "
+                               "are broken; no route is taken from them")
+        return out
+
+    checked._finite_checked = True  # type: ignore[attr-defined]
+    return checked
+
+
 class Router(abc.ABC):
-    """The interface of every router: a strong-model win rate per prompt, and a routing decision."""
+    """The interface of every router: a strong-model win rate per prompt, and a routing decision.
+
+    Every router's ``score``, ``score_models`` (and, for embedding routers, ``score_embeddings``
+    and ``score_models_embeddings``) is checked here, in one place, for NaN and infinite answers:
+    a RoutingError naming the router instead of a route."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _CHECKED_OUTPUTS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__isabstractmethod__", False):
+                setattr(cls, name, _finite_answers(method))
 
     #: RouteLLM's flag: callers should not score this router's prompts in parallel processes.
     NO_PARALLEL: ClassVar[bool] = False

@@ -18,6 +18,7 @@ from ..backends.cpu import available_cpus
 from ..backends.onnx import encoder_feed, length_batches, onnx_session, token_ids
 from ..checks import check_prompts
 from ..formats.hub import converted_once, resolve_checkpoint
+from ..formats.tables import read_npy
 from ..paths import BERT_METADATA_FILE, DEFAULT_BERT
 from .base import Router, fingerprint, prompt_keys, register
 
@@ -147,7 +148,7 @@ class BERTRouter(Router):
                     digest.update(block)
         self.fingerprint = fingerprint("bert", digest.hexdigest(), max_length, num_labels)
         keys_path = path / "training_prompt_keys.npy"
-        self.training_prompt_keys = prompt_keys(np.load(keys_path, allow_pickle=False) if keys_path.is_file() else None)
+        self.training_prompt_keys = prompt_keys(read_npy(keys_path) if keys_path.is_file() else None)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
@@ -193,8 +194,9 @@ class BERTRouter(Router):
 
     def score(self, prompts: Sequence[str]) -> np.ndarray:
         logits = self.logits(prompts).astype(np.float64)
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = exp / exp.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite logits: a RoutingError (Router's check)
+            exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probs = exp / exp.sum(axis=1, keepdims=True)
         return 1.0 - probs[:, -2:].sum(axis=1)
 
     def _wide_session(self) -> Any:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _core
-from ..checks import lookup_model
+from ..checks import check_model_ids, lookup_model
 from ..embedders import Embedder, EmbedFn
 from ..formats.checkpoints import load_mf_checkpoint
 from ..formats.hub import resolve_checkpoint
@@ -62,8 +62,11 @@ class MatrixFactorizationRouter(EmbeddingRouter):
         if shipped:  # the shipped checkpoint has its own sizes
             hidden_size, num_models, text_dim = None, None, None
         ckpt = load_mf_checkpoint(checkpoint_path, hidden_size, num_models, text_dim, num_classes, use_proj)
-        if model_ids is None:
-            model_ids = ckpt.metadata.get("model_ids", MODEL_IDS)
+        if model_ids is None and "model_ids" not in ckpt.metadata:
+            model_ids = MODEL_IDS  # RouteLLM's 64 names: a checkpoint of other sizes has rows for some
+        else:  # a table given or recorded must fit the checkpoint: distinct rows, each one it has
+            model_ids = check_model_ids(ckpt.metadata["model_ids"] if model_ids is None else model_ids,
+                                        len(ckpt.model_embeddings))
         self.model_ids = dict(model_ids)
         self.strong_model, self.weak_model = strong_model, weak_model
         strong = lookup_model(strong_model, self.model_ids, "strong_model")

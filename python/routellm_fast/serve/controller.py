@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_arguments
 from ..decision.calibration import calibrate_threshold
 from ..decision.online import OnlineThreshold
 from ..decision.router_names import AUTO, check_route, parse_model_name
@@ -53,9 +54,17 @@ def load_config(config: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str]
         except (OSError, yaml.YAMLError) as exc:
             raise ValueError(f"cannot read router config {str(config)!r}: {exc}") from None
         config = loaded or {}
-    if not isinstance(config, Mapping) or not all(isinstance(v, Mapping) for v in config.values()):
-        raise ValueError("config must map router names to dicts of constructor arguments")
-    return {str(k): dict(v) for k, v in config.items()}
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must map router names to dicts of constructor arguments, got {type(config).__name__}")
+    for name, entry in config.items():
+        if not isinstance(name, str):
+            raise ValueError(f"config must map router names to dicts of constructor arguments: {name!r} is no name")
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"config must map router names to dicts of constructor arguments: the entry of "
+                             f"router {name!r} is {type(entry).__name__} {entry!r}")
+        if name in ROUTER_CLS:  # each value's type, by the router's own signature, naming the key
+            check_arguments(ROUTER_CLS[name].__init__, entry, f"config of router {name!r}")
+    return {k: dict(v) for k, v in config.items()}
 
 
 class Controller:
