@@ -151,3 +151,22 @@ def test_constant_win_rates_have_no_apgr_instead_of_a_crash():
     bench = _bench(20, np.random.default_rng(0))
     result = evals.evaluate_win_rates(bench, {"flat": np.full(20, 0.5)}, bootstrap=20)
     assert np.isnan(result.metrics["flat"].apgr) and all(np.isnan(result.bootstrap.apgr["flat"]))
+
+
+def test_publish_table_of_mean_apgr_and_missing_routers():
+    from routellm_fast.evals import publish
+
+    rng = np.random.default_rng(5)
+    results = []
+    for seed in range(2):
+        bench = _bench(60, np.random.default_rng(seed))
+        results.append(evals.evaluate_win_rates(bench, {"a": rng.random(60), "b": bench.strong_scores + rng.random(60)},
+                                                bootstrap=50))
+    table = publish.mean_apgr_table(results).splitlines()
+    assert table[0] == "| router | toy | toy | mean |" and table[2].startswith("| b |")  # best mean first
+    mean = np.mean([r.metrics["b"].apgr for r in results])
+    assert table[2].endswith(f"| **{mean:.3f}** |")
+    routers, notes = publish.shipped_routers(["random", "mf"], ["static"])
+    assert set(routers) == {"random", "mf-static"} and not notes
+    with pytest.raises(ValueError, match="no shipped router 'nope'"):
+        publish.shipped_routers(["nope"], ["minilm"])

@@ -374,19 +374,20 @@ def held_out_mf(data_dir: Path, held_out: set[str], out: Path) -> Path:
     return out
 
 
-def _routers(names: Sequence[str], embedders: Sequence[str]) -> dict:
+def _routers(names: Sequence[str], embedders: Sequence[str]) -> tuple[dict, list[str]]:
     from ..routers.shipped import EMBEDDER_ROUTERS, SHIPPED_ROUTERS
 
-    out = {}
+    out, missing = {}, []
     for name in names:
         if name not in SHIPPED_ROUTERS:
             raise ValueError(f"no shipped router {name!r}: choose among {', '.join(SHIPPED_ROUTERS)}")
-        if name in EMBEDDER_ROUTERS:
-            for embedder in embedders:
-                out[f"{name} ({embedder}, shipped)"] = SHIPPED_ROUTERS[name](embedder=embedder)
-        else:
-            out[f"{name} (shipped)"] = SHIPPED_ROUTERS[name]()
-    return out
+        for embedder in embedders if name in EMBEDDER_ROUTERS else [None]:
+            label = f"{name} ({embedder}, shipped)" if embedder else f"{name} (shipped)"
+            try:
+                out[label] = SHIPPED_ROUTERS[name](embedder=embedder) if embedder else SHIPPED_ROUTERS[name]()
+            except FileNotFoundError:
+                missing.append(f"{label}: not shipped")
+    return out, missing
 
 
 def evaluate_zeroeval(name: str, routers: Mapping[str, object], prices: Mapping[str, ModelPrice],
@@ -422,11 +423,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where to write many_models.{md,json} and many_models-<set>.png")
     args = parser.parse_args(argv)
     prices = load_prices()
-    routers = _routers(args.routers, args.embedder)
+    routers, missing = _routers(args.routers, args.embedder)
     sections, records = [], []
     args.output.mkdir(parents=True, exist_ok=True)
     for name in args.sets:
         results, notes = evaluate_zeroeval(name, routers, prices, args.data_dir)
+        notes += missing
         if not results:
             sections.append(f"## {name}\n\nno router can score two of its candidates\n" + "".join(f"\n- {n}" for n in notes))
             continue
