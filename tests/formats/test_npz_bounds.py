@@ -116,9 +116,9 @@ def test_unknown_member_names_are_refused_before_anything_is_read(tmp_path, monk
     np.savez(cache, keys=np.zeros((1, 16), np.uint8), vectors=np.zeros((1, 4), np.float32), name=np.array("e"),
              dim=np.array(4), extra=np.zeros(3))
     monkeypatch.setattr(zipfile.ZipFile, "open", lambda *a, **k: pytest.fail("a member was read"))
-    with pytest.raises(BadFileError, match=r"arena.npz: unexpected member 'payload.npy'"):
+    with pytest.raises(BadFileError, match=r"arena.npz is not a routellm_fast.arena/1 file: unexpected member 'payload.npy'"):
         load_arena(arena)
-    with pytest.raises(BadFileError, match=r"cache.npz: unexpected member 'extra.npy'"):
+    with pytest.raises(BadFileError, match=r"cache.npz is not a routellm_fast embedding cache: unexpected member 'extra.npy'"):
         CachedEmbedder(CallableEmbedder(lambda p: np.zeros((len(p), 4), np.float32), "e", 4), 10).load(cache)
 
 

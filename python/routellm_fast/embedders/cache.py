@@ -100,7 +100,7 @@ class CachedEmbedder:
 
     def load(self, path: str | os.PathLike[str]) -> int:
         """Add the vectors of a file written by :meth:`save` for the same embedder; returns how many."""
-        data = read_npz(path, ("keys", "vectors", "name", "dim"), max_ratio=NPZ_RATIO)
+        data = read_npz(path, ("keys", "vectors", "name", "dim"), max_ratio=NPZ_RATIO, kind="routellm_fast embedding cache")
         try:
             name, dim, keys, vectors = str(data["name"]), int(data["dim"]), data["keys"], data["vectors"]
         except (KeyError, TypeError, ValueError) as exc:

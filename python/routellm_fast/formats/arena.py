@@ -276,7 +276,7 @@ def load_arena(path: Source) -> ArenaFile:
     if not path.is_file():
         raise FileNotFoundError(f"arena file {str(path)!r} does not exist")
     required = {"format", "prompt_embeddings", "battle_prompt", "model_a", "model_b", "outcome", "models", "metadata"}
-    data = read_npz(path, required | {"training_prompt_keys"}, max_ratio=NPZ_RATIO)
+    data = read_npz(path, required | {"training_prompt_keys"}, max_ratio=NPZ_RATIO, kind=f"{ARENA_FORMAT} file")
     if not required <= set(data) or data["format"].shape != () or str(data["format"]) != ARENA_FORMAT:
         raise BadFileError(f"{path} is not a {ARENA_FORMAT} file (arrays: {', '.join(sorted(data))})")
     if data["metadata"].shape != () or data["models"].ndim != 1 or data["models"].dtype.kind != "U":

@@ -448,14 +448,14 @@ _NPZ_FLOOR = 1 << 20
 
 
 def read_npz(path: PathLike, names: Collection[str] | None = None,
-             max_ratio: float = _MAX_DEFLATE_RATIO) -> dict[str, np.ndarray]:
+             max_ratio: float = _MAX_DEFLATE_RATIO, kind: str = "file") -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file (plain numbers only, no pickles), bounded before anything is
     decompressed: from the archive's directory alone, a member outside ``names`` (when given), a name
     given twice, members whose stored bytes overlap (one deflate stream counted many times), a
     compression other than stored or deflate, or declared sizes, per member or all together, beyond
     what the file's bytes can inflate to, is refused; so are members declaring more than
     ``max_ratio`` times the file's size in all (default: what deflate can reach; the package's own
-    files pass :data:`NPZ_RATIO`). Then each member's ``.npy`` header is checked
+    files pass :data:`NPZ_RATIO`; ``kind`` names what the file should be, in errors). Then each member's ``.npy`` header is checked
     against the bytes declared for it, so a small file that lies about its sizes fails at once
     instead of allocating gigabytes."""
     path = Path(path)
@@ -466,7 +466,7 @@ def read_npz(path: PathLike, names: Collection[str] | None = None,
         file_size = path.stat().st_size
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-            _check_members(path, infos, file_size, names, max_ratio)
+            _check_members(path, infos, file_size, names, max_ratio, kind)
             for info in infos:
                 name = info.filename.removesuffix(".npy")
                 with archive.open(info) as member:
@@ -484,14 +484,14 @@ def read_npz(path: PathLike, names: Collection[str] | None = None,
 
 
 def _check_members(path: Path, infos: list[zipfile.ZipInfo], file_size: int, names: Collection[str] | None,
-                   max_ratio: float) -> None:
+                   max_ratio: float, kind: str) -> None:
     """The checks :func:`read_npz` makes on the archive's directory, before reading any member."""
     seen: set[str] = set()
     for info in infos:
         name = info.filename.removesuffix(".npy")
         if names is not None and (name not in names or not info.filename.endswith(".npy")):
-            raise _bad(path, f"unexpected member {info.filename!r} (this file holds only "
-                             f"{', '.join(sorted(names))})")
+            raise BadFileError(f"{path} is not a {kind}: unexpected member {info.filename!r} (a {kind} holds "
+                               f"only {', '.join(sorted(names))})")
         if name in seen:
             raise _bad(path, f"member {name!r} appears twice")
         seen.add(name)
