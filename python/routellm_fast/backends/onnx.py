@@ -4,10 +4,12 @@ ONNX-executed router classifiers, and the tokenising and batching they share."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["EXECUTION_PROVIDERS", "encoder_feed", "length_batches", "onnx_session", "token_ids"]
+__all__ = ["CHARS_PER_TOKEN", "EXECUTION_PROVIDERS", "cut_prompt", "encoder_feed", "length_batches", "onnx_session",
+           "token_ids"]
 
 
 #: Device names accepted by :func:`onnx_session` and the execution providers they ask for, in order.
@@ -83,10 +85,39 @@ def encoder_feed(ids: Sequence[Sequence[int]], token_types: bool) -> dict[str, A
     return feed
 
 
-def token_ids(tokenizer: Any, prompts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
+#: The most characters one token is taken to cover. Prompts are cut to ``max_tokens`` times this
+#: before they are tokenised, so the work and memory of a request are bounded by the token limit,
+#: whatever the length or script of its text (an HF tokenizer keeps ~200 bytes per character of
+#: CJK text while it tokenises). Word pieces and BPE tokens of real text cover 1 to ~6 characters;
+#: 32 leaves room for long runs of spaces or punctuation, so a cut never changes the tokens kept.
+CHARS_PER_TOKEN = 32
+#: How far back from the cut a word boundary (whitespace) is looked for, so that the last word is
+#: not split into other pieces than the whole word gives (BERT's WordPiece reads words of up to 100
+#: characters; a longer one is [UNK] whole or cut).
+_WORD_BACKOFF = 256
+_LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
+
+
+def cut_prompt(text: str, max_tokens: int) -> str:
+    """``text`` cut to what ``max_tokens`` tokens can cover (:data:`CHARS_PER_TOKEN` characters each),
+    at the last whitespace before the cut when one is near, so the tokens kept are the ones the whole
+    text gives. Text within the bound is returned as it is."""
+    limit = max_tokens * CHARS_PER_TOKEN
+    if len(text) <= limit:
+        return text
+    tail = _LAST_SPACE.search(text, max(0, limit - _WORD_BACKOFF), limit)
+    return text[: tail.start()] if tail is not None else text[:limit]
+
+
+def token_ids(tokenizer: Any, prompts: Sequence[str], add_special_tokens: bool = True,
+              max_tokens: int | None = None) -> list[list[int]]:
     """Token ids of each prompt from an HF ``tokenizers.Tokenizer`` (with its template's special
     tokens, unless ``add_special_tokens`` is false); a prompt that is not valid Unicode (a lone
-    surrogate, which the tokenizer cannot take) is a ValueError naming it."""
+    surrogate, which the tokenizer cannot take) is a ValueError naming it. With ``max_tokens`` (the
+    tokenizer's truncation), each prompt is first cut by :func:`cut_prompt`, so a long prompt is
+    never tokenised whole."""
+    if max_tokens is not None:
+        prompts = [cut_prompt(p, max_tokens) for p in prompts]
     for i, p in enumerate(prompts):
         try:
             p.encode("utf-8")

@@ -147,7 +147,7 @@ class OnnxEmbedder:
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def _encode(self, prompts: list[str]) -> list[list[int]]:
-        return token_ids(self._tokenizer, prompts)
+        return token_ids(self._tokenizer, prompts, max_tokens=self.max_tokens)
 
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
         """float32 ``[len(prompts), dim]`` unit vectors."""

@@ -150,7 +150,7 @@ class StaticEmbedder:
 
     def token_ids(self, prompts: Sequence[str]) -> list[list[int]]:
         """The ids each prompt is embedded from (through HF ``tokenizers``), at most ``max_tokens``."""
-        return token_ids(self._tokenizer, list(prompts), add_special_tokens=False)
+        return token_ids(self._tokenizer, list(prompts), add_special_tokens=False, max_tokens=self.max_tokens)
 
     def _core_tokenizes(self, prompt: str) -> bool:
         return self.fast_ascii and prompt.isascii() and not any(t in prompt for t in self._added)

@@ -22,7 +22,6 @@ import numpy as np
 
 from ..checks import as_embeddings, check_prompts, check_threshold, lookup_model
 from ..decision.rule import RoutedPair, choose
-from ..errors import RoutingError
 from ..embedders import (
     CachedEmbedder,
     CallableEmbedder,
@@ -30,6 +29,7 @@ from ..embedders import (
     EmbedFn,
     embedder_for,
 )
+from ..errors import RoutingError
 
 __all__ = ["NAME_TO_CLS", "NOT_IMPLEMENTED", "ROUTER_CLS", "EmbeddingRouter", "Router", "register", "unknown_router"]
 

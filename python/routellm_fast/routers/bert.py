@@ -167,7 +167,7 @@ class BERTRouter(Router):
     def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt as RouteLLM's tokenizer makes them (special tokens, truncation)."""
         prompts = check_prompts(prompts)
-        return token_ids(self._tokenizer, prompts)
+        return token_ids(self._tokenizer, prompts, max_tokens=self.max_length)
 
     def logits(self, prompts: Sequence[str]) -> np.ndarray:
         """float32 logits ``[len(prompts), num_labels]``."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.cpu import available_cpus
-from ..backends.onnx import length_batches, onnx_session, token_ids
+from ..backends.onnx import CHARS_PER_TOKEN, length_batches, onnx_session, token_ids
 from ..checks import check_prompts
 from ..formats.hub import converted_once, resolve_checkpoint
 from ..paths import CAUSAL_MESSAGE_FILES, CAUSAL_METADATA_FILE
@@ -234,8 +234,19 @@ class CausalLLMRouter(Router):
         beginning-of-text token). A prompt past the model's context is a ValueError, or, with
         ``long_prompts="strong"``, an empty list (the prompt is not decoded)."""
         prompts = check_prompts(prompts)
-        ids = token_ids(self._tokenizer, [self.prompt_text(p) for p in prompts])
+        # A prompt longer than the context's tokens can cover (CHARS_PER_TOKEN characters each) is
+        # past the context without tokenising it, so its length bounds no memory.
+        limit = self.max_prompt_tokens * CHARS_PER_TOKEN
+        long = [len(p) > limit for p in prompts]
+        ids = token_ids(self._tokenizer, [self.prompt_text("" if too else p) for p, too in zip(prompts, long)])
         for i, x in enumerate(ids):
+            if long[i]:
+                if self.long_prompts == "strong":
+                    ids[i] = []
+                    continue
+                raise ValueError(f"prompt {i} is {len(prompts[i])} characters, more than the {limit} that the "
+                                 f"{self.max_prompt_tokens} tokens this model takes at most can cover ({CHARS_PER_TOKEN} "
+                                 "per token); long_prompts='strong' routes such prompts to the strong model")
             if len(x) > self.max_prompt_tokens:
                 if self.long_prompts == "strong":
                     ids[i] = []
