@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from . import _core
@@ -12,6 +13,7 @@ from .embedders import (
     Embedder,
     OnnxEmbedder,
     OpenAIEmbedder,
+    StaticEmbedder,
     embed_all,
     embedder_for,
 )
@@ -22,6 +24,7 @@ from .errors import (
     RouteLLMFastError,
     RoutingError,
     ShippedRouterWarning,
+    ThresholdWarning,
 )
 from .formats.arena import Battles, load_battles, load_embeddings
 from .formats.checkpoints import load_mf_checkpoint
@@ -45,6 +48,10 @@ try:
     __version__ = version("routellm_fast")  # written once, in pyproject.toml
 except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
+
+# A library logs to its own logger and leaves output to the application: warnings reach users
+# through the warnings module, and through logging where the application configures it.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def backend_info() -> dict:
@@ -100,6 +107,8 @@ __all__ = [
     "Router",
     "SWRankingRouter",
     "ShippedRouterWarning",
+    "StaticEmbedder",
+    "ThresholdWarning",
     "backend_info",
     "calibrate_threshold",
     "embed_all",

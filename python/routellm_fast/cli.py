@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,24 @@ import numpy as np
 import routellm_fast as rf
 
 from .checks import check_share, check_threshold
-from .errors import RoutingError, require_extra
+from .decision.router_names import StrongShare, parse_threshold
+from .errors import RouteLLMFastError, RoutingError, require_extra
 from .formats.model_names import DEFAULT_STRONG_MODEL as STRONG
 from .formats.model_names import DEFAULT_WEAK_MODEL as WEAK
 from .paths import SHIPPED_EMBEDDERS, eval_cache_dir, eval_data_dir
 from .routers import ROUTER_CLS, unknown_router
+
+#: The ways to write ``route``'s prompt, shown when it is missing or split.
+_ROUTE_FORMS = ('routellm-fast route "PROMPT" --router mf, routellm-fast route --router mf "PROMPT" or '
+                'routellm-fast route --router mf -- "PROMPT"')
+
+
+def _threshold_or_share(text: str) -> float | StrongShare:
+    """``--threshold``: a number, or a share of strong calls such as ``50%``."""
+    try:
+        return parse_threshold(text)
+    except RoutingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -41,15 +55,18 @@ def _controller(args: argparse.Namespace, progress_bar: bool = False, **kwargs):
                       progress_bar=progress_bar, embedder=args.embedder, **kwargs)
 
 
-def _share_threshold(router, name: str, pct: float) -> float:
+def _share_threshold(controller, name: str, pct: float) -> float:
     """The threshold that sends ``pct`` of the bundled sample prompts to the strong model: the
-    win rates recorded with a shipped router, else scored now (what ``calibrate`` prints)."""
-    from .decision.calibration import calibrate_threshold, recorded_win_rates
+    win rates recorded with a shipped router or kept in the calibration cache, else scored now and
+    kept there (what ``calibrate`` prints)."""
+    from .decision.calibration import known_win_rates
     from .paths import SAMPLE_PROMPTS
 
-    if recorded_win_rates(router) is None:
-        print(f"calibrating {name} on the sample prompts ({SAMPLE_PROMPTS.name}) ...", file=sys.stderr)
-    return calibrate_threshold(router, None, pct)
+    router = controller.routers[name]
+    if known_win_rates(router) is None and not isinstance(router, rf.RandomRouter):
+        print(f"calibrating {name} on the sample prompts ({SAMPLE_PROMPTS.name}; kept in the calibration cache) ...",
+              file=sys.stderr)
+    return controller.share_threshold(name, pct)
 
 
 def _parse_models(items: Sequence[str] | None) -> dict[str, float] | None:
@@ -85,6 +102,9 @@ def _models_rule(args: argparse.Namespace, need_rule: bool) -> tuple[dict[str, f
         if not (math.isfinite(args.cost_weight) and args.cost_weight >= 0):
             raise ValueError(f"--cost-weight must be a finite number >= 0, got {args.cost_weight}")
         return models, CostWeight(args.cost_weight)
+    if isinstance(args.threshold, StrongShare):
+        raise ValueError(f"--threshold {args.threshold} (a share of strong calls) is for the model pair; among many "
+                         "models give a threshold T, or find one with calibrate --models ... --target-cost")
     if args.threshold is not None:
         check_threshold(args.threshold)
     return models, args.threshold
@@ -104,8 +124,11 @@ def _route(args: argparse.Namespace) -> int:
         check_share(args.strong_model_pct)
     controller = _controller(args)
     for name in args.routers:
-        router = controller.routers[name]
-        threshold = args.threshold if args.threshold is not None else _share_threshold(router, name, args.strong_model_pct)
+        if args.threshold is None or isinstance(args.threshold, StrongShare):
+            pct = args.strong_model_pct if args.threshold is None else args.threshold.value
+            threshold = _share_threshold(controller, name, pct)
+        else:
+            threshold = args.threshold
         decision = controller.decide(args.prompt, name, threshold, count=False)
         print(f"{decision.model}\twin_rate={decision.win_rate:.5f}\tthreshold={threshold:.5f}\trouter={name}")
     return 0
@@ -205,30 +228,103 @@ def _score_ray(args: argparse.Namespace, source: Path, out: Path, models: dict[s
     return 0
 
 
+def _battle_prompts(path: str) -> list[str]:
+    """``--battles_dataset``: the prompts of a local battles file (jsonl/csv/parquet with a 'prompt'
+    column). Chatbot Arena's prompts are JSON lists of turns: the first turn is taken, as RouteLLM's
+    calibrate_threshold takes it; plain strings are taken as they are."""
+    from .formats.tables import column, read_table
+
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"--battles_dataset {path!r} is not a file: it takes a local battles file (jsonl, csv "
+                                "or parquet with a 'prompt' column); hub datasets are not downloaded")
+    prompts = []
+    for i, value in enumerate(column(read_table(source), "prompt", source)):
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                turns = json.loads(value)
+            except ValueError:
+                turns = None
+            if isinstance(turns, list) and turns and isinstance(turns[0], str):
+                value = turns[0]
+        if not isinstance(value, str):
+            raise ValueError(f"{source} row {i}: 'prompt' must be a string or a JSON list of turns")
+        prompts.append(value)
+    return prompts
+
+
+def _overwrites(args: argparse.Namespace, name: str) -> bool:
+    """``--overwrite-cache [ROUTER...]``: these routers' cached win rates are computed again (all of
+    them when none is named)."""
+    return args.overwrite_cache is not None and (not args.overwrite_cache or name in args.overwrite_cache)
+
+
+def _set_parallel(args: argparse.Namespace) -> None:
+    """``--parallel N`` (RouteLLM's: cores to use): the threads batched scoring uses."""
+    if args.parallel is not None:
+        if args.parallel < 1:
+            raise ValueError(f"--parallel must be >= 1, got {args.parallel}")
+        rf.set_num_threads(args.parallel)
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     """RouteLLM's calibrate_threshold: the win-rate quantile that gives --strong-model-pct strong calls,
-    per router (default prompts: the bundled sample, whose win rates the shipped routers record);
-    with --models and --target-cost, the N-model threshold or cost weight for that average cost."""
-    from .decision.calibration import calibrate_threshold
+    per router (default prompts: the bundled sample, whose win rates the shipped routers record;
+    --prompts or --battles_dataset: a file's, scored once and kept in the calibration cache);
+    ``--task generate`` scores and keeps them only. With --models and --target-cost, the N-model
+    threshold or cost weight for that average cost."""
+    from .decision.calibration import share_threshold, win_rates_on
     from .formats.tables import read_prompts
 
+    if args.prompts and args.battles_dataset:
+        raise ValueError("give --prompts or --battles_dataset, not both")
     models = _parse_models(args.models)
     if (models is None) != (args.target_cost is None):
         raise ValueError("--target-cost calibrates routing among many models: give it with --models NAME=COST ...")
-    if models is None:
+    if args.task == "generate":
+        if models is not None:
+            raise ValueError("--task generate scores win rates for the model pair; --models calibrates directly")
+    elif models is None:
+        if args.strong_model_pct is None:
+            raise ValueError("calibrate needs --strong-model-pct P (or --target-cost with --models, or --task generate)")
         check_share(args.strong_model_pct)
-    prompts = read_prompts(args.prompts) if args.prompts else None
+    _set_parallel(args)
+    prompts = (read_prompts(args.prompts) if args.prompts else
+               _battle_prompts(args.battles_dataset) if args.battles_dataset else None)
     if models is not None:
         return _calibrate_models(args, models, prompts)
     controller = _controller(args)
+    columns = {}
     for name in args.routers:
         router = controller.routers[name]
-        if prompts is None:
-            threshold = _share_threshold(router, name, args.strong_model_pct)
+        if prompts is None and args.task == "calibrate" and not _overwrites(args, name):
+            threshold = _share_threshold(controller, name, args.strong_model_pct)
         else:
-            threshold = calibrate_threshold(router, prompts, args.strong_model_pct)
+            rates = win_rates_on(router, prompts, overwrite=_overwrites(args, name))
+            columns[name] = rates
+            if args.task == "generate":
+                print(f"scored {len(rates)} prompts with {name} (kept in the calibration cache)", file=sys.stderr)
+                continue
+            threshold = share_threshold(rates, args.strong_model_pct)
         print(f"For {args.strong_model_pct * 100}% strong model calls for {name}, threshold = {round(threshold, 5)}")
+    if args.task == "generate" and args.output:
+        _write_win_rate_table(args, prompts, columns)
     return 0
+
+
+def _write_win_rate_table(args: argparse.Namespace, prompts: list[str] | None, columns: dict) -> None:
+    """``--task generate --output FILE``: the prompts with one win-rate column per router, the table
+    RouteLLM's generate task publishes (its thresholds dataset)."""
+    import pyarrow as pa
+
+    from .formats.tables import TableWriter, check_table_suffix, read_prompts
+
+    out = check_table_suffix(args.output)
+    table = pa.table({"prompt": prompts if prompts is not None else read_prompts(),
+                      **{name: pa.array(rates) for name, rates in columns.items()}})
+    with TableWriter(out) as writer:
+        writer.write(table)
+    print(f"wrote {out}", file=sys.stderr)
 
 
 def _round_up(x: float, digits: int = 6) -> float:
@@ -325,6 +421,8 @@ def _eval(args: argparse.Namespace) -> int:
     from .evals import load_benchmark, markdown_table, run_eval, write_report
     from .serve.controller import Controller, load_config
 
+    _check_output_folder(args.output, args.overwrite_committed)
+    _set_parallel(args)
     config = load_config(args.config)
     config.setdefault("random", {"seed": 0})  # reproducible random baseline, as RouteLLM's random.seed(0)
     controller = Controller(args.routers, args.strong_model, args.weak_model, config=config, embedder=args.embedder)
@@ -334,7 +432,7 @@ def _eval(args: argparse.Namespace) -> int:
         print(benchmark.describe(), file=sys.stderr)
         result = run_eval(controller.routers, benchmark, num_results=args.num_results, random_iters=args.random_iters,
                           exclude_training_prompts=not args.include_training_prompts, cache_dir=args.cache_dir,
-                          overwrite_cache=args.overwrite_cache, progress=not args.quiet,
+                          overwrite_cache=_eval_overwrites(args, controller.routers), progress=not args.quiet,
                           length_baseline=not args.no_length_baseline, bootstrap=args.bootstrap, seed=args.seed)
         paths = write_report(result, args.output)
         tables.append(markdown_table(result))
@@ -343,6 +441,34 @@ def _eval(args: argparse.Namespace) -> int:
     if len(tables) > 1:
         (args.output / "summary.md").write_text("\n".join(tables))
     return 0
+
+
+def _eval_overwrites(args: argparse.Namespace, routers) -> bool | list[str]:
+    """``--overwrite-cache``: False (use the cache), True (every router) or the routers named."""
+    if args.overwrite_cache is None:
+        return False
+    return [name for name in routers if _overwrites(args, name)] if args.overwrite_cache else True
+
+
+def _committed_folders() -> list[Path]:
+    """Folders whose files are the package's or the repository's committed ones: the installed
+    package, and in a source checkout its docs/ (docs/eval holds the published reports)."""
+    from .paths import PACKAGE_DIR
+
+    folders = [PACKAGE_DIR]
+    checkout = PACKAGE_DIR.parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "docs").is_dir():
+        folders.append(checkout / "docs")
+    return folders
+
+
+def _check_output_folder(output: Path, overwrite_committed: bool) -> None:
+    """``eval --output`` never writes over committed files unless ``--overwrite-committed`` says so."""
+    target = Path(output).resolve()
+    for folder in _committed_folders():
+        if not overwrite_committed and (target == folder or folder in target.parents):
+            raise ValueError(f"--output {output} is inside {folder}, whose files are committed (the package's data or "
+                             "the published reports): write elsewhere, or add --overwrite-committed to regenerate them")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -395,8 +521,26 @@ def _router_name(value: str) -> str:
     return value
 
 
+class _RouterNames(argparse.Action):
+    """``--router/--routers NAME...``: it takes several values, so a prompt written after it
+    (``route --router mf "PROMPT"``) arrives here too. Values from the first one that is not a router
+    name on are kept aside as ``_after_routers`` for ``route`` to take as its prompt; other commands
+    refuse them as router names."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        names = list(values)
+        first_other = next((i for i, v in enumerate(names) if v not in ROUTER_CLS), len(names))
+        if first_other == 0:
+            raise argparse.ArgumentError(self, f"invalid choice: {names[0]!r}: {unknown_router(names[0])}")
+        setattr(namespace, self.dest, names[:first_other])
+        rest = names[first_other:]
+        if rest and not getattr(namespace, "_takes_prompt", False):
+            raise argparse.ArgumentError(self, f"invalid choice: {rest[0]!r}: {unknown_router(rest[0])}")
+        namespace._after_routers = rest
+
+
 def _add_router_args(p: argparse.ArgumentParser, default: Sequence[str] = ("sw_ranking",)) -> None:
-    p.add_argument("--router", "--routers", dest="routers", nargs="+", type=_router_name, default=list(default),
+    p.add_argument("--router", "--routers", dest="routers", nargs="+", action=_RouterNames, default=list(default),
                    metavar="ROUTER", help=f"one or more of {', '.join(sorted(ROUTER_CLS))} "
                    f"(default: {' '.join(default)}; the shipped routers unless --config says otherwise)")
     p.add_argument("--config", help="YAML file mapping router names to constructor arguments (RouteLLM's format)")
@@ -409,17 +553,23 @@ def _add_router_args(p: argparse.ArgumentParser, default: Sequence[str] = ("sw_r
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="routellm-fast", description="A compiled LLM router with RouteLLM's routers.")
+    parser.add_argument("--version", action="version", version=f"routellm-fast {rf.__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="show the compiled backend (SIMD path, threads)")
     info.add_argument("--json", action="store_true", help="also print the backend info as JSON")
     info.set_defaults(func=_info)
 
-    route = sub.add_parser("route", help="route one prompt: prints the chosen model, the win rate and the threshold")
-    route.add_argument("prompt", help="the prompt to route")
+    route = sub.add_parser("route", help="route one prompt: prints the chosen model, the win rate and the threshold",
+                           epilog=f"The prompt may come before or after the options, or after --: {_ROUTE_FORMS}")
+    route.add_argument("prompt", nargs="?", help="the prompt to route (quote it)")
+    route.set_defaults(_takes_prompt=True, _after_routers=[], _route_parser=route)
     _add_router_args(route)
     group = route.add_mutually_exclusive_group()
-    group.add_argument("--threshold", type=float, help="route to the strong model when its win rate is >= this")
+    group.add_argument("--threshold", type=_threshold_or_share,
+                       help="route to the strong model when its win rate is >= this; or a share such as 50%% "
+                            "(the router's calibrated threshold for that share of strong calls)")
     group.add_argument("--strong-model-pct", type=float, default=0.5,
                        help="use the threshold that sends this share of the sample prompts to the strong model, "
                             "as calibrate prints it (default 0.5)")
@@ -431,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     route.set_defaults(func=_route)
 
     score = sub.add_parser("score", help="win rates for every prompt of a file (jsonl/csv/parquet with 'prompt')")
-    score.add_argument("--input", required=True)
+    score.add_argument("--input", required=True, help="jsonl, csv or parquet file with a 'prompt' column")
     score.add_argument("--output", required=True,
                        help=".jsonl, .csv or .parquet: the input's columns plus win_rate_<router> per router "
                             "(with --models: score_<router>_<model> per model, and model_<router> with a rule)")
@@ -463,8 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     calibrate = sub.add_parser("calibrate", help="the threshold for a share of strong-model calls, or among many "
                                                  "models the threshold or cost weight for a target average cost")
-    target = calibrate.add_mutually_exclusive_group(required=True)
-    target.add_argument("--strong-model-pct", type=float, help="any share in [0, 1]")
+    target = calibrate.add_mutually_exclusive_group()
+    target.add_argument("--strong-model-pct", type=float, help="any share in [0, 1] (needed by --task calibrate)")
     target.add_argument("--target-cost", type=float,
                         help="with --models: the average cost per prompt (in the units of the models' costs) to "
                              "spend at most, as close as the rule allows")
@@ -474,6 +624,22 @@ def build_parser() -> argparse.ArgumentParser:
                                 "cost weight (router-<name>-cost-<lambda>)")
     calibrate.add_argument("--prompts", help="jsonl/csv/parquet with a 'prompt' column (default: the 805 bundled "
                                              "sample prompts, whose win rates the shipped routers record)")
+    calibrate.add_argument("--battles-dataset", "--battles_dataset", dest="battles_dataset", metavar="FILE",
+                           help="RouteLLM's flag: calibrate on the prompts of this local battles file (jsonl/csv/"
+                                "parquet; Chatbot Arena's JSON lists of turns: the first turn), scored once and kept "
+                                "in the calibration cache (hub datasets are not downloaded)")
+    calibrate.add_argument("--task", choices=["generate", "calibrate"], default="calibrate",
+                           help="RouteLLM's flag: generate scores the prompts and keeps their win rates in the "
+                                "calibration cache (and --output); calibrate (default) prints the thresholds, "
+                                "from the cache when generate ran first")
+    calibrate.add_argument("--output", help="with --task generate: also write the prompts and one win-rate column "
+                                            "per router to this .jsonl/.csv/.parquet file")
+    calibrate.add_argument("--parallel", type=int, metavar="N",
+                           help="RouteLLM's flag: threads used to score (default: all cores)")
+    calibrate.add_argument("--overwrite-cache", "--overwrite_cache", dest="overwrite_cache", nargs="*",
+                           type=_router_name, metavar="ROUTER",
+                           help="score these routers' calibration prompts again instead of using the calibration "
+                                "cache (no name: every router)")
     _add_router_args(calibrate)
     calibrate.set_defaults(func=_calibrate)
 
@@ -516,7 +682,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--random-iters", type=int, default=10, help="runs of the random router averaged (default 10)")
     evaluate.add_argument("--cache-dir", type=Path, default=eval_cache_dir(),
                           help="win rates and embeddings cached per router configuration (default ~/.cache/routellm_fast/eval)")
-    evaluate.add_argument("--overwrite-cache", action="store_true", help="recompute cached win rates")
+    evaluate.add_argument("--overwrite-cache", "--overwrite_cache", dest="overwrite_cache", nargs="*",
+                          type=_router_name, metavar="ROUTER",
+                          help="recompute these routers' cached win rates (RouteLLM's flag; no name: every router)")
+    evaluate.add_argument("--parallel", type=int, metavar="N",
+                          help="RouteLLM's flag: threads used to score (default: all cores)")
+    evaluate.add_argument("--overwrite-committed", action="store_true",
+                          help="allow --output inside the package or the repository's docs/ (the committed reports "
+                               "in docs/eval are regenerated this way); refused otherwise")
     evaluate.add_argument("--include-training-prompts", action="store_true",
                           help="keep benchmark prompts the routers were trained on, and the training half of "
                                "MMLU, GSM8K and the ZeroEval sets (dropped by default)")
@@ -539,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="add golden-label battles from the training half of these benchmarks (--data-dir)")
         t.add_argument("--data-dir", type=Path, default=eval_data_dir(),
                        help="RouteLLM's evaluation files for --golden (default: $ROUTELLM_FAST_DATA, else the bundled copy)")
-        t.add_argument("--out", type=Path, required=True)
+        t.add_argument("--out", type=Path, required=True, help=f"where to write {what}")
         t.add_argument("--embedder", default="default",
                        help="'default' or 'minilm' (local all-MiniLM-L6-v2), 'static' (the local static embedder "
                             "distilled from it) or an OpenAI embedding model")
@@ -550,25 +723,27 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--quiet", action="store_true", help="no progress bars")
         t.set_defaults(func=_train)
         if kind == "mf":
-            t.add_argument("--dim", type=int, default=128)
+            t.add_argument("--dim", type=int, default=128, help="size of the model and prompt vectors (default 128)")
             t.add_argument("--epochs", type=int, default=100, help="at most this many (early stopping)")
             t.add_argument("--patience", type=int, default=5, help="epochs without held-out improvement before stopping")
-            t.add_argument("--batch-size", type=int, default=64)
-            t.add_argument("--lr", type=float, default=3e-4)
-            t.add_argument("--weight-decay", type=float, default=1e-5)
+            t.add_argument("--batch-size", type=int, default=64, help="battles per optimiser step (default 64)")
+            t.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
+            t.add_argument("--weight-decay", type=float, default=1e-5, help="Adam weight decay (default 1e-5)")
             t.add_argument("--alpha", type=float, default=0.1, help="noise on prompt embeddings while training")
-            t.add_argument("--seed", type=int, default=42)
+            t.add_argument("--seed", type=int, default=42, help="seed of the initial weights, noise and shuffling "
+                                                                  "(default 42)")
             t.add_argument("--ties", choices=["drop", "half"], default="drop",
                            help="drop ties (RouteLLM) or train them as half a win each")
         else:
-            t.add_argument("--storage", choices=["float16", "float32"], default="float16")
+            t.add_argument("--storage", choices=["float16", "float32"], default="float16",
+                           help="precision of the stored prompt embeddings (default float16: half the file)")
 
     score_emb = sub.add_parser("score-embeddings", help="score precomputed prompt embeddings with an mf checkpoint")
     score_emb.add_argument("--checkpoint", required=True, help="directory written by RouteLLM's MFModel.save_pretrained")
     score_emb.add_argument("--input", required=True, help=".npy float matrix [n, text_dim]")
     score_emb.add_argument("--output", required=True, help=".npy file for the float64 win rates")
-    score_emb.add_argument("--strong-model", default=STRONG)
-    score_emb.add_argument("--weak-model", default=WEAK)
+    score_emb.add_argument("--strong-model", default=STRONG, help=f"the strong model's name (default {STRONG})")
+    score_emb.add_argument("--weak-model", default=WEAK, help=f"the weak model's name (default {WEAK})")
     score_emb.add_argument("--hidden-size", type=int, help="default: the checkpoint's config.json, else 128")
     score_emb.add_argument("--text-dim", type=int, help="default: the checkpoint's config.json, else 1536")
     score_emb.set_defaults(func=_score_embeddings)
@@ -578,7 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("hf_dir", type=Path, help="config.json + weights + tokenizer files")
     export.add_argument("out_dir", type=Path, help="written: model.onnx, tokenizer.json, routellm_fast_bert.json")
     export.add_argument("--int8", action="store_true", help="int8 MatMul weights (dynamic quantisation, per channel)")
-    export.add_argument("--num-labels", type=int, default=3)
+    export.add_argument("--num-labels", type=int, default=3,
+                        help="the classifier's labels (default 3: strong wins, tie, weak wins, as RouteLLM's)")
     export.set_defaults(func=_export_bert)
 
     causal = sub.add_parser("export-causal", help="convert a Hugging Face Llama classifier (RouteLLM's causal_llm "
@@ -597,10 +773,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _route_prompt(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``route``'s prompt, wherever it was written: before or after ``--router NAME...``, or after
+    ``--``; else a usage error that shows the forms that work."""
+    if args.command != "route":
+        return
+    parser, after = args._route_parser, args._after_routers
+    if args.prompt is not None and after:
+        parser.error(f"argument --router/--routers: invalid choice: {after[0]!r}: {unknown_router(after[0])}")
+    if len(after) > 1:
+        parser.error(f"route takes one prompt, got {len(after)} words after the router names; quote the prompt: "
+                     f"{_ROUTE_FORMS}")
+    if after:
+        args.prompt = after[0]
+    if args.prompt is None:
+        parser.error(f"route needs a prompt: {_ROUTE_FORMS}")
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning on the command line: one line, no source location."""
+    return f"routellm-fast: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _route_prompt(parser, args)
+    warnings.formatwarning = _format_warning
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError, RoutingError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, RouteLLMFastError) as exc:
+        # A user's mistake (a bad value or file, a missing extra, an embedding service that refused):
+        # one line, no traceback. Bugs (anything else) keep theirs.
         print(f"routellm-fast: error: {exc}", file=sys.stderr)
         return 2

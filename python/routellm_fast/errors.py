@@ -8,6 +8,8 @@
 
     ShippedRouterWarning (UserWarning)   a RouteLLM hub name not available locally: the shipped router
                                          of the same kind is used instead
+    ThresholdWarning (UserWarning)       a threshold that sends almost every prompt (over 99%, or under
+                                         1%) to one model: probably one meant for another router
 
 The leaves are also the built-in types callers caught before (``ValueError``, ``RuntimeError``,
 ``ImportError``). Bad arguments are plain ``TypeError`` / ``ValueError`` raised where they are checked.
@@ -25,6 +27,7 @@ __all__ = [
     "RouteLLMFastError",
     "RoutingError",
     "ShippedRouterWarning",
+    "ThresholdWarning",
     "install_hint",
     "missing_extra",
     "require_extra",
@@ -55,6 +58,12 @@ class MissingExtraError(RouteLLMFastError, ImportError):
 class ShippedRouterWarning(UserWarning):
     """A RouteLLM hub checkpoint or dataset is not available locally: the shipped router of the same
     kind is used instead."""
+
+
+class ThresholdWarning(UserWarning):
+    """A routing threshold that sends more than 99% or fewer than 1% of the router's calibration prompts
+    to the strong model: thresholds belong to one router (one copied from RouteLLM's docs or another
+    router means something else here). The message names the threshold for the share probably meant."""
 
 
 def install_hint(extra: str) -> str:

@@ -250,7 +250,8 @@ def test_controller_and_cli_select_the_static_routers():
     assert static.routers["mf"].embedding_model == mixed.routers["mf"].embedding_model == STATIC_EMBEDDER_NAME
     assert static.routers["sw_ranking"].embedding_model == STATIC_EMBEDDER_NAME
     assert mixed.routers["sw_ranking"].embedding_model == rf.embedders.DEFAULT_EMBEDDER_NAME
-    assert static.decide(prompt, "mf", 0.5).win_rate == mixed.decide(prompt, "mf", 0.5).win_rate
+    threshold = default_threshold(0.5, "mf", "static")  # a threshold of this router's scale (0.5 sends all strong)
+    assert static.decide(prompt, "mf", threshold).win_rate == mixed.decide(prompt, "mf", threshold).win_rate
     with pytest.raises(rf.RoutingError, match="Invalid embedder"):
         Controller(["mf"], "a", "b", embedder="bert")
     out = subprocess.run([sys.executable, "-m", "routellm_fast", "route", prompt, "--router", "mf", "sw_ranking",
@@ -268,5 +269,5 @@ def test_server_routes_on_the_static_routers(static_mf, serve_app):
     prompt = "What is 17 * 23?"
     want = static_mf.calculate_strong_win_rate(prompt)
     running = serve_app(ServerSettings(routers=["mf"], embedder="static").app())
-    decision = httpx.post(running.url + "/v1/route", json={"model": "router-mf-0.5", "prompt": prompt}).json()
+    decision = httpx.post(running.url + "/v1/route", json={"model": "router-mf-50%", "prompt": prompt}).json()
     assert decision["router"] == "mf" and decision["win_rate"] == pytest.approx(want, abs=1e-12)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz import targets
+pytest.importorskip("atheris", reason="the fuzz extra (atheris) is not installed")
+
+from tests.fuzz import targets  # noqa: E402  (imports atheris)
 
 FUZZ = Path(__file__).resolve().parent
 ROOT = FUZZ.parents[1]

@@ -130,10 +130,11 @@ def test_patch_routellm_makes_its_controller_use_our_routers(monkeypatch, fixtur
 
 def test_decide_is_route_with_its_reasons(controller):
     prompt = "Prove that there are infinitely many primes."
-    decision = controller.decide(prompt, "sw_ranking", 0.5, count=False)
-    assert controller.route(prompt, "sw_ranking", 0.5) == decision.model
+    threshold = controller.share_threshold("sw_ranking", 0.5)  # 0.5 would send every prompt to the strong model
+    decision = controller.decide(prompt, "sw_ranking", threshold, count=False)
+    assert controller.route(prompt, "sw_ranking", threshold) == decision.model
     assert decision.win_rate == controller.routers["sw_ranking"].calculate_strong_win_rate(prompt)
-    assert decision.strong == (decision.model == STRONG) == (decision.win_rate >= 0.5)
+    assert decision.strong == (decision.model == STRONG) == (decision.win_rate >= threshold)
     with pytest.raises(RoutingError, match="online threshold"):
         controller.decide("hi", "sw_ranking", "auto")
 

@@ -1,6 +1,8 @@
 """A RouteLLM program, unchanged: RouteLLM's hub names offline (the shipped routers of the same kind),
-``patch_routellm()`` with no API key, RouteLLM's routers not implemented here, and RouteLLM's own evaluation on the patched routers. The
-RouteLLM-side tests run where ``routellm`` is installed (it needs torch) and skip otherwise."""
+``patch_routellm()`` with no API key, RouteLLM's routers not implemented here, RouteLLM's own evaluation and server on the patched routers
+(``python -m routellm_fast.patched``), content-part messages, share names, threshold warnings and a
+local endpoint without a key in RouteLLM's Controller. The RouteLLM-side tests run where ``routellm``
+is installed (it needs torch: the reference environment, DEVELOPERS.md) and skip otherwise."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -142,7 +145,7 @@ def test_patched_routellm_builds_our_causal_router(fixtures_dir):
 #: RouteLLM's MT Bench files, from the bundled copy, where its evaluation script reads them; then
 #: `python -m routellm.evals.evaluate` on the patched routers, with RouteLLM's default config.
 _EVALUATE = """
-    import json, runpy, sys
+    import json, sys
     from pathlib import Path
     import routellm_fast
     from routellm_fast.evals.data import BundledEvalData
@@ -179,10 +182,11 @@ _EVALUATE = """
             initialize=lambda **kw: setattr(pd.Series, "parallel_apply", parallel_apply))
         sys.modules["pandarallel"] = module
     import routellm.evals.benchmarks as rl_benchmarks
+    from routellm_fast.serve.routellm_patch import run_patched
     rl_benchmarks.CURRENT_DIR = str(data)
-    sys.argv = ["evaluate", "--routers", "sw_ranking", "random", "--benchmark", "mt-bench", "--output", out,
-                "--parallel", "2", "--num-results", "5", "--random-iters", "2"]
-    runpy.run_module("routellm.evals.evaluate", run_name="__main__")
+    # python -m routellm_fast.patched routellm.evals.evaluate ..., in this process (its data moved above)
+    run_patched(["routellm.evals.evaluate", "--routers", "sw_ranking", "random", "--benchmark", "mt-bench",
+                 "--output", out, "--parallel", "2", "--num-results", "5", "--random-iters", "2"])
 """
 
 
@@ -202,3 +206,101 @@ def test_routellm_evaluate_runs_on_the_patched_routers(tmp_path):
     assert "72 questions for MT bench after decontamination" in result.stdout
     assert result.returncode == 0 or result.stderr.rstrip().endswith(
         "AttributeError: 'str' object has no attribute 'weak'"), result.stderr[-3000:]
+
+
+def test_routellms_calibrate_threshold_runs_as_ours():
+    """``python -m routellm_fast.patched routellm.calibrate_threshold`` with RouteLLM's flags: these
+    routers' thresholds (RouteLLM's script reads win rates its own routers recorded on the hub)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(rf.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "routellm_fast.patched", "routellm.calibrate_threshold",
+                             "--routers", "mf", "--strong-model-pct", "0.5", "--task", "calibrate"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    expected = round(rf.calibrate_threshold(rf.Controller(["mf"], STRONG, WEAK).routers["mf"], None, 0.5), 5)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"For 50.0% strong model calls for mf, threshold = {expected}"
+    usage = subprocess.run([sys.executable, "-m", "routellm_fast.patched"], capture_output=True, text=True, env=env)
+    assert usage.returncode == 2 and "usage: python -m routellm_fast.patched MODULE" in usage.stderr
+
+
+#: RouteLLM's Controller, patched: content parts, a share name and a RouteLLM threshold, completions
+#: through LiteLLM (RouteLLM's import) to a local endpoint with no key anywhere.
+_LOCAL = """
+    import sys, warnings
+    import routellm_fast
+    from routellm_fast.decision.calibration import sample_win_rates, share_threshold
+    routellm_fast.patch_routellm()
+    from routellm.controller import Controller
+
+    url, prompt = sys.argv[1], "Prove that there are infinitely many primes."
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", routellm_fast.ShippedRouterWarning)
+        ctl = Controller(routers=["mf"], strong_model="openai/gpt-4-1106-preview",
+                         weak_model="openai/mixtral-8x7b-instruct-v0.1", api_base=url)
+    mf = ctl.routers["mf"]
+    half = share_threshold(sample_win_rates(mf), 0.5)
+    strong = mf.calculate_strong_win_rate(prompt) >= half
+    parts = [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": "data:,"}}]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answer = ctl.chat.completions.create(model="router-mf-50%", messages=[{"role": "user", "content": parts}])
+        assert answer.model.endswith("gpt-4-1106-preview" if strong else "mixtral-8x7b-instruct-v0.1"), answer.model
+        for _ in range(2):
+            answer = ctl.chat.completions.create(model="router-mf-0.11593", messages=[{"role": "user", "content": "hi"}])
+            assert answer.model.endswith("gpt-4-1106-preview"), answer.model
+    lines = [str(w.message) for w in caught if issubclass(w.category, routellm_fast.ThresholdWarning)]
+    assert len(lines) == 1 and "RouteLLM's 0.11593 is for 50% strong calls" in lines[0], lines
+    assert f"router-mf-{round(half, 5)}" in lines[0], lines
+    assert ctl.model_counts["mf"]  # counted as RouteLLM counts
+    print("OK")
+"""
+
+
+@needs_routellm
+def test_patched_controller_local_endpoint_content_parts_and_shares(echo_llm):
+    """With LiteLLM installed (RouteLLM imports it) and no OPENAI_API_KEY, a local api_base answers:
+    no "Missing credentials"."""
+    pytest.importorskip("litellm")
+    result = run_python(_LOCAL, echo_llm.url)
+    assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]
+
+
+@needs_routellm
+def test_python_m_patched_runs_routellms_openai_server(echo_llm, tmp_path):
+    """RouteLLM's own server, run patched, with no OPENAI_API_KEY (it builds an OpenAI client at
+    import) against a local endpoint, with content parts and a share name."""
+    for module in ("fastapi", "shortuuid", "uvicorn", "httpx"):
+        pytest.importorskip(module)
+    import httpx
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env.update(HF_HUB_OFFLINE="1", LITELLM_LOCAL_MODEL_COST_MAP="True",
+               PYTHONPATH=os.pathsep.join([str(Path(rf.__file__).parents[1]), env.get("PYTHONPATH", "")]))
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "routellm_fast.patched", "routellm.openai_server",
+                               "--routers", "mf", "random", "--port", str(port), "--base-url", echo_llm.url,
+                               "--strong-model", "openai/gpt-4-1106-preview",
+                               "--weak-model", "openai/mixtral-8x7b-instruct-v0.1"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    try:
+        for _ in range(600):  # up when it answers anything (RouteLLM 0.2.0 has no /health)
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+                time.sleep(0.2)
+        parts = [{"type": "text", "text": "Prove that there are infinitely many primes."}]
+        for model in ("router-mf-50%", "router-random-0.5"):
+            response = httpx.post(url, json={"model": model, "messages": [{"role": "user", "content": parts}]},
+                                  timeout=120)
+            assert response.status_code == 200, (response.text, (tmp_path / "server.log").read_text()[-3000:])
+            assert response.json()["model"].split("/")[-1] in (STRONG, WEAK)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()

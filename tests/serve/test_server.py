@@ -78,11 +78,12 @@ def test_streaming_delivers_chunks_and_done(server):
     assert json.loads(lines[0][len("data: "):])["model"] == WEAK
 
 
-def test_64_concurrent_requests(server):
+def test_64_concurrent_requests(server, controller):
     c = client(server)
+    model = f"router-sw_ranking-{controller.calibrated_thresholds('sw_ranking')[0.2]}"  # 20% strong calls
 
     def one(i):
-        return c.chat.completions.create(model="router-sw_ranking-0.82", messages=[{"role": "user", "content": PROMPTS[i % 6]}]).model
+        return c.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPTS[i % 6]}]).model
 
     with ThreadPoolExecutor(64) as pool:
         models = list(pool.map(one, range(64)))

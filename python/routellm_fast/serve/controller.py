@@ -11,8 +11,10 @@ one routing decision that these and the server make.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,9 +24,14 @@ from typing import Any
 import numpy as np
 
 from ..checks import check_arguments
-from ..decision.calibration import calibrate_threshold
+from ..decision.calibration import (
+    known_win_rates,
+    sample_win_rates,
+    share_threshold,
+    threshold_advice,
+)
 from ..decision.online import OnlineThreshold
-from ..decision.router_names import AUTO, check_route, parse_model_name
+from ..decision.router_names import AUTO, StrongShare, check_route, parse_model_name
 from ..decision.rule import (
     CostWeight,
     Decision,
@@ -33,13 +40,23 @@ from ..decision.rule import (
     choose_models,
     is_strong,
 )
-from ..errors import RoutingError
+from ..embedders import DEFAULT_EMBEDDER_NAME, STATIC_EMBEDDER_NAME
+from ..errors import RoutingError, ThresholdWarning
 from ..paths import SHIPPED_EMBEDDERS
-from ..routers import ROUTER_CLS, Router, unknown_router
+from ..routers import (
+    ROUTER_CLS,
+    BERTRouter,
+    EmbeddingRouter,
+    RandomRouter,
+    Router,
+    unknown_router,
+)
 from ..routers.shipped import EMBEDDER_ROUTERS, SHIPPED_ROUTERS
 from .upstream import Upstream
 
-__all__ = ["Controller", "ModelPair", "RoutingError", "load_config", "message_text"]
+__all__ = ["Controller", "ModelPair", "RoutingError", "load_config", "message_text", "warn_threshold_meaning"]
+
+logger = logging.getLogger("routellm_fast")
 
 
 def load_config(config: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | None) -> dict:
@@ -72,16 +89,16 @@ class Controller:
 
     ``config`` maps router names to constructor arguments (a dict, or a YAML file as RouteLLM's
     ``config.example.yaml``). A router missing from it uses the router this package ships
-    (``mf``, ``sw_ranking`` and ``bert``: local, no key; ``random``); others need an entry.
+    (``mf``, ``sw_ranking``, ``knn`` and ``bert``: local, no key; ``random``); others need an entry.
     ``embedder`` (``"minilm"``, the default, or ``"static"``: microseconds per prompt) picks which
-    shipped mf and sw_ranking; a config entry of only ``{"embedder": "static"}`` does so for one router.
+    shipped mf, sw_ranking and knn; a config entry of only ``{"embedder": "static"}`` does so for one router.
 
     ``models`` (``{name: cost}``, any cost unit, e.g. $ per 1M tokens) routes among many models
     instead of the pair: ``router-<name>-<t>`` picks the cheapest model that no dearer one beats with
     a win rate of at least t (with the pair's two models, RouteLLM's rule), ``router-<name>-cost-<lambda>``
     the model with the best predicted win rate against the best candidate minus lambda times its
     relative cost (:func:`routellm_fast.decision.rule.choose_models`). Needs routers with per-model scores
-    (mf, sw_ranking).
+    (mf, sw_ranking, knn).
     """
 
     def __init__(
@@ -104,6 +121,7 @@ class Controller:
         self.model_counts: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._counts_lock = threading.Lock()
         self.online_thresholds: dict[str, OnlineThreshold] = {}
+        self._thresholds_checked: set[tuple[str, float]] = set()
         settings = load_config(config)
         self.routers: dict[str, Router] = {}
         for name in routers:
@@ -129,7 +147,7 @@ class Controller:
                 try:
                     router.score_models_embeddings(np.zeros((0, router.embedding_dim), np.float32), list(self.models))
                 except (TypeError, AttributeError):
-                    raise RoutingError(f"Router {name} cannot route among many models (mf and sw_ranking can).") from None
+                    raise RoutingError(f"Router {name} cannot route among many models (mf, sw_ranking and knn can).") from None
                 except ValueError as exc:
                     raise RoutingError(f"Router {name}: {exc}") from None
         self._upstream: Upstream | None = None
@@ -144,15 +162,51 @@ class Controller:
         starting from the router's calibrated threshold for that share (on the bundled sample
         prompts: recorded with the shipped routers, scored once for others)."""
         self.online_thresholds = {
-            name: OnlineThreshold(target_strong_pct, window, initial=calibrate_threshold(router, None, target_strong_pct))
-            for name, router in self.routers.items()
+            name: OnlineThreshold(target_strong_pct, window, initial=self.share_threshold(name, target_strong_pct))
+            for name in self.routers
         }
 
-    def decide(self, prompt: str, router: str, threshold: float | str, *, count: bool = True) -> Decision:
-        """The model ``router`` picks for ``prompt`` at ``threshold`` (a number in [0, 1], or ``"auto"``
-        for the online threshold), with the win rate and threshold it was picked by. ``count`` adds
-        it to ``model_counts``."""
+    def share_threshold(self, router: str, strong_model_pct: float) -> float:
+        """``router``'s calibrated threshold for ``strong_model_pct`` strong calls on its calibration
+        prompts (the bundled sample prompts: recorded with the shipped routers, else scored once and
+        kept in the calibration cache; what ``routellm-fast calibrate`` prints, unrounded). The random
+        router's win rates are uniform: 1 - strong_model_pct."""
+        check_route(self.routers, router, 0)
+        instance = self.routers[router]
+        if isinstance(instance, RandomRouter):
+            return 1.0 - float(strong_model_pct)
+        return share_threshold(sample_win_rates(instance), strong_model_pct)
+
+    def calibrated_thresholds(self, router: str, shares: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
+                                                                             0.8, 0.9)) -> dict[float, float]:
+        """``{share: threshold}`` for ``router`` (:meth:`share_threshold`), rounded as ``calibrate`` prints."""
+        return {pct: round(self.share_threshold(router, pct), 5) for pct in shares}
+
+    def check_threshold_meaning(self, router: str, threshold: float) -> str | None:
+        """Warn once per router and threshold (log and :class:`~routellm_fast.errors.ThresholdWarning`)
+        when ``threshold`` sends more than 99% or less than 1% of ``router``'s calibration prompts
+        to one model (:func:`~routellm_fast.decision.calibration.threshold_advice`); returns the message."""
+        key = (router, float(threshold))
+        with self._counts_lock:
+            if key in self._thresholds_checked:
+                return None
+            self._thresholds_checked.add(key)
+        return warn_threshold_meaning(router, self.routers[router], float(threshold), stacklevel=4)
+
+    def decide(self, prompt: str, router: str, threshold: float | str | StrongShare, *,
+               count: bool = True) -> Decision:
+        """The model ``router`` picks for ``prompt`` at ``threshold`` (a number in [0, 1], ``"auto"``
+        for the online threshold, or a :class:`~routellm_fast.decision.router_names.StrongShare`: the
+        calibrated threshold for that share of strong calls), with the win rate and threshold it was
+        picked by. ``count`` adds it to ``model_counts``. A number that sends almost every
+        calibration prompt to one model is warned about once (:meth:`check_threshold_meaning`)."""
         check_route(self.routers, router, threshold)
+        if isinstance(threshold, StrongShare):
+            if self.models is not None:
+                raise RoutingError(f"Share {threshold} is for two models; among many use a threshold or cost-<lambda>.")
+            threshold = self.share_threshold(router, threshold.value)
+        elif self.models is None and threshold != AUTO and not isinstance(threshold, CostWeight):
+            self.check_threshold_meaning(router, threshold)
         if self.models is not None:
             return self._decide_among_models(prompt, router, threshold, count)
         if isinstance(threshold, CostWeight):
@@ -251,6 +305,32 @@ class Controller:
         """The async form of :meth:`completion`. Each event loop gets one client, kept open while the
         loop runs, so a stream (``stream=True``) can be read after the call returns."""
         return await self.upstream.acreate(self._prepare(router, threshold, kwargs))
+
+
+def _calibration_rates(instance: Any) -> Any:
+    """The win rates a threshold is checked against: known ones, or scored now where that is local
+    and quick (MiniLM, static, bert); None where scoring would call an API or take minutes, and for
+    routers that are not routellm_fast's."""
+    if not isinstance(instance, Router) or isinstance(instance, RandomRouter):
+        return None
+    rates = known_win_rates(instance)
+    if rates is None and (isinstance(instance, BERTRouter) or (
+            isinstance(instance, EmbeddingRouter)
+            and instance.embedding_model in (DEFAULT_EMBEDDER_NAME, STATIC_EMBEDDER_NAME))):
+        rates = sample_win_rates(instance)
+    return rates
+
+
+def warn_threshold_meaning(name: str, instance: Any, threshold: float, stacklevel: int = 2) -> str | None:
+    """The :class:`~routellm_fast.errors.ThresholdWarning` (and log line) for ``threshold`` on router
+    ``instance`` when it sends almost every calibration prompt to one model; returns the message.
+    Callers warn once per router and threshold."""
+    rates = _calibration_rates(instance)
+    message = None if rates is None else threshold_advice(name, rates, threshold)
+    if message is not None:
+        logger.warning(message)
+        warnings.warn(message, ThresholdWarning, stacklevel=stacklevel + 1)
+    return message
 
 
 def message_text(messages: Any) -> str:

@@ -48,7 +48,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..decision.calibration import recorded_win_rates, share_threshold
 from ..decision.router_names import AUTO, parse_model_name
 from ..decision.rule import CostWeight, Decision
 from ..embedders import CachedEmbedder
@@ -243,16 +242,20 @@ class _Server:
         return {"status": "ok", "routers": list(self.controller.routers)}
 
     async def models(self):
-        """The routing names that work (``router-<name>-<threshold for half strong calls>``, and
-        ``-auto`` in online mode) and the two models, which a request may also name directly."""
+        """The routing names that work (``router-<name>-<calibrated threshold for half strong calls>``,
+        with the router's calibrated thresholds for 10% to 90% strong calls, and ``-auto`` in online
+        mode) and the two models, which a request may also name directly. A router's calibration is
+        computed once (recorded with the shipped routers, else kept in the calibration cache)."""
         now = int(time.time())
-        ids = []
-        for name, router in self.controller.routers.items():
+        data = []
+        for name in self.controller.routers:
             if name in self.controller.online_thresholds:
-                ids.append(f"router-{name}-{AUTO}")
-            rates = recorded_win_rates(router)
-            ids.append(f"router-{name}-{round(share_threshold(rates, 0.5), 5) if rates is not None else 0.5}")
-        data = [{"id": i, "object": "model", "created": now, "owned_by": "routellm_fast"} for i in ids]
+                data.append({"id": f"router-{name}-{AUTO}", "object": "model", "created": now,
+                             "owned_by": "routellm_fast"})
+            thresholds = await asyncio.to_thread(self.controller.calibrated_thresholds, name)
+            data.append({"id": f"router-{name}-{thresholds[0.5]}", "object": "model", "created": now,
+                         "owned_by": "routellm_fast", "router": name,
+                         "calibrated_thresholds": {f"{pct:.0%}": t for pct, t in thresholds.items()}})
         data += [{"id": m, "object": "model", "created": now, "owned_by": "upstream"} for m in self.direct_models]
         return {"object": "list", "data": data}
 

@@ -9,7 +9,8 @@ provider's (``anyscale/mistralai/Mixtral-8x7B-Instruct-v0.1``, ``ollama_chat/lla
   with the official ``openai`` client, one client per process (and per event loop for async calls);
 * with a LiteLLM provider prefix: through LiteLLM when it is installed (``pip install
   "routellm_fast[litellm]"``), called as RouteLLM calls it (``api_base`` and ``api_key`` passed along,
-  ``None`` leaving LiteLLM to its provider's environment variables);
+  ``None`` leaving LiteLLM to its provider's environment variables; with ``api_base`` given, no key
+  and none in the environment, a placeholder key, as a local endpoint needs none: :func:`litellm_key`);
 * without LiteLLM, ``openai/<name>`` is ``<name>`` on the OpenAI-compatible endpoint, and any other
   provider raises ImportError naming the extra to install.
 """
@@ -27,7 +28,7 @@ from typing import Any
 from ..errors import missing_extra
 from ..paths import LITELLM_PROVIDERS_FILE
 
-__all__ = ["Target", "Upstream", "litellm_providers", "target"]
+__all__ = ["Target", "Upstream", "litellm_key", "litellm_providers", "target"]
 
 
 @lru_cache(maxsize=1)
@@ -44,6 +45,20 @@ def _litellm() -> ModuleType | None:
     except ImportError:
         return None
     return litellm
+
+
+def litellm_key(litellm: ModuleType, model: str, api_base: str | None, api_key: str | None) -> str | None:
+    """The key LiteLLM gets for ``model``: ``api_key``; else, when ``api_base`` names an endpoint of
+    one's own and the provider's key is not in the environment, ``"EMPTY"`` (a local endpoint needs
+    none, and LiteLLM's OpenAI-compatible providers refuse to call without one: "Missing
+    credentials"); else None, LiteLLM's provider reads its own environment variable."""
+    if api_key is not None or not api_base:
+        return api_key
+    try:
+        found = litellm.validate_environment(model=model).get("keys_in_environment", False)
+    except Exception:  # a model LiteLLM cannot place: its own call will say so
+        found = bool(os.environ.get("OPENAI_API_KEY"))
+    return None if found else "EMPTY"
 
 
 @dataclass(frozen=True)
@@ -140,7 +155,8 @@ class Upstream:
         litellm = _litellm()
         if litellm is None:  # uninstalled since target() looked
             raise missing_extra("litellm", f"model {tgt.model!r}", "LiteLLM")
-        return litellm, {**request, "model": tgt.model, "api_base": self.api_base, "api_key": self.api_key,
+        key = litellm_key(litellm, tgt.model, self.api_base, self.api_key)
+        return litellm, {**request, "model": tgt.model, "api_base": self.api_base, "api_key": key,
                          **self.client_options}
 
     def create(self, request: dict) -> Any:
