@@ -230,3 +230,33 @@ def test_random_router_results_do_not_depend_on_the_other_benchmarks(benchmarks)
     alone = evals.run_eval({"random": RandomRouter(seed=0)}, benchmarks["gsm8k"], progress=False)
     assert after.metrics["random"].apgr == alone.metrics["random"].apgr
     np.testing.assert_array_equal(after.curves["random"].score, alone.curves["random"].score)
+
+
+def test_cached_win_rates_follow_the_embedders_computation(tmp_path, static_mf):
+    """Two computations of one embedding model (float32 and int8 MiniLM share a name) never share
+    cached embeddings or win rates: the cache key holds what the embedder returns for a probe."""
+    from routellm_fast.paths import shipped_files
+    from routellm_fast.routers import MatrixFactorizationRouter
+
+    base = static_mf.embedder
+
+    class Shifted:
+        name, dim = base.name, base.dim
+
+        def __init__(self, shift: float) -> None:
+            self.shift, self.calls = shift, 0
+
+        def embed(self, prompts):
+            self.calls += 1
+            return np.asarray(base.embed(prompts)) + self.shift
+
+    bench = _toy([1, 0, 1, 1, 0, 1], [0, 0, 1, 0, 0, 1], scale=100.0)
+    rates = {}
+    for shift in (0.0, 0.05, 0.0):
+        embedder = Shifted(shift)
+        router = MatrixFactorizationRouter(shipped_files("static")[0], embed=embedder)
+        rates.setdefault(shift, []).append(evals.router_win_rates({"mf": router}, bench, cache_dir=tmp_path,
+                                                                  progress=False)["mf"])
+        assert embedder.calls == (1 if len(rates[shift]) > 1 else 2)  # the probe, then the prompts if not cached
+    assert not np.array_equal(rates[0.0][0], rates[0.05][0])
+    np.testing.assert_array_equal(rates[0.0][0], rates[0.0][1])

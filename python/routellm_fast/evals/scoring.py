@@ -24,12 +24,23 @@ from .metrics import EvalResult, evaluate_win_rates
 __all__ = ["router_win_rates", "run_eval"]
 
 
-def _cache_path(cache_dir: Path, benchmark: Benchmark, router: Any, method: str) -> Path | None:
+#: Embedded to tell two computations of one embedding model apart (float32 vs int8, say): the
+#: caches of embeddings and win rates are keyed by what the embedder returns for it, not its name alone.
+_PROBE = "routellm-fast evaluation cache probe: 12 + 30 = 42?"
+
+
+def _embedder_key(embedder: Any) -> str:
+    vector = np.asarray(embedder.embed([_PROBE]), dtype=np.float32)
+    return hashlib.blake2b(np.round(vector, 4).tobytes(), digest_size=6).hexdigest()
+
+
+def _cache_path(cache_dir: Path, benchmark: Benchmark, router: Any, method: str, embedder_key: str = "") -> Path | None:
     fingerprint = getattr(router, "fingerprint", None)
     if not fingerprint:
         return None
     digest = hashlib.blake2b(digest_size=12)
     digest.update(fingerprint.encode())
+    digest.update(embedder_key.encode())
     for p in benchmark.prompts:
         digest.update(prompt_key(p))
     return cache_dir / "win_rates" / f"{benchmark.name}-{method}-{digest.hexdigest()}.npy"
@@ -54,21 +65,25 @@ def router_win_rates(
     cache = Path(cache_dir) if cache_dir is not None else None
     out: dict[str, np.ndarray | list[np.ndarray]] = {}
     embedded: dict[tuple[str, int], np.ndarray] = {}
+    probes: dict[tuple[str, int], str] = {}
     for method, router in routers.items():
         if isinstance(router, RandomRouter):  # from its seed on every benchmark, as RouteLLM's random.seed(0)
             runner = router.restarted()
             out[method] = [runner.score(benchmark.prompts) for _ in range(random_iters)]
             continue
-        path = _cache_path(cache, benchmark, router, method) if cache is not None else None
+        key = (router.embedding_model, router.embedding_dim) if isinstance(router, EmbeddingRouter) else None
+        if cache is not None and key is not None and key not in probes:
+            probes[key] = _embedder_key(router.embedder)
+        probe = probes.get(key, "") if key is not None else ""
+        path = _cache_path(cache, benchmark, router, method, probe) if cache is not None else None
         # overwrite_cache: True (every router) or the names of the routers to score again (RouteLLM's list)
         overwrite = overwrite_cache is True or (not isinstance(overwrite_cache, bool) and method in overwrite_cache)
         if path is not None and path.is_file() and not overwrite:
             out[method] = np.load(path)
             continue
-        if isinstance(router, EmbeddingRouter):
-            key = (router.embedding_model, router.embedding_dim)
+        if key is not None:
             if key not in embedded:
-                cache_file = cache / f"embeddings-{key[0].replace('/', '_')}-{key[1]}.npz" if cache else None
+                cache_file = cache / f"embeddings-{key[0].replace('/', '_')}-{key[1]}-{probe}.npz" if cache else None
                 embedded[key] = embed_all(router.embedder, benchmark.prompts, cache_file=cache_file, progress=progress,
                                           desc=f"embedding {benchmark.name}")
             rates = router.score_embeddings(embedded[key])
