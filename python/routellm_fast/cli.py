@@ -163,6 +163,11 @@ def _score(args: argparse.Namespace) -> int:
     except Interrupted as stop:
         print(f"routellm-fast: {stop}: {args.output} was left as it was", file=sys.stderr)
         return 128 + stop.signum
+    except OSError as exc:  # a full disk, a folder that is not writable, ... (a missing file: main's error)
+        if isinstance(exc, FileNotFoundError):
+            raise
+        print(f"routellm-fast: error: {exc}: {args.output} was left as it was", file=sys.stderr)
+        return 1
     print(f"scored {done} prompts with {', '.join(args.routers)} -> {args.output}", file=sys.stderr)
     return 0
 

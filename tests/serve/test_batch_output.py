@@ -149,3 +149,28 @@ def test_a_directory_or_a_missing_folder_as_output_is_a_clear_error(tmp_path, ca
     assert score(tmp_path, output="no/such/folder/out.jsonl") == 2
     err = capsys.readouterr().err
     assert "the folder" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_a_write_that_fails_leaves_the_output_and_no_temporary_file(tmp_path, monkeypatch, capsys):
+    """The disk fills up while rows are written (ENOSPC from the writer): one line, exit 1, the
+    previous output as it was."""
+    import errno
+
+    from routellm_fast.formats import tables
+
+    write_prompts(tmp_path / "in.jsonl", 50)
+    (tmp_path / "out.jsonl").write_bytes(PREVIOUS)
+    real_write = tables.TableWriter.write
+    calls = []
+
+    def full_disk(self, table):
+        calls.append(table.num_rows)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, table)
+
+    monkeypatch.setattr(tables.TableWriter, "write", full_disk)
+    assert score(tmp_path, "--chunk-size", "10") == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "out.jsonl was left as it was" in err
+    assert (tmp_path / "out.jsonl").read_bytes() == PREVIOUS and leftovers(tmp_path) == []

@@ -115,6 +115,8 @@ def check_output(path: PathLike, source: PathLike | None = None) -> Path:
         raise ValueError(f"output {path} is a directory; name a file to write")
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: the folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: the folder {target.parent} is not writable")
     if source is not None:
         try:
             src, out = os.stat(source), os.stat(target)
