@@ -270,3 +270,35 @@ def test_real_litellm_calls_an_openai_compatible_endpoint(monkeypatch, echo_llm)
     assert response["choices"][0]["message"]["content"] == "answered by mixtral-8x7b-instruct-v0.1"
     assert echo_llm.requests[-1]["body"]["model"] == "mixtral-8x7b-instruct-v0.1"
     assert echo_llm.requests[-1]["auth"] == "Bearer sk-up"
+
+
+def test_a_local_endpoint_needs_no_key(monkeypatch, echo_llm):
+    """api_base given, no api_key and no OPENAI_API_KEY: provider-prefixed names reach the endpoint,
+    through LiteLLM where it is installed (a placeholder key: it refuses to call without one,
+    "Missing credentials") and through the openai client otherwise."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
+    ctl = rf.Controller(["random"], "openai/gpt-4-1106-preview", "openai/mixtral-8x7b-instruct-v0.1",
+                        api_base=echo_llm.url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LiteLLM's own deprecation warnings
+        try:
+            response = ctl.chat.completions.create(model="router-random-0.0",
+                                                   messages=[{"role": "user", "content": "hi"}])
+            answer = ctl.chat.completions.create(model="router-random-1.0",
+                                                 messages=[{"role": "user", "content": "hi"}])
+        finally:
+            if importlib.util.find_spec("litellm") is not None:
+                _close_litellm_clients()
+    assert echo_llm.requests[-2]["body"]["model"] == "gpt-4-1106-preview"
+    assert echo_llm.requests[-1]["body"]["model"] == "mixtral-8x7b-instruct-v0.1"
+    assert response is not None and answer is not None
+    if importlib.util.find_spec("litellm") is not None:
+        import litellm
+        from routellm_fast.serve.upstream import litellm_key
+
+        assert litellm_key(litellm, "openai/x", echo_llm.url, None) == "EMPTY"
+        assert litellm_key(litellm, "openai/x", echo_llm.url, "sk-mine") == "sk-mine"
+        assert litellm_key(litellm, "openai/x", None, None) is None  # LiteLLM's own environment variables
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+        assert litellm_key(litellm, "openai/x", echo_llm.url, None) is None  # LiteLLM reads it itself

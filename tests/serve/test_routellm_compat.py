@@ -178,6 +178,8 @@ _EVALUATE = """
             return pd.Series(values, index=series.index)
 
         module = types.ModuleType("pandarallel")
+        # the workers unpickle _apply by name: from this module, not __main__ (the evaluation script's, run patched)
+        module._apply, _apply.__module__ = _apply, "pandarallel"
         module.pandarallel = types.SimpleNamespace(
             initialize=lambda **kw: setattr(pd.Series, "parallel_apply", parallel_apply))
         sys.modules["pandarallel"] = module
