@@ -369,8 +369,27 @@ def check_no_arguments(module: str) -> Callable[[list[str]], None]:
     return check
 
 
+#: RouteLLM's scripts ``python -m routellm_fast.patched`` runs, and the parser that takes the arguments
+#: of the one it runs as ``routellm-fast calibrate`` (the others are RouteLLM's: checked where it is installed).
+ROUTELLM_SCRIPTS = {"routellm.openai_server": None, "routellm.evals.evaluate": None,
+                    "routellm.calibrate_threshold": "calibrate"}
+
+
+def check_patched(args: list[str]) -> None:
+    """``python -m routellm_fast.patched MODULE ARGS``: one of RouteLLM's scripts, with arguments its
+    parser takes (``routellm.calibrate_threshold``: ``routellm-fast calibrate``'s)."""
+    module_source("module", "routellm_fast.patched")
+    if not args or args[0] not in ROUTELLM_SCRIPTS:
+        raise Stale(f"python -m routellm_fast.patched {shlex.join(args)}: runs one of {sorted(ROUTELLM_SCRIPTS)}")
+    if ROUTELLM_SCRIPTS[args[0]] is not None:
+        check_cli([ROUTELLM_SCRIPTS[args[0]], *args[1:]])
+    elif installed("routellm") and args[0] == "routellm.evals.evaluate":
+        check_parsed("module", args[0], args[1:])
+
+
 #: Modules without an argparse parser, and how their arguments are checked.
 SPECIAL_MODULES = {
+    "routellm_fast.patched": check_patched,
     "tests.fuzz.run": check_fuzz_run,
     "tests.fuzz.make_corpus": check_no_arguments("tests.fuzz.make_corpus"),
 }
@@ -792,6 +811,8 @@ def check_cli_names(rest: str) -> None:
     words = rest.split()
     parser = cli_parser()
     choices = subparsers(parser)
+    if len(words) == 1 and words[0] in parser_options(parser):  # a top-level flag: `routellm-fast --version`
+        return
     if not words or words[0] not in choices:
         raise Stale(f"routellm-fast {rest}: no subcommand {words[0] if words else ''!r} ({sorted(choices)})")
     targets = [choices[words[0]]]
