@@ -48,6 +48,7 @@ __all__ = [
     "hf_hub_cache",
     "kernels_dir",
     "minilm_model_path",
+    "require_shared_data",
     "shared_folder",
     "shipped_files",
     "shipped_knn_file",
@@ -157,6 +158,18 @@ SHARED_FOLDERS = {
 def shared_folder(data_dir: str | os.PathLike[str], name: str) -> Path:
     """The folder of shared data set ``name`` (a key of :data:`SHARED_FOLDERS`) under ``data_dir``."""
     return Path(data_dir) / SHARED_FOLDERS[name]
+
+
+def require_shared_data(data_dir: str | os.PathLike[str], *names: str) -> None:
+    """FileNotFoundError, in one line, when the shared data sets ``names`` are not under ``data_dir``:
+    the recipes and the AlpacaEval part of the many-models evaluation read the project's shared data
+    (``../shared/data`` beside a development checkout), which a user's clone does not have."""
+    missing = [str(shared_folder(data_dir, n)) for n in names if not shared_folder(data_dir, n).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"{', '.join(missing)} not found: this needs the project's shared training data (by default "
+            f"{DEFAULT_SHARED_DATA}, beside a development checkout; a clone of the repository alone does not have "
+            f"it): pass --data-dir FOLDER")
 
 
 def _user_cache() -> Path:

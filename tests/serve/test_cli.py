@@ -162,3 +162,15 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch):
                  "--quiet", *STATIC]) == 2
     err = capsys.readouterr().err
     assert err.startswith("routellm-fast: error: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("module, args", [("routellm_fast.train.recipe", []), ("routellm_fast.train.bert_recipe", []),
+                                          ("routellm_fast.evals.many_models", ["--alpaca-eval", "--output", "out"])])
+def test_recipes_without_the_shared_data_say_so_in_one_line(module, args, tmp_path):
+    """A clone without ../shared: the recipes and the AlpacaEval part of the many-models evaluation
+    name what is missing and --data-dir, without a traceback."""
+    result = subprocess.run([sys.executable, "-m", module, *args, "--data-dir", str(tmp_path / "no-shared")],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "preference/alpaca_eval" in last and "pass --data-dir FOLDER" in last, result.stderr

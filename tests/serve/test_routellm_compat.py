@@ -44,6 +44,8 @@ def test_hub_names_use_the_shipped_routers_with_one_warning_line(tmp_path, monke
     assert "routellm/mf_gpt4_augmented" in str(caught[0].message) and "shipped mf router" in str(caught[0].message)
     assert "routellm/gpt4_judge_battles_embeddings" in str(caught[1].message)
     assert "routellm/bert_gpt4_augmented" in str(caught[2].message)
+    assert "published bert checkpoint not available" in str(caught[2].message)  # a checkpoint, not datasets
+    assert "published sw_ranking datasets not available" in str(caught[1].message)
     for name, shipped in (("mf", shipped_mf), ("sw_ranking", shipped_sw), ("bert", shipped_bert)):
         np.testing.assert_array_equal(ctl.routers[name].score(PROMPTS), shipped.score(PROMPTS))
     # A path of one's own that is missing stays an error; so does a mix of local and hub datasets.

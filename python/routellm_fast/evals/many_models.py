@@ -44,7 +44,13 @@ import numpy as np
 from ..decision.rule import CostWeight, choose_models
 from ..errors import RoutingError
 from ..formats.model_names import canonical_model_name
-from ..paths import BUNDLED_QUALITY, DEFAULT_SHARED_DATA, MODEL_PRICES, shared_folder
+from ..paths import (
+    BUNDLED_QUALITY,
+    DEFAULT_SHARED_DATA,
+    MODEL_PRICES,
+    require_shared_data,
+    shared_folder,
+)
 from .zeroeval import ZEROEVAL_SETS, load_zeroeval
 
 __all__ = [
@@ -422,6 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True,
                         help="where to write many_models.{md,json} and many_models-<set>.png")
     args = parser.parse_args(argv)
+    if args.alpaca_eval:
+        try:
+            require_shared_data(args.data_dir or DEFAULT_SHARED_DATA, "alpaca_eval")
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
     prices = load_prices()
     routers, missing = _routers(args.routers, args.embedder)
     sections, records = [], []

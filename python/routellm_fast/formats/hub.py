@@ -108,7 +108,7 @@ def warn_shipped_instead(router: str, names: Iterable[Any], stacklevel: int = 4)
     """The one warning line for a hub checkpoint or dataset replaced by the shipped ``router``."""
     warnings.warn(
         f"{', '.join(map(str, names))}: RouteLLM's published {router} "
-        f"{'checkpoint' if router == 'mf' else 'datasets'} not available locally (nothing is downloaded); "
+        f"{'datasets' if router == 'sw_ranking' else 'checkpoint'} not available locally (nothing is downloaded); "
         f"using routellm_fast's shipped {router} router instead (it runs locally, no API key; "
         f"its thresholds: routellm-fast calibrate --router {router})",
         ShippedRouterWarning,

@@ -49,7 +49,12 @@ from ..errors import require_extra
 from ..export.bert import optimize_bert, store_embedding_tables_int8, write_metadata
 from ..formats.model_names import canonical_model_name
 from ..formats.preference import PreferenceData
-from ..paths import BERT_METADATA_FILE, DEFAULT_BERT, DEFAULT_SHARED_DATA
+from ..paths import (
+    BERT_METADATA_FILE,
+    DEFAULT_BERT,
+    DEFAULT_SHARED_DATA,
+    require_shared_data,
+)
 
 __all__ = ["BertTrainConfig", "bert_examples", "train_bert_router"]
 
@@ -295,7 +300,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m routellm_fast.train.bert_recipe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_SHARED_DATA)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_SHARED_DATA,
+                        help="the shared data folder (default ../shared/data)")
     parser.add_argument("--base", type=Path, help="full fine-tuning: all-MiniLM-L6-v2 in Hugging Face layout (fp32)")
     parser.add_argument("--out", type=Path, default=DEFAULT_BERT)
     parser.add_argument("--embedding-cache", type=Path, help="reuse/keep prompt embeddings in this .npz")
@@ -312,6 +318,10 @@ def main(argv=None) -> int:
     if args.quantize_only:
         print(json.dumps(quantize_default_bert(args.out)))
         return 0
+    try:
+        require_shared_data(args.data_dir, "alpaca_eval", "arena_bench_v1")
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
     if args.base is None:  # the shipped router: a head on the frozen default embedder, computing in int8
         summary = build_default_bert(args.data_dir, args.out, HeadConfig(**args.config), args.embedding_cache)
         summary["int8_compute"] = quantize_default_bert(args.out)

@@ -79,6 +79,7 @@ from ..paths import (
     MF_METADATA_FILE,
     SAMPLE_PROMPTS,
     SHIPPED_EMBEDDERS,
+    require_shared_data,
     shared_folder,
     shipped_files,
     shipped_knn_file,
@@ -284,6 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--knn", action="store_true",
                         help="train only the shipped knn router (default_knn[_static].npz) from the labelled prompts")
     args = parser.parse_args(argv)
+    if not args.calibrate_only:
+        try:
+            require_shared_data(args.data_dir, "alpaca_eval", "arena_bench_v1")
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
     if args.knn and not args.calibrate_only:
         report = build_knn(args.data_dir, args.out_dir, args.embedder, embedding_cache=args.embedding_cache)
         val = report["validation"]
