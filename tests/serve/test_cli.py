@@ -69,6 +69,13 @@ def test_route_threshold_as_a_share_and_the_warning_for_a_routellm_threshold():
     assert "or router-mf-50%" in lines[0] and "routellm-fast calibrate" in lines[0]
 
 
+def test_static_embedder_is_exported_at_the_top_level():
+    from routellm_fast.embedders import StaticEmbedder
+
+    assert rf.StaticEmbedder is StaticEmbedder and "StaticEmbedder" in rf.__all__
+    assert rf.ThresholdWarning.__mro__[1] is UserWarning
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
