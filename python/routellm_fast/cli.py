@@ -651,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the OpenAI-compatible routing server (RouteLLM's openai_server flags)")
     _add_router_args(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    serve.add_argument("--port", type=int, default=6060)
+    serve.add_argument("--port", type=int, default=6060, help="port to listen on (default 6060, RouteLLM's)")
     serve.add_argument("--base-url", help="the upstream OpenAI-compatible endpoint for all LLM requests")
     serve.add_argument("--api-key", help="API key for the upstream LLM requests, as RouteLLM's "
                                          "(default: $OPENAI_API_KEY)")
@@ -669,7 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="route among these models with their costs (mf, sw_ranking): 'router-<name>-<t>' picks the "
                             "cheapest model no dearer one beats with win rate >= t, 'router-<name>-cost-<lambda>' trades "
                             "win rate against relative cost; /v1/route also returns every model's score")
-    serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20,
+                       help="largest request body accepted, in bytes (default 1 MiB; larger ones get 413)")
     serve.add_argument("--upstream-timeout", type=float, default=60.0, help="seconds before an upstream call is a 504")
     serve.set_defaults(func=_serve)
 
