@@ -246,3 +246,39 @@ def test_bad_states_and_files_are_refused(tmp_path):
         f = router().to_file()
         save_knn(tmp_path / "z.npz", KnnFile(f.storage, f.rows, f.row_factor, f.labels * np.float32(0.3), f.models,
                                              f.metadata))
+
+
+@pytest.mark.parametrize("embedder", ["minilm", "static"])
+def test_shipped_knn_routes_with_a_calibrated_threshold(embedder):
+    from routellm_fast.paths import SAMPLE_PROMPTS, shipped_knn_file
+    from routellm_fast.routers.shipped import (
+        default_knn_router,
+        default_threshold,
+        shipped_calibration,
+    )
+
+    knn = default_knn_router(embedder=embedder)
+    assert knn.storage == "int8" and shipped_knn_file(embedder).stat().st_size < 4_500_000
+    cal = shipped_calibration("knn", embedder)
+    assert len(cal["win_rates"]) == len(SAMPLE_PROMPTS.read_text().splitlines())
+    t = default_threshold(0.5, "knn", embedder)
+    assert 0 < t < 1 and 1 <= knn.k <= knn.num_prompts
+    assert {"gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1", "o1-mini-2024-09-12"} <= set(knn.models)
+    ctl = rf.Controller(["knn"], "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1", embedder=embedder)
+    decision = ctl.decide("Prove that there are infinitely many primes.", "knn", t)
+    assert decision.model in ("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1") and 0 <= decision.win_rate <= 1
+
+
+def test_loading_the_shipped_knn_imports_no_training_or_evaluation_code():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from routellm_fast.routers.shipped import default_knn_router, default_threshold\n"
+        "default_knn_router(embedder='static'); default_threshold(0.5, 'knn', 'static')\n"
+        "loaded = [m for m in ('routellm_fast.train.fit', 'routellm_fast.train.recipe', 'routellm_fast.evals',\n"
+        "                      'routellm_fast.formats.preference', 'torch', 'matplotlib') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -2,7 +2,7 @@
 them and their calibrated thresholds. Loading them imports no training or evaluation code; the
 recipe that trains them is :mod:`routellm_fast.train.recipe`.
 
-mf and sw_ranking (pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``) ship twice, once per
+mf, sw_ranking and knn (pair ``gpt-4-1106-preview`` / ``mixtral-8x7b-instruct-v0.1``) ship twice, once per
 local embedder (:data:`SHIPPED_EMBEDDERS`): on all-MiniLM-L6-v2 (``"minilm"``, the default) and on the
 static embedder distilled from it (``"static"``: microseconds per prompt), so ``pip install`` + one
 command routes a prompt with no key and no network. Each records its win rates on the bundled sample prompts
@@ -20,9 +20,16 @@ import numpy as np
 
 from ..decision.calibration import share_threshold
 from ..formats.model_names import DEFAULT_STRONG_MODEL, DEFAULT_WEAK_MODEL
-from ..paths import BERT_METADATA_FILE, DEFAULT_BERT, MF_METADATA_FILE, shipped_files
+from ..paths import (
+    BERT_METADATA_FILE,
+    DEFAULT_BERT,
+    MF_METADATA_FILE,
+    shipped_files,
+    shipped_knn_file,
+)
 from . import (
     BERTRouter,
+    KNNRouter,
     MatrixFactorizationRouter,
     RandomRouter,
     Router,
@@ -34,6 +41,7 @@ __all__ = [
     "EMBEDDER_ROUTERS",
     "SHIPPED_ROUTERS",
     "default_bert_router",
+    "default_knn_router",
     "default_mf_router",
     "default_sw_router",
     "default_threshold",
@@ -58,6 +66,15 @@ def default_sw_router(
     return SWRankingRouter.from_arena(shipped_files(embedder)[1], strong_model, weak_model, **kwargs)
 
 
+def default_knn_router(
+    strong_model: str = DEFAULT_STRONG_MODEL, weak_model: str = DEFAULT_WEAK_MODEL, *, embedder: str = "minilm",
+    **kwargs,
+) -> KNNRouter:
+    """The shipped nearest-neighbour router on local ``embedder`` (``"minilm"`` or ``"static"``):
+    labelled prompts from golden labels and battles, int8 rows (docs/routers.md, "knn")."""
+    return KNNRouter(shipped_knn_file(embedder), strong_model, weak_model, **kwargs)
+
+
 def default_bert_router(**kwargs) -> BERTRouter:
     """The shipped BERT router: all-MiniLM-L6-v2 with a 3-label head (int8; docs/routers.md, "BERT router")."""
     return BERTRouter(DEFAULT_BERT, **kwargs)
@@ -66,24 +83,27 @@ def default_bert_router(**kwargs) -> BERTRouter:
 #: Routers available with no config, by RouteLLM name.
 SHIPPED_ROUTERS: dict[str, Callable[..., Router]] = {
     "random": RandomRouter, "mf": default_mf_router, "sw_ranking": default_sw_router,
-    "bert": default_bert_router,
+    "bert": default_bert_router, "knn": default_knn_router,
 }
 #: Shipped routers that carry calibrated thresholds.
-CALIBRATED_ROUTERS = ("mf", "sw_ranking", "bert")
+CALIBRATED_ROUTERS = ("mf", "sw_ranking", "bert", "knn")
 #: Shipped routers that come on each of SHIPPED_EMBEDDERS (bert embeds its prompts itself).
-EMBEDDER_ROUTERS = ("mf", "sw_ranking")
+EMBEDDER_ROUTERS = ("mf", "sw_ranking", "knn")
 
 
 @lru_cache(maxsize=2 * len(CALIBRATED_ROUTERS))
 def shipped_calibration(router: str, embedder: str = "minilm") -> dict:
     """A shipped router's calibration (``{"prompts": ..., "prompts_sha256": ..., "pair": ...,
     "win_rates": [...]}``: its win rates on the bundled sample prompts), read once; for sw_ranking
-    without decompressing its arena. ``embedder``: which of the shipped mf/sw_ranking (``"minilm"``
-    or ``"static"``)."""
+    and knn without decompressing their rows. ``embedder``: which of the shipped mf/sw_ranking/knn
+    (``"minilm"`` or ``"static"``)."""
     if router not in CALIBRATED_ROUTERS:
         raise ValueError(f"no shipped router {router!r} with a calibration (shipped: {', '.join(CALIBRATED_ROUTERS)})")
     if router == "bert":
         return json.loads((DEFAULT_BERT / BERT_METADATA_FILE).read_text())["calibration"]
+    if router == "knn":
+        with np.load(shipped_knn_file(embedder), allow_pickle=False) as z:
+            return json.loads(str(z["metadata"]))["calibration"]
     mf_dir, arena_path = shipped_files(embedder)
     if router == "sw_ranking":
         with np.load(arena_path, allow_pickle=False) as z:
