@@ -148,3 +148,16 @@ def test_checkpoint_metadata_values_are_type_checked_naming_the_key(tmp_path, me
     (tmp_path / "routellm_fast.json").write_text(json.dumps(metadata))
     with pytest.raises(BadFileError, match=r"routellm_fast.json: " + message):
         rf.MatrixFactorizationRouter(tmp_path, hidden_size=16, text_dim=40)
+
+
+def test_the_finite_check_on_large_batches():
+    from routellm_fast.routers.base import _all_finite
+
+    for n in (1, 16, 17, 5000):
+        values = np.random.default_rng(n).random(n)
+        assert _all_finite(values)
+        for bad in (np.nan, np.inf, -np.inf):
+            broken = values.copy()
+            broken[n // 2] = bad
+            assert not _all_finite(broken) and not _all_finite(broken.reshape(-1, 1))
+    assert _all_finite(np.full(100, 1e200))  # the dot product overflows; every value is finite

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import functools
 import hashlib
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -70,6 +71,16 @@ def register(name: str) -> Callable[[R], R]:
 _CHECKED_OUTPUTS = ("score", "score_embeddings", "score_models", "score_models_embeddings")
 
 
+def _all_finite(values: np.ndarray) -> bool:
+    """Whether no value is NaN or infinite, cheaply for the one-prompt answers of a server's hot path
+    (a few Python floats) and for large batches (one dot product: NaN and infinity propagate; only
+    an overflow of huge finite values needs the element-wise check)."""
+    flat = values.ravel()
+    if flat.size <= 16:
+        return all(map(math.isfinite, flat.tolist()))
+    return math.isfinite(flat @ flat) or bool(np.isfinite(flat).all())
+
+
 def _finite_answers(method: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     """``method`` (one of :data:`_CHECKED_OUTPUTS`) with its answer checked: a NaN or infinite win
     rate or score, from broken weights, an overflowing model or a hostile file, is a RoutingError
@@ -82,7 +93,7 @@ def _finite_answers(method: Callable[..., np.ndarray]) -> Callable[..., np.ndarr
     def checked(self: Router, *args: Any, **kwargs: Any) -> np.ndarray:
         out = method(self, *args, **kwargs)
         values = np.asarray(out)
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
+        if values.dtype.kind == "f" and not _all_finite(values):
             rows = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
             what = "scores" if "models" in method.__name__ else "win rates"
             raise RoutingError(f"router {self} gave non-finite {what} (NaN or infinity) for {rows.size} of "
