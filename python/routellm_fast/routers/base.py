@@ -78,7 +78,9 @@ def _all_finite(values: np.ndarray) -> bool:
     flat = values.ravel()
     if flat.size <= 16:
         return all(map(math.isfinite, flat.tolist()))
-    return math.isfinite(flat @ flat) or bool(np.isfinite(flat).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        square = flat @ flat
+    return math.isfinite(square) or bool(np.isfinite(flat).all())
 
 
 def _finite_answers(method: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
