@@ -161,7 +161,8 @@ def _score(args: argparse.Namespace) -> int:
                   desc=f"scoring with {', '.join(args.routers)}") as bar:
             done = write_chunks(out, scored_chunks(source, controller.routers, args.chunk_size, models, rule), bar)
     except Interrupted as stop:
-        print(f"routellm-fast: {stop}: {args.output} was left as it was", file=sys.stderr)
+        what = "after it was written whole" if stop.committed else "was left as it was"
+        print(f"routellm-fast: {stop}: {args.output} {what}", file=sys.stderr)
         return 128 + stop.signum
     except OSError as exc:  # a full disk, a folder that is not writable, ... (a missing file: main's error)
         if isinstance(exc, FileNotFoundError):

@@ -174,3 +174,29 @@ def test_a_write_that_fails_leaves_the_output_and_no_temporary_file(tmp_path, mo
     err = capsys.readouterr().err
     assert "No space left on device" in err and "out.jsonl was left as it was" in err
     assert (tmp_path / "out.jsonl").read_bytes() == PREVIOUS and leftovers(tmp_path) == []
+
+
+def test_a_signal_held_back_during_the_rename_says_the_output_was_written(tmp_path):
+    """A signal that arrives while the file is moved into place is held back until the rename is
+    done: the run then reports the interruption, and that the new output is whole (it stays)."""
+    import pyarrow as pa
+    from routellm_fast.formats import tables
+    from routellm_fast.serve.batch import Interrupted, write_chunks
+
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(PREVIOUS)
+    real_fsync = tables._fsync
+
+    def signalled_fsync(path, directory=False):
+        if not directory:
+            os.kill(os.getpid(), signal.SIGTERM)  # held back: the commit is under a signal mask
+        real_fsync(path, directory)
+
+    tables._fsync = signalled_fsync
+    try:
+        with pytest.raises(Interrupted) as stop:
+            write_chunks(out, [pa.table({"prompt": ["a", "b"]})])
+    finally:
+        tables._fsync = real_fsync
+    assert stop.value.committed and stop.value.signum == signal.SIGTERM
+    assert read_table(out).num_rows == 2 and leftovers(tmp_path) == []

@@ -35,6 +35,7 @@ __all__ = [
     "check_output",
     "check_table_suffix",
     "column",
+    "hold_signal",
     "iter_tables",
     "read_json",
     "read_jsonl",
@@ -130,21 +131,36 @@ def check_output(path: PathLike, source: PathLike | None = None) -> Path:
     return target
 
 
-#: Signals held back while a temporary output file is made or moved into place, so that one
-#: arriving in between can neither leave the file behind nor leave half a commit.
-_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+#: Depth of the sections in which a temporary output file is made or moved into place, and the
+#: signals that arrived in them (see :func:`hold_signal`).
+_held = 0
+_deferred: list[int] = []
+
+
+def hold_signal(signum: int) -> bool:
+    """For a signal handler that raises (as ``score``'s): whether to hold signal ``signum`` back
+    because a temporary output file is being made or moved into place right now, so that the
+    exception can neither leave the file behind nor come between the rename and the bookkeeping.
+    A held signal is raised again (``signal.raise_signal``) as soon as the section ends."""
+    if _held:
+        _deferred.append(signum)
+        return True
+    return False
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    global _held
+    _held += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _held -= 1
+        if not _held and _deferred:
+            pending = list(_deferred)
+            _deferred.clear()
+            for signum in pending:
+                signal.raise_signal(signum)
 
 
 def _fsync(path: PathLike, directory: bool = False) -> None:
@@ -168,16 +184,18 @@ def replacing(path: PathLike) -> Iterator[Path]:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
         mode = None
-    with _signals_held():
-        while True:
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-            try:
-                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 less the umask
-                break
-            except FileExistsError:
-                continue
+    tmp: Path | None = None
     committed = False
     try:
+        with _signals_held():
+            while True:
+                name = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+                try:
+                    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 less the umask
+                    tmp = name
+                    break
+                except FileExistsError:
+                    continue
         yield tmp
         with _signals_held():
             if mode is not None:
@@ -187,7 +205,7 @@ def replacing(path: PathLike) -> Iterator[Path]:
             committed = True
             _fsync(path.parent, directory=True)
     finally:
-        if not committed:
+        if tmp is not None and not committed:
             with _signals_held():
                 tmp.unlink(missing_ok=True)
 

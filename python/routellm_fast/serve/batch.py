@@ -36,6 +36,8 @@ class Interrupted(BaseException):
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
+        #: Whether the output had been written whole when the signal came (it then stays).
+        self.committed = False
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
@@ -49,8 +51,11 @@ def signals_raise() -> Iterator[None]:
         yield
         return
 
+    from ..formats.tables import hold_signal
+
     def stop(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
+        if not hold_signal(signum):  # not while a file is made or moved into place: right after
+            raise Interrupted(signum)
 
     previous = {}
     try:
@@ -145,14 +150,23 @@ def write_chunks(output: str | os.PathLike[str], chunks: Iterable[Any], progress
     from ..formats.tables import TableWriter, replacing
 
     output = Path(output)
-    rows = 0
-    with signals_raise(), replacing(output) as tmp:
-        with TableWriter(tmp, kind=output.suffix) as writer:
-            for chunk in chunks:
-                writer.write(chunk)
-                rows += chunk.num_rows
-                if progress is not None:
-                    progress.update(chunk.num_rows)
-            if not writer.written:
-                raise ValueError(f"the input has no rows: {output} was left as it was")
+    rows, written = 0, None
+    try:
+        with signals_raise(), replacing(output) as tmp:
+            with TableWriter(tmp, kind=output.suffix) as writer:
+                for chunk in chunks:
+                    writer.write(chunk)
+                    rows += chunk.num_rows
+                    if progress is not None:
+                        progress.update(chunk.num_rows)
+                if not writer.written:
+                    raise ValueError(f"the input has no rows: {output} was left as it was")
+            written = os.stat(tmp).st_ino
+    except Interrupted as stop:
+        # a signal held back while the file was moved into place arrives just after: the run is done
+        try:
+            stop.committed = written is not None and os.stat(output).st_ino == written
+        except OSError:
+            pass
+        raise
     return rows
