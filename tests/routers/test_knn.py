@@ -282,3 +282,26 @@ def test_loading_the_shipped_knn_imports_no_training_or_evaluation_code():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_python_threads_score_concurrently_alike():
+    rng = np.random.default_rng(8)
+    emb, labels = make_data(rng, 3000, 48, missing=0.1)
+    labels[:, :2] = rng.integers(0, 2, (3000, 2))
+    index = _core.KnnIndex(emb, labels, "float16")
+    queries = rng.standard_normal((200, 48)).astype(np.float32)
+    want = index.win_rates(queries, 25, 0.05, 0, 1)
+    shares = index.shares(queries, 25, 0.05, [0, 1, 2])
+    got: list = [None] * 8
+
+    def work(i: int) -> None:
+        got[i] = (index.win_rates(queries, 25, 0.05, 0, 1), index.shares(queries, 25, 0.05, [0, 1, 2]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for rates, s in got:
+        np.testing.assert_array_equal(rates, want)
+        np.testing.assert_array_equal(s, shares)
