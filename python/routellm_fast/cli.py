@@ -375,16 +375,24 @@ def _calibrate_models(args: argparse.Namespace, models: dict[str, float], prompt
 def _serve(args: argparse.Namespace) -> int:
     """The OpenAI-compatible routing server."""
     require_extra("serve", "fastapi", "uvicorn", "prometheus_client", purpose="routellm-fast serve")
-    from .serve.server import ServerSettings, serve
+    from .serve.server import ServerSettings, check_client_api_key, serve
 
+    try:
+        check_client_api_key(args.client_api_key)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (--client-api-key or ${_CLIENT_KEY_ENV})") from None
+    # Read: out of the environment, so that no process the server starts (its workers) inherits it.
+    os.environ.pop(_CLIENT_KEY_ENV, None)
     settings = ServerSettings(
         routers=args.routers, strong_model=args.strong_model, weak_model=args.weak_model, config=args.config,
         base_url=args.base_url, api_key=args.api_key, client_api_key=args.client_api_key,
-        max_body_bytes=args.max_body_bytes, target_strong_pct=args.target_strong_pct, window=args.window,
+        max_body_bytes=args.max_body_bytes, max_messages=args.max_messages, max_prompt_chars=args.max_prompt_chars,
+        body_timeout=args.body_timeout, target_strong_pct=args.target_strong_pct, window=args.window,
         upstream_timeout=args.upstream_timeout, verbose=args.verbose, embedder=args.embedder,
         models=_parse_models(args.models),
     )
-    serve(settings, host=args.host, port=args.port, workers=args.workers)
+    serve(settings, host=args.host, port=args.port, workers=args.workers, limit_concurrency=args.limit_concurrency,
+          timeout_keep_alive=args.timeout_keep_alive)
     return 0
 
 
@@ -521,6 +529,37 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def _whole_number(low: int, high: int | None = None):
+    """An argparse type: a whole number in [low, high] (no upper bound for None)."""
+    span = f"from {low} to {high}" if high is not None else f">= {low}"
+
+    def whole_number(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number {span}, got {value!r}") from None
+        if number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {span}, got {value!r}")
+        return number
+
+    return whole_number
+
+
+def _seconds(value: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return number
+
+
+#: The environment variable ``serve --client-api-key`` defaults to.
+_CLIENT_KEY_ENV = "ROUTELLM_FAST_CLIENT_API_KEY"
+
+
 def _router_name(value: str) -> str:
     if value not in ROUTER_CLS:
         raise argparse.ArgumentTypeError(f"invalid choice: {value!r}: {unknown_router(value)}")
@@ -652,27 +691,49 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the OpenAI-compatible routing server (RouteLLM's openai_server flags)")
     _add_router_args(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    serve.add_argument("--port", type=int, default=6060, help="port to listen on (default 6060, RouteLLM's)")
+    serve.add_argument("--port", type=_whole_number(0, 65535), default=6060,
+                       help="port to listen on, 0 to 65535 (default 6060, RouteLLM's)")
     serve.add_argument("--base-url", help="the upstream OpenAI-compatible endpoint for all LLM requests")
     serve.add_argument("--api-key", help="API key for the upstream LLM requests, as RouteLLM's "
                                          "(default: $OPENAI_API_KEY)")
-    serve.add_argument("--client-api-key", default=os.environ.get("ROUTELLM_FAST_CLIENT_API_KEY"),
-                       help="require 'Authorization: Bearer <key>' from clients on every route but /health "
-                            "(default: $ROUTELLM_FAST_CLIENT_API_KEY; none: no client authentication)")
-    serve.add_argument("--workers", type=int, default=1, help="server processes (RouteLLM's flag; 0 means 1). "
-                       "Each loads the routers and keeps its own metrics and online threshold")
+    serve.add_argument("--client-api-key", default=os.environ.get(_CLIENT_KEY_ENV),
+                       help=f"require 'Authorization: Bearer <key>' from clients on every route but /health "
+                            f"(default: ${_CLIENT_KEY_ENV}, which keeps the key out of the process list and is "
+                            f"removed from the environment once read; none: no client authentication; an empty or "
+                            f"blank key refuses to start)")
+    serve.add_argument("--workers", type=_whole_number(0), default=1,
+                       help="server processes (RouteLLM's flag; 0 means 1). Each loads the routers and keeps its own "
+                            "metrics and online threshold; keys reach them through multiprocessing's pipe, not the "
+                            "environment")
     serve.add_argument("--verbose", action="store_true", help="log every routing decision and the model counts")
     serve.add_argument("--target-strong-pct", type=float,
                        help="online mode: 'router-<name>-auto' keeps this share of strong calls over a sliding window, "
                             "starting from the calibrated threshold")
-    serve.add_argument("--window", type=int, default=1000, help="online mode: decisions in the sliding window")
+    serve.add_argument("--window", type=_whole_number(1), default=1000,
+                       help="online mode: decisions in the sliding window")
     serve.add_argument("--models", nargs="+", metavar="NAME=COST",
                        help="route among these models with their costs (mf, sw_ranking): 'router-<name>-<t>' picks the "
                             "cheapest model no dearer one beats with win rate >= t, 'router-<name>-cost-<lambda>' trades "
                             "win rate against relative cost; /v1/route also returns every model's score")
-    serve.add_argument("--max-body-bytes", type=int, default=1 << 20,
-                       help="largest request body accepted, in bytes (default 1 MiB; larger ones get 413)")
-    serve.add_argument("--upstream-timeout", type=float, default=60.0, help="seconds before an upstream call is a 504")
+    serve.add_argument("--max-body-bytes", type=_whole_number(1), default=1 << 20,
+                       help="largest request body accepted, in bytes (default 1048576, 1 MiB; larger ones get 413 "
+                            "and the connection closed)")
+    serve.add_argument("--max-messages", type=_whole_number(1), default=1000,
+                       help="most messages in a chat request (default 1000; more get 413)")
+    serve.add_argument("--max-prompt-chars", type=_whole_number(1), default=1_000_000,
+                       help="longest text a request is routed on (its last message, or /v1/route's prompt), in "
+                            "characters (default 1000000; longer gets 413)")
+    serve.add_argument("--body-timeout", type=_seconds, default=30.0,
+                       help="seconds a client has to send its whole request body once its headers are in "
+                            "(default 30); a slower one gets 408 and its connection closed (slow-loris clients)")
+    serve.add_argument("--limit-concurrency", type=_whole_number(1),
+                       help="uvicorn's limit: connections and requests at once per process, beyond which requests get "
+                            "503 (default: no limit; set it under the process's open-file limit)")
+    serve.add_argument("--timeout-keep-alive", type=_seconds, default=75.0,
+                       help="seconds an idle keep-alive connection stays open (default 75: longer than clients keep "
+                            "pooled connections)")
+    serve.add_argument("--upstream-timeout", type=_seconds, default=60.0,
+                       help="seconds before an upstream call is a 504 (default 60)")
     serve.set_defaults(func=_serve)
 
     evaluate = sub.add_parser("eval", help="RouteLLM's evaluation (MT Bench, MMLU, GSM8K, CRUX or your file): "

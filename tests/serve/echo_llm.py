@@ -9,9 +9,12 @@ request with status 200 and:
 * ``"invalid_json"``: a truncated JSON body labelled ``application/json``;
 * ``"html"``: an HTML error page labelled ``text/html`` (what a proxy in front of a model shows);
 * ``"not_an_object"``: valid JSON that is not an object (a list);
+* ``"bad_choices"``: a completion whose ``choices`` is a string, ``"no_choices"`` one without them,
+  ``"bad_choice"`` one whose choice has no message;
 * ``"broken_sse"``: for streamed requests, a valid first chunk, then a chunk that is not JSON, then
   the rest and ``[DONE]`` (plain requests are answered normally);
-* ``"broken_first_sse"``: the same with the invalid chunk first.
+* ``"broken_first_sse"``: the same with the invalid chunk first; ``"bad_choices_sse"`` with a first
+  chunk whose ``choices`` is a string, ``"no_choices_sse"`` with a second chunk without them.
 """
 
 from __future__ import annotations
@@ -33,10 +36,19 @@ BODY_FAULTS = {
     "html": ("text/html; charset=utf-8", b"<html><head><title>502 Bad Gateway</title></head>"
                                          b"<body><h1>502 Bad Gateway</h1></body></html>"),
     "not_an_object": ("application/json", b'["not", "a", "completion"]'),
+    "bad_choices": ("application/json", b'{"id": "chatcmpl-1", "object": "chat.completion", "choices": "nope"}'),
+    "no_choices": ("application/json", b'{"id": "chatcmpl-1", "object": "chat.completion", "created": 1}'),
+    "bad_choice": ("application/json", b'{"id": "chatcmpl-1", "object": "chat.completion", '
+                                       b'"choices": [{"index": 0, "finish_reason": "stop"}]}'),
 }
-#: Stream faults: the index of the chunk replaced by one that is not JSON.
-STREAM_FAULTS = {"broken_sse": 1, "broken_first_sse": 0}
 INVALID_CHUNK = 'data: {"id": "chatcmpl-x", "choices": [{"delta": {"content": "trunc\n\n'
+#: Stream faults: the index of the chunk replaced, and the event that replaces it.
+STREAM_FAULTS = {
+    "broken_sse": (1, INVALID_CHUNK),
+    "broken_first_sse": (0, INVALID_CHUNK),
+    "bad_choices_sse": (0, 'data: {"id": "chatcmpl-x", "object": "chat.completion.chunk", "choices": "nope"}\n\n'),
+    "no_choices_sse": (1, 'data: {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1}\n\n'),
+}
 
 
 class EchoLLMServer:
@@ -65,7 +77,7 @@ class EchoLLMServer:
                 if fault in BODY_FAULTS:
                     return self.send(200, *BODY_FAULTS[fault])
                 if body.get("stream"):
-                    return self.stream(model, n, STREAM_FAULTS.get(fault))
+                    return self.stream(model, n, *STREAM_FAULTS.get(fault, (None, None)))
                 payload = json.dumps({
                     "id": f"chatcmpl-{len(outer.requests)}", "object": "chat.completion", "created": int(time.time()),
                     "model": model,
@@ -82,14 +94,14 @@ class EchoLLMServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def stream(self, model, n, broken_at=None):
+            def stream(self, model, n, broken_at=None, replacement=None):
                 parts = ["answered ", "by ", model]
                 events = []
                 for i, text in enumerate(parts):
                     chunk = {"id": f"chatcmpl-{n}", "object": "chat.completion.chunk", "created": int(time.time()),
                              "model": model, "choices": [{"index": 0, "delta": {"content": text},
                                                           "finish_reason": "stop" if i == len(parts) - 1 else None}]}
-                    events.append(INVALID_CHUNK if i == broken_at else f"data: {json.dumps(chunk)}\n\n")
+                    events.append(replacement if i == broken_at else f"data: {json.dumps(chunk)}\n\n")
                 events.append("data: [DONE]\n\n")
                 self.send(200, "text/event-stream", "".join(events).encode())
 

@@ -18,13 +18,16 @@ from tests.helpers import free_port
 
 
 @contextlib.contextmanager
-def serve_process(args: list[str], log_path, env: dict | None = None):
+def serve_process(args: list[str], log_path, env: dict | None = None, started: list | None = None):
     """`routellm-fast serve ARGS` in a child process on a free port, its output in log_path; yields
-    the port once /health answers, and stops it with SIGINT (as Ctrl-C) afterwards."""
+    the port once /health answers, and stops it with SIGINT (as Ctrl-C) afterwards. ``started``, a
+    list, receives the process's ``Popen``."""
     port = free_port()
     with open(log_path, "w+") as log:
         proc = subprocess.Popen([sys.executable, "-m", "routellm_fast", "serve", *args, "--port", str(port)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
+        if started is not None:
+            started.append(proc)
         try:
             deadline = time.time() + 60
             while True:

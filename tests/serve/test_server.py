@@ -7,6 +7,7 @@ import os
 import sys
 import types
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -255,13 +256,36 @@ def test_provider_prefixed_models_need_litellm(upstream, monkeypatch):
     assert call["extra_body"] == {"timeout": 1e-6, "api_base": "http://evil"}  # request fields, not call options
 
 
+def child_processes(parent: int) -> list[int]:
+    """The pids of ``parent``'s child processes (from /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                children.append(int(entry))
+    return children
+
+
 def test_cli_serve_takes_routellm_flags(upstream, tmp_path):
     """RouteLLM's `openai_server` command line: --api-key is the upstream key, --workers, --verbose;
     clients authenticate with --client-api-key ($ROUTELLM_FAST_CLIENT_API_KEY)."""
     env = {**os.environ, "ROUTELLM_FAST_CLIENT_API_KEY": "sk-client"}
     env.pop("OPENAI_API_KEY", None)
     args = ["--routers", "random", "--base-url", upstream.url, "--api-key", "sk-upstream", "--workers", "2", "--verbose"]
-    with serve_process(args, tmp_path / "server.log", env) as port:
+    started: list = []
+    with serve_process(args, tmp_path / "server.log", env, started) as port:
+        # The keys reach the workers through multiprocessing's pipe: no worker (nor what it would
+        # start) has them in its environment.
+        workers = child_processes(started[0].pid) if os.path.isdir("/proc/self") else None
+        assert workers is None or len(workers) >= 2
+        for pid in workers or ():
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert b"sk-client" not in environ and b"sk-upstream" not in environ, pid
+            assert b"ROUTELLM_FAST" not in environ
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client", max_retries=0)
         assert c.chat.completions.create(model="router-random-0.0", messages=[{"role": "user", "content": "hi"}]).model == STRONG
         assert upstream.requests[-1]["auth"] == "Bearer sk-upstream"

@@ -15,6 +15,7 @@ Errors are JSON ``{"object": "error", "message": ...}`` as RouteLLM's server sen
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ from fastapi.responses import JSONResponse
 
 from ..errors import EmbeddingError, RoutingError
 
+logger = logging.getLogger("routellm_fast.serve.server")
+
 __all__ = [
     "ERRORS",
     "REQUEST",
@@ -30,6 +33,7 @@ __all__ = [
     "STREAM",
     "UPSTREAM",
     "BadUpstream",
+    "BodyTimeout",
     "EmptyStream",
     "ErrorRule",
     "Failure",
@@ -49,7 +53,12 @@ class Unauthorized(Exception):
 
 
 class TooLarge(Exception):
-    """A request body over the server's limit (the message says which)."""
+    """A request over one of the server's limits: body size, message count, prompt length (the
+    message says which)."""
+
+
+class BodyTimeout(Exception):
+    """A request body that did not arrive within the server's body timeout (a slow-loris client)."""
 
 
 class BadUpstream(Exception):
@@ -65,8 +74,8 @@ class ErrorRule:
     """One row of :data:`ERRORS`: errors of ``types`` raised at one of ``stages`` are answered with
     ``status`` and ``message``, a :meth:`str.format` template of ``{exc}`` (the error), ``{name}`` (its
     type's name), ``{model}`` (the upstream model) and ``{mid}`` (``" mid-stream"`` once a stream has
-    started, else empty). Upstream failures are counted under ``kind``, ``log`` ones are also logged
-    with their traceback, and ``event`` is the type of the in-band error event of a started stream."""
+    started, else empty). Upstream failures are counted under ``kind``; ``log`` ones (of any stage) are
+    also logged with their traceback, and ``event`` is the type of the in-band error event of a started stream."""
 
     types: type[Exception] | tuple[type[Exception], ...]
     status: int
@@ -84,9 +93,15 @@ ERRORS: tuple[ErrorRule, ...] = (
     # A request's own errors.
     ErrorRule(Unauthorized, 401, "{exc}"),
     ErrorRule(TooLarge, 413, "{exc}"),
+    ErrorRule(BodyTimeout, 408, "{exc}"),
     ErrorRule(RoutingError, 400, "{exc}"),
     ErrorRule((ValueError, TypeError), 400, "{exc}"),
     ErrorRule(EmbeddingError, 502, "{exc}"),
+    # A model that needs an extra this server lacks (LiteLLM for a provider-prefixed name).
+    ErrorRule(ImportError, 501, "{exc}"),
+    # A router failing inside (onnxruntime, thread creation): the server's fault, not the request's;
+    # the traceback goes to the log, the client gets the message.
+    ErrorRule(RuntimeError, 503, "routing failed: {name}: {exc}", log=True),
     # The upstream model's failures.
     ErrorRule(openai.APITimeoutError, 504, "upstream model {model} timed out{mid}", (UPSTREAM, STREAM),
               kind="timeout", event="upstream_timeout"),
@@ -140,5 +155,9 @@ def failure_for(exc: BaseException, stage: str, model: Any = None, mid: str = ""
 
 
 def error_response(exc: BaseException) -> JSONResponse:
-    """The JSON error answering a request's own error ``exc`` (one of :data:`REQUEST_ERRORS`)."""
-    return failure_for(exc, REQUEST).response()  # type: ignore[union-attr]  # its types all have a row
+    """The JSON error answering a request's own error ``exc`` (one of :data:`REQUEST_ERRORS`),
+    logged with its traceback where its row says."""
+    failure = failure_for(exc, REQUEST)
+    if failure.rule.log:  # type: ignore[union-attr]  # its types all have a row
+        logger.error("request failed: %s", failure.message, exc_info=exc)  # type: ignore[union-attr]
+    return failure.response()  # type: ignore[union-attr]

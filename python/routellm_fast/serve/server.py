@@ -15,12 +15,17 @@ Endpoints:
 
 With ``client_api_key`` every route but ``/health`` needs ``Authorization: Bearer <key>``. Routing
 errors are 400 JSON (``{"object": "error", "message": ...}`` as RouteLLM), bad bearer tokens 401,
-oversized bodies 413, request bodies nested deeper than ``MAX_NESTING`` 400, upstream failures 502
-(also an answer that is not JSON, not a JSON object, or a stream without a valid first chunk) and
-upstream timeouts 504 — never an unhandled 500. Once a stream has started, an upstream failure (an
+requests over a limit 413 (body bytes, message count, prompt characters: :class:`Limits`), bodies
+that do not arrive within the body timeout 408 (and the connection closed), request bodies nested
+deeper than ``MAX_NESTING`` or holding a number JSON cannot carry (NaN, Infinity, 1e400, more than
+4,300 digits) 400, upstream failures 502 (also an answer that is not JSON, not a JSON object, not a
+completion with a list of ``choices``, or a stream without a valid first chunk) and upstream timeouts
+504 — never an unhandled 500. Once a stream has started, an upstream failure (an
 invalid chunk, a dropped connection) ends it with an OpenAI error event, ``data: {"error": {...}}``,
 then ``data: [DONE]``. These statuses and messages come from one table, :data:`.http_errors.ERRORS`.
-Scoring runs in worker threads, off the event loop.
+Parsing and checking a request body, routing and the answer's encoding run in worker threads, and
+a request is forwarded as the JSON it came as (not through the openai client's argument
+transformation), so that one large request never holds the event loop that serves the others.
 """
 
 from __future__ import annotations
@@ -29,16 +34,22 @@ import asyncio
 import inspect
 import json
 import logging
-import os
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import anyio
 import openai
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -60,6 +71,7 @@ from .http_errors import (
     STREAM,
     UPSTREAM,
     BadUpstream,
+    BodyTimeout,
     EmptyStream,
     Failure,
     TooLarge,
@@ -68,8 +80,9 @@ from .http_errors import (
     failure_for,
 )
 from .upstream import Upstream, target
+from .workers import WorkerApp
 
-__all__ = ["KEEP_ALIVE_S", "MAX_NESTING", "ServerSettings", "create_app", "serve"]
+__all__ = ["KEEP_ALIVE_S", "MAX_NESTING", "Limits", "ServerSettings", "create_app", "serve"]
 
 logger = logging.getLogger("routellm_fast.serve.server")
 
@@ -92,31 +105,100 @@ MAX_NESTING = 128
 KEEP_ALIVE_S = 75
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server (``routellm-fast serve`` flags of the same names);
+    a request over one is refused with 413, or 408 for a body that is too slow, before any routing
+    or upstream call.
+
+    The defaults fit a production chat server: a 1 MiB body holds any conversation a model's context
+    takes; 1,000 messages is more than agents send (each costs the upstream a message to read);
+    1,000,000 characters bounds the text a request is routed on (its last message, or the ``prompt``
+    of ``/v1/route``), which only a larger ``max_body_bytes`` can reach; a client that has not sent
+    its whole body 30 s after its headers is a slow-loris one (or on a link too slow to serve)."""
+
+    #: The largest request body, in bytes (``--max-body-bytes``).
+    max_body_bytes: int = 1 << 20
+    #: The most messages in a chat request (``--max-messages``).
+    max_messages: int = 1000
+    #: The longest text a request is routed on, in characters (``--max-prompt-chars``).
+    max_prompt_chars: int = 1_000_000
+    #: Seconds a client has to send its body once its headers are in (``--body-timeout``).
+    body_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_messages", "max_prompt_chars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        timeout = self.body_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+            raise ValueError(f"body_timeout must be a number of seconds > 0, got {timeout!r}")
+
+
 def _shown(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _as_dict(response: Any) -> dict:
-    """A completion (openai's or LiteLLM's object, or a mapping) as JSON-ready data; ``BadUpstream``
-    for anything else (the openai client returns a non-JSON body as a string, and JSON that is not
-    an object as it is)."""
-    if hasattr(response, "model_dump"):
-        return response.model_dump(exclude_none=True)
-    if isinstance(response, Mapping):
-        return dict(response)
-    kind = "a body that is not JSON" if isinstance(response, str) else "JSON that is not an object"
-    raise BadUpstream(f"{kind}: {_shown(response)}")
+def _field(value: Any, name: str) -> Any:
+    """A field of a mapping or of an openai/LiteLLM object (None when absent)."""
+    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, Mapping) or hasattr(value, "model_dump")
+
+
+def _check_choices(answer: Any, what: str, part: str | None) -> None:
+    """``BadUpstream`` unless ``answer`` has ``choices``, a list of objects that each hold an object
+    ``part`` (``message`` of a completion; a chunk's ``delta`` may be absent). The openai client
+    builds its objects without validating them, so ``{"choices": "nope"}`` would pass as an answer."""
+    choices = _field(answer, "choices")
+    if not isinstance(choices, list):
+        found = "no 'choices'" if choices is None else f"'choices' that is not a list: {_shown(choices)}"
+        raise BadUpstream(f"{what} with {found}")
+    for i, choice in enumerate(choices):
+        inner = _field(choice, part or "delta") if _is_object(choice) else None
+        if not _is_object(choice) or (part is not None and not _is_object(inner)) or \
+                (part is None and inner is not None and not _is_object(inner)):
+            raise BadUpstream(f"{what} whose choice {i} is not an object with a '{part or 'delta'}' object: "
+                              f"{_shown(choice)}")
+
+
+def _dump(value: Any, exclude_none: bool) -> dict:
+    # warnings=False: fields of unexpected types (the objects are built unvalidated) are dumped as they
+    # are, instead of warning once per request.
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=exclude_none, warnings=False)
+    return dict(value)
+
+
+def _json_bytes(value: Any, what: str) -> bytes:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:  # NaN or Infinity, which the openai client's JSON reader accepted
+        raise BadUpstream(f"{what} with a number JSON cannot carry ({exc})") from None
+
+
+def _answer_json(response: Any) -> bytes:
+    """A completion (openai's or LiteLLM's object, or a mapping) as the JSON the client gets (runs in
+    a worker thread); ``BadUpstream`` for anything else (the openai client returns a non-JSON body as
+    a string, and JSON that is not an object as it is), or a completion without its choices."""
+    if not _is_object(response):
+        kind = "a body that is not JSON" if isinstance(response, str) else "JSON that is not an object"
+        raise BadUpstream(f"{kind}: {_shown(response)}")
+    _check_choices(response, "a completion", "message")
+    return _json_bytes(_dump(response, True), "a completion")
 
 
 def _chunk_json(chunk: Any) -> str:
     """One stream chunk as the JSON of an SSE ``data:`` line; ``BadUpstream`` for a chunk that is
-    not a JSON object."""
-    if hasattr(chunk, "model_dump_json"):
-        return chunk.model_dump_json()
-    if isinstance(chunk, Mapping):
-        return json.dumps(dict(chunk))
-    raise BadUpstream(f"a stream chunk that is not a JSON object: {_shown(chunk)}")
+    not a JSON object, or one without its list of choices."""
+    if not _is_object(chunk):
+        raise BadUpstream(f"a stream chunk that is not a JSON object: {_shown(chunk)}")
+    _check_choices(chunk, "a stream chunk", None)
+    return _json_bytes(_dump(chunk, False), "a stream chunk").decode()
 
 
 def _content_type(stream: Any) -> str:
@@ -162,7 +244,50 @@ def _parse_target(body: dict) -> tuple[str, str | float]:
     """The router and threshold a request names: in ``model``, else as ``router`` and ``threshold``."""
     if "model" in body:
         return parse_model_name(body["model"])
-    return body.get("router"), body.get("threshold")
+    router = body.get("router")
+    if router is not None and not isinstance(router, str):
+        raise RoutingError(f"Invalid router {_shown(router)}: a router name is a string.")
+    return router, body.get("threshold")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise RoutingError(f"request body is not valid JSON: {name} is not a JSON number.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise RoutingError(f"request body has the number {shown}, out of the range of a 64-bit float.")
+    return value
+
+
+def _parse_body(raw: bytes) -> dict:
+    """A request body as a JSON object: valid JSON (RFC 8259: no NaN or Infinity), every number
+    representable (no float overflowing to infinity, no integer longer than Python converts), nested
+    at most ``MAX_NESTING`` deep; else ``RoutingError``."""
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RoutingError(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # json's C decoder stops at the recursion limit and says so
+        raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.") from None
+    except ValueError:  # an integer over Python's int-string conversion limit
+        raise RoutingError(f"request body has an integer of more than {sys.get_int_max_str_digits()} "
+                           "digits.") from None
+    if not isinstance(body, dict):
+        raise RoutingError("request body must be a JSON object.")
+    # Only a body with more brackets than MAX_NESTING can nest that deep: others are not walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _too_deep(body, MAX_NESTING):
+        raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.")
+    return body
+
+
+def _stream_flag(body: dict) -> bool:
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise RoutingError(f"stream must be true or false, got {_shown(stream)}.")
+    return bool(stream)
 
 
 def _upstream_request(body: dict, model: str) -> dict:
@@ -196,21 +321,38 @@ class _Metrics:
                                        registry=registry)
 
 
+def check_client_api_key(key: Any) -> str | None:
+    """The key clients must send: None (no authentication) or a string that is not empty or blank
+    and has no surrounding whitespace (a blank key would let ``Authorization: Bearer`` through, and
+    bearer tokens are compared stripped)."""
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise TypeError(f"client_api_key must be a string or None, got {type(key).__name__}")
+    if not key.strip():
+        raise ValueError("the client API key is empty or whitespace: it would let 'Authorization: Bearer' with "
+                         "no token through; leave it unset for no client authentication")
+    if key != key.strip():
+        raise ValueError("the client API key starts or ends with whitespace, which a bearer token never matches")
+    return key
+
+
 class _Server:
     """One app's state (the controller, the upstream client, the limits, the metrics) and its
-    handlers: the routes, the auth-and-size middleware, and the shared steps they take (reading a
-    JSON body, deciding, calling the upstream model and streaming its answer)."""
+    handlers: the routes, the guard middleware (:class:`_Guard`), and the shared steps they take
+    (checking a JSON body, deciding, calling the upstream model and streaming its answer)."""
 
-    def __init__(self, controller: Controller, *, client_api_key: str | None, max_body_bytes: int,
+    def __init__(self, controller: Controller, *, client_api_key: str | None, limits: Limits,
                  target_strong_pct: float | None, window: int, upstream_timeout: float, cache_entries: int) -> None:
-        self.controller, self.max_body_bytes = controller, max_body_bytes
+        self.controller, self.limits = controller, limits
         self.upstream = Upstream(controller.api_base, controller.api_key, timeout=upstream_timeout, max_retries=0)
         pair = controller.model_pair
         for model in (pair.strong, pair.weak):
             target(model)  # a provider that needs LiteLLM, without it, fails here and not per request
         # Models a request may name directly: the pair, and the models routed among.
         self.direct_models = list(dict.fromkeys([pair.strong, pair.weak, *(controller.models or {})]))
-        self.expected_token = client_api_key.encode() if client_api_key is not None else None
+        key = check_client_api_key(client_api_key)
+        self.expected_token = key.encode() if key is not None else None
         self.stats = _Metrics()
         caches: dict[str, CachedEmbedder] = {}
         for name, router in controller.routers.items():
@@ -222,7 +364,7 @@ class _Server:
 
     def app(self) -> FastAPI:
         app = FastAPI(title="routellm_fast", lifespan=self.lifespan)
-        app.middleware("http")(self.auth_and_size)
+        app.add_middleware(_Guard, server=self)
         for error in REQUEST_ERRORS:
             app.add_exception_handler(error, _answer_error)
         app.get("/health")(self.health)
@@ -260,63 +402,60 @@ class _Server:
         return {"object": "list", "data": data}
 
     async def route(self, request: Request):
-        body = await self.read_json(request)
-        router, threshold = _parse_target(body)
-        prompt = body["prompt"] if isinstance(body.get("prompt"), str) else message_text(body.get("messages"))
-        decision = await asyncio.to_thread(self.decide, router, threshold, prompt)
-        answer = {"model": decision.model, "router": router, "threshold": _rule_value(decision.threshold),
-                  "win_rate": decision.win_rate}
-        if decision.scores is not None:
-            answer["scores"] = decision.scores
-        return answer
+        return await asyncio.to_thread(self.route_answer, await request.body())
 
     async def chat_completions(self, request: Request):
-        body = await self.read_json(request)
-        model = await self.choose_model(body)
-        return await self.call_upstream(_upstream_request(body, model), stream=bool(body.get("stream")))
+        upstream_request, stream = await asyncio.to_thread(self.chat_request, await request.body())
+        return await self.call_upstream(upstream_request, stream=stream)
 
     async def metrics(self):
         return PlainTextResponse(generate_latest(self.stats.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- shared steps
 
-    def authorized(self, request: Request) -> bool:
-        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    def authorized(self, header: str) -> bool:
+        """Whether an ``Authorization`` header value carries the client key as a bearer token."""
+        scheme, _, token = header.strip().partition(" ")
         return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), self.expected_token)
 
     def too_large(self) -> TooLarge:
-        return TooLarge(f"request body over {self.max_body_bytes} bytes")
+        return TooLarge(f"request body over {self.limits.max_body_bytes} bytes (the server's --max-body-bytes)")
 
-    async def auth_and_size(self, request: Request, call_next):
-        """The middleware: a bearer token (when the server has a client key) and a declared size
-        within the limit, before any route runs."""
-        if self.expected_token is not None and request.url.path != "/health" and not self.authorized(request):
-            return error_response(Unauthorized("missing or wrong bearer token"))
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return error_response(self.too_large())
-        return await call_next(request)
-
-    async def read_json(self, request: Request) -> dict:
-        """The request's body, a JSON object within the size and nesting limits (else ``TooLarge``
-        or ``RoutingError``)."""
-        raw = bytearray()
-        async for part in request.stream():  # bodies without Content-Length are capped as they arrive
-            raw += part
-            if len(raw) > self.max_body_bytes:
-                raise self.too_large()
-        try:
-            body = json.loads(bytes(raw))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RoutingError(f"request body is not valid JSON: {exc}") from None
-        except RecursionError:  # json's C decoder stops at the recursion limit and says so
-            raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.") from None
-        if not isinstance(body, dict):
-            raise RoutingError("request body must be a JSON object.")
-        # Only a body with more brackets than MAX_NESTING can nest that deep: others are not walked.
-        if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _too_deep(body, MAX_NESTING):
-            raise RoutingError(f"request body is nested deeper than {MAX_NESTING} levels.")
+    def parse(self, raw: bytes) -> dict:
+        """A request body as a JSON object within the limits (runs in a worker thread): ``TooLarge``
+        for too many messages, ``RoutingError`` for a body that is no valid JSON object."""
+        body = _parse_body(raw)
+        messages = body.get("messages")
+        if isinstance(messages, list) and len(messages) > self.limits.max_messages:
+            raise TooLarge(f"request has {len(messages)} messages, over the server's limit of "
+                           f"{self.limits.max_messages} (--max-messages)")
         return body
+
+    def checked_prompt(self, prompt: str) -> str:
+        """The text a request is routed on, if within the limit."""
+        if len(prompt) > self.limits.max_prompt_chars:
+            raise TooLarge(f"prompt of {len(prompt)} characters, over the server's limit of "
+                           f"{self.limits.max_prompt_chars} (--max-prompt-chars)")
+        return prompt
+
+    def route_answer(self, raw: bytes) -> dict:
+        """``/v1/route``'s answer to a request body (runs in a worker thread)."""
+        body = self.parse(raw)
+        router, threshold = _parse_target(body)
+        prompt = body["prompt"] if isinstance(body.get("prompt"), str) else message_text(body.get("messages"))
+        decision = self.decide(router, threshold, self.checked_prompt(prompt))
+        answer = {"model": decision.model, "router": router, "threshold": _rule_value(decision.threshold),
+                  "win_rate": decision.win_rate}
+        if decision.scores is not None:
+            answer["scores"] = decision.scores
+        return answer
+
+    def chat_request(self, raw: bytes) -> tuple[dict, bool]:
+        """The upstream request for a chat request body, and whether it streams (runs in a worker
+        thread): parsed, checked and routed."""
+        body = self.parse(raw)
+        stream = _stream_flag(body)
+        return _upstream_request(body, self.choose_model(body)), stream
 
     def decide(self, router: str, threshold: str | float, prompt: str) -> Decision:
         """The controller's decision, timed and counted; runs in a worker thread."""
@@ -330,14 +469,13 @@ class _Server:
                         {r: dict(c) for r, c in self.controller.model_counts.items()})
         return decision
 
-    async def choose_model(self, body: dict) -> str:
+    def choose_model(self, body: dict) -> str:
         """The model a chat request goes to: the one it names directly, or the one its router picks."""
         if body.get("model") in self.direct_models:  # a model named directly: proxied as it is
             self.stats.direct.labels(body["model"]).inc()
             return body["model"]
         router, threshold = _parse_target(body)
-        prompt = message_text(body.get("messages"))
-        return (await asyncio.to_thread(self.decide, router, threshold, prompt)).model
+        return self.decide(router, threshold, self.checked_prompt(message_text(body.get("messages")))).model
 
     def upstream_failure(self, exc: Exception, stage: str, model: str, *, started: bool = False) -> Failure | None:
         """How an upstream failure is answered (its row of ``ERRORS``; ``started``: in a stream whose
@@ -354,14 +492,14 @@ class _Server:
         """The upstream model's answer to ``request``: JSON, or a stream; its failures as ``ERRORS`` says."""
         model = request["model"]
         try:
-            response = await self.upstream.acreate(request)
-            answer = response if stream else _as_dict(response)
+            response = await self.upstream.aforward(request)
+            answer = None if stream else await asyncio.to_thread(_answer_json, response)
         except Exception as exc:
             failure = self.upstream_failure(exc, UPSTREAM, model)
             if failure is None:  # not the upstream's failure: the request's, answered by _answer_error
                 raise
             return failure.response()
-        return await self.stream(response, model) if stream else JSONResponse(answer)
+        return await self.stream(response, model) if stream else Response(answer, media_type="application/json")
 
     async def stream(self, response: Any, model: str):
         """An upstream stream as SSE. Its first chunk is read before the status line is sent, so that
@@ -388,20 +526,83 @@ class _Server:
         yield "data: [DONE]\n\n"
 
 
+class _Guard:
+    """The app's outer middleware (plain ASGI), before any route runs: the bearer token (when the
+    server has a client key), then the whole body, read within ``body_timeout`` and
+    ``max_body_bytes`` and handed to the app as if unread. A body too large (declared or as it
+    arrives) is answered 413, one too slow 408, both with ``Connection: close``: its unread rest
+    cannot be taken for a next request, and a slow-loris client loses its connection."""
+
+    def __init__(self, app: Any, server: _Server) -> None:
+        self.app, self.server = app, server
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        server, limits = self.server, self.server.limits
+        headers = {k.lower(): v for k, v in scope["headers"] if k.lower() in (b"authorization", b"content-length")}
+        if server.expected_token is not None and scope["path"] != "/health" and \
+                not server.authorized(headers.get(b"authorization", b"").decode("latin-1")):
+            return await error_response(Unauthorized("missing or wrong bearer token"))(scope, receive, send)
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limits.max_body_bytes:
+            return await self.refuse(server.too_large(), scope, receive, send)
+        parts: list[bytes] = []
+        size, more = 0, True
+        with anyio.move_on_after(limits.body_timeout):
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return  # the client went away: no one to answer
+                part = message.get("body", b"")
+                size += len(part)
+                if size > limits.max_body_bytes:  # bodies without Content-Length are capped as they arrive
+                    return await self.refuse(server.too_large(), scope, receive, send)
+                parts.append(part)
+                more = message.get("more_body", False)
+        if more:
+            return await self.refuse(BodyTimeout(f"request body not received within {limits.body_timeout:g} s "
+                                                 "(the server's --body-timeout)"), scope, receive, send)
+        body = b"".join(parts)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:  # the body once; then the client's own messages (a disconnect)
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def refuse(exc: Exception, scope: dict, receive: Any, send: Any) -> None:
+        response = error_response(exc)
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)
+
+
 def create_app(
     controller: Controller,
     *,
     client_api_key: str | None = None,
-    max_body_bytes: int = 1 << 20,
+    max_body_bytes: int = Limits.max_body_bytes,
+    max_messages: int = Limits.max_messages,
+    max_prompt_chars: int = Limits.max_prompt_chars,
+    body_timeout: float = Limits.body_timeout,
     target_strong_pct: float | None = None,
     window: int = 1000,
     upstream_timeout: float = 60.0,
     cache_entries: int = 10_000,
 ):
     """The FastAPI app serving ``controller``'s routers (see the module docstring). The upstream
-    endpoint and key are the controller's (``api_base``, ``api_key``); ``client_api_key`` makes
-    every route but ``/health`` require ``Authorization: Bearer <client_api_key>``."""
-    return _Server(controller, client_api_key=client_api_key, max_body_bytes=max_body_bytes,
+    endpoint and key are the controller's (``api_base``, ``api_key``); ``client_api_key`` (not empty
+    or blank) makes every route but ``/health`` require ``Authorization: Bearer <client_api_key>``.
+    ``max_body_bytes``, ``max_messages``, ``max_prompt_chars`` and ``body_timeout`` bound one request
+    (:class:`Limits`)."""
+    limits = Limits(max_body_bytes=max_body_bytes, max_messages=max_messages, max_prompt_chars=max_prompt_chars,
+                    body_timeout=body_timeout)
+    return _Server(controller, client_api_key=client_api_key, limits=limits,
                    target_strong_pct=target_strong_pct, window=window, upstream_timeout=upstream_timeout,
                    cache_entries=cache_entries).app()
 
@@ -451,7 +652,11 @@ class ServerSettings:
     api_key: str | None = None
     #: The key clients must send (``--client-api-key``); None: no client authentication.
     client_api_key: str | None = None
-    max_body_bytes: int = 1 << 20
+    #: The limits of one request (:class:`Limits`).
+    max_body_bytes: int = Limits.max_body_bytes
+    max_messages: int = Limits.max_messages
+    max_prompt_chars: int = Limits.max_prompt_chars
+    body_timeout: float = Limits.body_timeout
     target_strong_pct: float | None = None
     window: int = 1000
     upstream_timeout: float = 60.0
@@ -460,6 +665,10 @@ class ServerSettings:
     embedder: str = "minilm"
     #: Route among these models with their costs (``--models``); None: the pair.
     models: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        check_client_api_key(self.client_api_key)  # before any process starts
+        Limits(self.max_body_bytes, self.max_messages, self.max_prompt_chars, self.body_timeout)
 
     def app(self):
         """The controller and app these settings describe."""
@@ -470,27 +679,43 @@ class ServerSettings:
                                 api_base=self.base_url, api_key=self.api_key, embedder=self.embedder,
                                 models=self.models)
         return create_app(controller, client_api_key=self.client_api_key, max_body_bytes=self.max_body_bytes,
-                          target_strong_pct=self.target_strong_pct, window=self.window,
-                          upstream_timeout=self.upstream_timeout)
+                          max_messages=self.max_messages, max_prompt_chars=self.max_prompt_chars,
+                          body_timeout=self.body_timeout, target_strong_pct=self.target_strong_pct,
+                          window=self.window, upstream_timeout=self.upstream_timeout)
 
 
-_SETTINGS_ENV = "ROUTELLM_FAST_SERVER_SETTINGS"
+def _worker_app(**settings: Any) -> FastAPI:
+    """A worker process's app (``--workers N``), from the fields of its :class:`ServerSettings`."""
+    return ServerSettings(**settings).app()
 
 
-def _app_from_environment():
-    """The app factory each worker process calls (``--workers N``): settings come from the parent
-    through the environment."""
-    return ServerSettings(**json.loads(os.environ[_SETTINGS_ENV])).app()
+def _run_workers(settings: ServerSettings, workers: int, options: dict) -> None:
+    """uvicorn's worker processes (what ``uvicorn.run(..., workers=N)`` does), each building its app
+    from ``settings``, which reach it through multiprocessing's pipe, not the environment
+    (:mod:`.workers`)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(WorkerApp(f"{__name__}:{_worker_app.__name__}", asdict(settings)), factory=True,
+                            workers=workers, **options)
+    sockets = [config.bind_socket()]
+    if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn: the supervisor takes a target
+        Multiprocess(config, target=uvicorn.Server(config).run, sockets=sockets).run()
+    else:
+        Multiprocess(config, sockets=sockets).run()
 
 
 def serve(settings: ServerSettings | Controller, host: str = "127.0.0.1", port: int = 6060, workers: int = 1,
-          **kwargs: Any) -> None:
+          *, limit_concurrency: int | None = None, timeout_keep_alive: float = KEEP_ALIVE_S, **kwargs: Any) -> None:
     """Run the server (blocking) on ``host:port``: from :class:`ServerSettings`, in ``workers``
     processes (RouteLLM's ``--workers``; 0 means 1), or for a ready ``Controller`` (one process;
-    ``kwargs`` go to :func:`create_app`)."""
+    ``kwargs`` go to :func:`create_app`). ``limit_concurrency`` (uvicorn's: connections and requests
+    at once per process, beyond which requests get 503) and ``timeout_keep_alive`` (seconds an idle
+    connection stays open) go to uvicorn."""
     import uvicorn
 
-    options = {"host": host, "port": port, "log_level": "info", "timeout_keep_alive": KEEP_ALIVE_S}
+    options = {"host": host, "port": port, "log_level": "info", "timeout_keep_alive": timeout_keep_alive,
+               "limit_concurrency": limit_concurrency}
     if isinstance(settings, Controller):
         uvicorn.run(create_app(settings, **kwargs), **options)
         return
@@ -499,6 +724,4 @@ def serve(settings: ServerSettings | Controller, host: str = "127.0.0.1", port: 
     if workers <= 1:
         uvicorn.run(settings.app(), **options)
         return
-    # uvicorn starts worker processes that import the app: hand them the settings.
-    os.environ[_SETTINGS_ENV] = json.dumps(asdict(settings))
-    uvicorn.run("routellm_fast.serve.server:_app_from_environment", factory=True, workers=workers, **options)
+    _run_workers(settings, workers, options)

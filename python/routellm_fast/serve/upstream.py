@@ -176,6 +176,26 @@ class Upstream:
         client = await self.async_client()
         return await client.chat.completions.create(**{**request, "model": tgt.model})
 
+    async def aforward(self, request: dict) -> Any:
+        """:meth:`acreate` for a request that is already JSON as a client sent it (a proxy's case):
+        the OpenAI fields by name, the others in ``extra_body``. For the OpenAI-compatible endpoint its
+        body is posted as it is, without the openai client's transformation of typed arguments, which
+        is for Python objects and walks every message on the event loop (seconds for thousands of
+        messages); a stream stays readable after it returns."""
+        tgt = target(request["model"])
+        if tgt.via == "litellm":
+            litellm, kwargs = self._litellm_call(request, tgt)
+            return await litellm.acompletion(**kwargs)
+        from openai import AsyncStream
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+        body = {k: v for k, v in request.items() if k != "extra_body"}
+        body.update(request.get("extra_body") or {})  # as the openai client merges it: over the fields
+        body["model"] = tgt.model
+        client = await self.async_client()
+        return await client.post("/chat/completions", body=body, cast_to=ChatCompletion,
+                                 stream=bool(body.get("stream")), stream_cls=AsyncStream[ChatCompletionChunk])
+
     async def aclose(self) -> None:
         """Close the running loop's async client (a later call makes a new one)."""
         with self._lock:
