@@ -161,3 +161,13 @@ def test_the_finite_check_on_large_batches():
             broken[n // 2] = bad
             assert not _all_finite(broken) and not _all_finite(broken.reshape(-1, 1))
     assert _all_finite(np.full(100, 1e200))  # the dot product overflows; every value is finite
+
+
+def test_bert_metadata_calibration_is_type_checked(tmp_path):
+    shutil.copytree(FIXTURES / "bert", tmp_path / "bert")
+    meta_path = tmp_path / "bert" / "routellm_fast_bert.json"
+    meta = json.loads(meta_path.read_text())
+    meta["calibration"] = {"win_rates": [0.5, float("nan")]}  # JSON NaN: Python's json writes and reads it
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(BadFileError, match=r"routellm_fast_bert.json: calibration.win_rates must be a list of finite"):
+        rf.BERTRouter(tmp_path / "bert")

@@ -17,6 +17,7 @@ import numpy as np
 from ..backends.cpu import available_cpus
 from ..backends.onnx import encoder_feed, length_batches, onnx_session, token_ids
 from ..checks import check_prompts
+from ..formats.checkpoints import check_metadata
 from ..formats.hub import converted_once, resolve_checkpoint
 from ..formats.tables import read_npy
 from ..paths import BERT_METADATA_FILE, DEFAULT_BERT
@@ -110,6 +111,8 @@ class BERTRouter(Router):
         # Activations quantised at run time share one scale per tensor, so a prompt's win rate would
         # depend on its batchmates (and their padding): such models score each prompt on its own.
         self.per_prompt = bool(meta.get("dynamic_quantization", meta.get("int8")))
+        if "calibration" in meta:  # its types, key by key, as an mf checkpoint's
+            check_metadata({"calibration": meta["calibration"]}, path / BERT_METADATA_FILE)
         self.calibration = meta.get("calibration")
         self.device, self.batch_size = device, batch_size
         self.threads = threads or available_cpus()
