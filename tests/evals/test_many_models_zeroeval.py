@@ -123,3 +123,17 @@ def test_main_writes_the_reports(tmp_path, capsys):
     assert (tmp_path / "many_models-crux.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="no shipped router 'nope'"):
         mm.main(["--routers", "nope", "--output", str(tmp_path)])
+
+
+def test_oracle_frontier_is_the_hull_of_every_assignment():
+    import itertools
+
+    rng = np.random.default_rng(8)
+    for _ in range(5):
+        quality = rng.integers(0, 2, (4, 3)).astype(float) * rng.random((4, 3))
+        costs = np.array([0.5, 2.0, 7.0])
+        points = np.array([(costs[list(a)].mean(), quality[np.arange(4), list(a)].mean())
+                           for a in itertools.product(range(3), repeat=4)])
+        frontier = mm.oracle_frontier(quality, costs)
+        for c in np.linspace(costs.min(), costs.max(), 25):
+            assert mm.hull_quality(frontier, c) == pytest.approx(mm.hull_quality(points, c), abs=1e-12)

@@ -20,7 +20,7 @@ along a sweep of the cost weight lambda (and of the threshold rule's t); each se
 (mean cost per prompt, mean quality). A router is evaluated among the candidates it can score. Next
 to it, on the same prompts and candidates: every single model, random choice (each prompt to a random
 candidate: the best mixtures of single models, the upper hull of their points), and the oracle (each
-prompt's true best quality-minus-lambda-cost choice). AIQ is the area under the curve's upper hull
+prompt's model chosen knowing every answer: :func:`oracle_frontier`, exact). AIQ is the area under the curve's upper hull
 over the cost range [cheapest model, dearest model], divided by that range: the mean quality the
 router buys over all budgets. ``beats`` lists the single models whose point lies under the router's
 hull (the router reaches at least their quality for at most their cost).
@@ -63,6 +63,7 @@ __all__ = [
     "evaluate_many_models",
     "load_prices",
     "model_costs",
+    "oracle_frontier",
     "routable_models",
     "zeroeval_candidates",
 ]
@@ -277,15 +278,11 @@ def evaluate_many_models(router_name: str, router, prompts: Sequence[str], quali
     quality = quality[keep]
     names, costs = list(models), np.array(list(models.values()), dtype=np.float64)
     scores = router.score_models(prompts, [canonical_model_name(n) for n in names])
-    lambdas = np.concatenate([[0.0], np.geomspace(1e-3, 10.0, 60)])
+    # up to 1e4: with prices 300x apart, only a large weight makes the cheapest model worth its quality
+    lambdas = np.concatenate([[0.0], np.geomspace(1e-3, 1e4, 85)])
     curve = _sweep(scores, quality, costs, [CostWeight(float(x)) for x in lambdas])
     threshold_curve = _sweep(scores, quality, costs, list(np.linspace(0.0, 1.0, 61)))
-    rows = np.arange(len(prompts))
-    top = costs.max()
-    oracle = np.array([
-        (costs[pick].mean(), quality[rows, pick].mean())
-        for pick in (np.argmax(quality - x * costs / top - 1e-12 * costs, axis=1) for x in lambdas)
-    ])
+    oracle = oracle_frontier(quality, costs)
     single = {m: (float(costs[i]), float(quality[:, i].mean())) for i, m in enumerate(names)}
     # Random choice: each prompt to a model drawn at random; the best mixtures of single models
     # lie on the upper hull of their points.
@@ -299,6 +296,23 @@ def evaluate_many_models(router_name: str, router, prompts: Sequence[str], quali
     }
     result.beats = [m for m, (c, q) in single.items() if hull_quality(curve, c) >= q - 1e-12]
     return result
+
+
+def oracle_frontier(quality: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """The oracle's cost-quality frontier, exactly: the best mean quality for every mean cost when
+    each prompt's model is chosen knowing every answer. Each prompt's own frontier is the upper hull
+    of its (cost, quality) points; the mean of the prompts' choices moves along the steepest of their
+    remaining hull segments first (the Minkowski sum of the prompts' hulls, divided by their number)."""
+    n = len(quality)
+    start = np.zeros(2)
+    steps = []
+    for row in quality:
+        hull = _upper_hull(np.column_stack([costs, row]))
+        start += hull[0]
+        steps.append(np.diff(hull, axis=0))
+    step = np.concatenate(steps) if steps else np.empty((0, 2))
+    step = step[np.argsort(-step[:, 1] / step[:, 0], kind="stable")] if len(step) else step
+    return np.vstack([start, start + np.cumsum(step, axis=0)]) / max(n, 1)
 
 
 def hull_quality(points: np.ndarray, cost: float) -> float:
