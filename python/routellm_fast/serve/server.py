@@ -111,11 +111,11 @@ class Limits:
     a request over one is refused with 413, or 408 for a body that is too slow, before any routing
     or upstream call.
 
-    The defaults fit a production chat server: a 1 MiB body holds any conversation a model's context
-    takes; 1,000 messages is more than agents send (each costs the upstream a message to read);
-    1,000,000 characters bounds the text a request is routed on (its last message, or the ``prompt``
-    of ``/v1/route``), which only a larger ``max_body_bytes`` can reach; a client that has not sent
-    its whole body 30 s after its headers is a slow-loris one (or on a link too slow to serve)."""
+    The defaults suit a production chat server: 1 MiB of JSON is some 250,000 tokens of English
+    text; 1,000 messages is far more than chat clients send in one request; 1,000,000 characters
+    bounds the text a request is routed on (its last message, or the ``prompt`` of ``/v1/route``),
+    which only a larger ``max_body_bytes`` can reach; a client that has not sent its whole body 30 s
+    after its headers is a slow-loris one (or on a link too slow to serve)."""
 
     #: The largest request body, in bytes (``--max-body-bytes``).
     max_body_bytes: int = 1 << 20
