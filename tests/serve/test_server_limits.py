@@ -315,3 +315,19 @@ def test_a_large_request_does_not_stall_health(controller, upstream):
             thread.join()
     assert answer["status"] == 200 and len(upstream.requests[-1]["body"]["messages"]) == 33_000
     assert max(waits) < 5.0, waits
+
+
+def test_an_unauthorized_request_with_a_body_is_a_401_and_closes_its_connection(controller):
+    """The body of a request without the key is never read: the connection is closed, so a client
+    trickling that body cannot keep it open."""
+    with Running(create_app(controller, client_api_key="sk-router")) as running:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=30) as sock:
+            sock.sendall(b"POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            status, headers, body = read_response(sock)
+            assert status == 401 and headers["connection"] == "close" and closed(sock)
+        with socket.create_connection(("127.0.0.1", running.port), timeout=30) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")  # no body: the connection stays
+            status, headers, _ = read_response(sock)
+            assert status == 401 and "connection" not in headers
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock)[0] == 200

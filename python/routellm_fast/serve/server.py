@@ -531,7 +531,8 @@ class _Guard:
     server has a client key), then the whole body, read within ``body_timeout`` and
     ``max_body_bytes`` and handed to the app as if unread. A body too large (declared or as it
     arrives) is answered 413, one too slow 408, both with ``Connection: close``: its unread rest
-    cannot be taken for a next request, and a slow-loris client loses its connection."""
+    cannot be taken for a next request, and a slow-loris client loses its connection. So is a 401
+    to a request with a body, which no one should wait for."""
 
     def __init__(self, app: Any, server: _Server) -> None:
         self.app, self.server = app, server
@@ -540,11 +541,15 @@ class _Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         server, limits = self.server, self.server.limits
-        headers = {k.lower(): v for k, v in scope["headers"] if k.lower() in (b"authorization", b"content-length")}
+        headers = {k.lower(): v for k, v in scope["headers"]
+                   if k.lower() in (b"authorization", b"content-length", b"transfer-encoding")}
+        declared = headers.get(b"content-length", b"")
         if server.expected_token is not None and scope["path"] != "/health" and \
                 not server.authorized(headers.get(b"authorization", b"").decode("latin-1")):
-            return await error_response(Unauthorized("missing or wrong bearer token"))(scope, receive, send)
-        declared = headers.get(b"content-length", b"")
+            response = error_response(Unauthorized("missing or wrong bearer token"))
+            if declared.strip(b"0") or b"transfer-encoding" in headers:
+                response.headers["connection"] = "close"
+            return await response(scope, receive, send)
         if declared.isdigit() and int(declared) > limits.max_body_bytes:
             return await self.refuse(server.too_large(), scope, receive, send)
         parts: list[bytes] = []
