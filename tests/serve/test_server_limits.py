@@ -162,6 +162,7 @@ BIG = "1" * 400
     ("/v1/chat/completions", '{"model": "router-random-0.5", "temperature": 1e400, "messages": []}',
      "the number 1e400, out of the range"),
     ("/v1/route", f'{{"model": "router-random-cost-{BIG}", "prompt": "hi"}}', "Invalid cost weight inf"),
+    ("/v1/route", f'{{"model": "router-random-{BIG}%", "prompt": "hi"}}', "must be a percentage"),
     ("/v1/route", '{"router": ["random"], "threshold": 0.5, "prompt": "hi"}', "a router name is a string"),
     ("/v1/chat/completions", f'{{"model": "router-random-0.5", "stream": {BIG}, "messages": []}}',
      "stream must be true or false"),
