@@ -305,3 +305,31 @@ def test_python_threads_score_concurrently_alike():
     for rates, s in got:
         np.testing.assert_array_equal(rates, want)
         np.testing.assert_array_equal(s, shares)
+
+
+def test_damaged_files_and_parts_raise_value_errors(tmp_path):
+    """Random byte damage to a knn file, and parts no training writes, give ValueError (BadFileError
+    is one) or TypeError naming the problem: never a crash or a router that scores."""
+    r = router(n=40, dim=8, k=5)
+    save_knn(tmp_path / "good.npz", r.to_file())
+    good = (tmp_path / "good.npz").read_bytes()
+    rng = np.random.default_rng(0)
+    for i in range(120):
+        damaged = bytearray(good)
+        for pos in rng.integers(0, len(good), rng.integers(1, 6)):
+            damaged[pos] = int(rng.integers(0, 256))
+        (tmp_path / "bad.npz").write_bytes(bytes(damaged))
+        try:
+            KNNRouter(tmp_path / "bad.npz", "strong", "weak")
+        except (ValueError, TypeError):
+            pass
+    f = r.to_file()
+    bad_rows = f.rows.copy()
+    bad_rows[3, 2] = np.nan
+    bad_factor = f.row_factor.copy()
+    bad_factor[0] = -1.0
+    for parts, match in (((f.storage, bad_rows, f.row_factor, f.labels), "row 3 contains NaN"),
+                         ((f.storage, f.rows, bad_factor, f.labels), "row 0 has factor"),
+                         ((f.storage, f.rows, f.row_factor, np.full_like(f.labels, 0.5) + 1), "labels must be in")):
+        with pytest.raises(ValueError, match=match):
+            KNNRouter(KnnFile(*parts, f.models, f.metadata), "strong", "weak")
