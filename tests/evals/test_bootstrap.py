@@ -170,3 +170,35 @@ def test_publish_table_of_mean_apgr_and_missing_routers():
     assert set(routers) == {"random", "mf-static"} and not notes
     with pytest.raises(ValueError, match="no shipped router 'nope'"):
         publish.shipped_routers(["nope"], ["minilm"])
+
+
+def test_paired_interval_of_any_two_methods_uses_the_same_resamples():
+    rng = np.random.default_rng(11)
+    bench = _bench(200, rng)
+    gain = bench.strong_scores - bench.weak_scores
+    rates = {"good": gain + rng.normal(0, 0.5, 200), "noise": rng.random(200)}
+    result = evals.evaluate_win_rates(bench, rates, bootstrap=300, seed=3)
+    boot = result.bootstrap
+    indices = evals.bootstrap_indices(200, 300, 3)
+    diff = evals.bootstrap_apgr(bench, rates["noise"], indices) - evals.bootstrap_apgr(bench, rates["good"], indices)
+    low, high = np.percentile(diff[np.isfinite(diff)], [2.5, 97.5])
+    assert boot.paired_interval("noise", "good") == pytest.approx((low, high), abs=1e-12)
+    assert boot.paired_interval("good", "good") == (0.0, 0.0)
+
+
+def test_the_default_rule_keeps_routers_whose_interval_reaches_zero_on_every_benchmark():
+    from routellm_fast.evals.publish import not_worse_table
+
+    rng = np.random.default_rng(5)
+    results = []
+    for _ in range(2):
+        bench = _bench(400, rng)
+        gain = bench.strong_scores - bench.weak_scores
+        good = gain + rng.normal(0, 0.3, 400)
+        rates = {"good": good, "twin": good + rng.normal(0, 1e-3, 400), "noise": rng.random(400)}
+        results.append(evals.evaluate_win_rates(bench, rates, bootstrap=200, seed=0))
+    table, not_worse = not_worse_table(results)
+    assert not_worse[0] in ("good", "twin") and set(not_worse) == {"good", "twin"}
+    assert "| noise |" in table and table.splitlines()[-1].endswith("| no |")
+    with pytest.raises(ValueError, match="bootstrap"):
+        not_worse_table([evals.evaluate_win_rates(_bench(50, rng), {"m": rng.random(50)})])

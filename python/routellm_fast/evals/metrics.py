@@ -96,11 +96,17 @@ class Bootstrap:
     paired: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     #: Resamples in which both models score the same (APGR undefined; left out of the intervals).
     no_gap: int = 0
+    #: Every method's APGR on each resample (NaN where undefined): any two methods can be paired.
+    values: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def excludes_zero(self, method: str) -> bool:
         """Whether the 95% interval of ``method`` minus the baseline lies wholly above or below 0."""
         _, low, high = self.paired[method]
         return low > 0 or high < 0
+
+    def paired_interval(self, method: str, reference: str) -> tuple[float, float]:
+        """The 95% interval of ``method``'s APGR minus ``reference``'s over the same resamples."""
+        return _percentile_interval(self.values[method] - self.values[reference])
 
 
 def quantile_thresholds(win_rates: np.ndarray, num_results: int) -> np.ndarray:
@@ -312,16 +318,19 @@ def _bootstrap(benchmark: Benchmark, runs: Mapping[str, list[np.ndarray]], metri
     values = {m: bootstrap_apgr(benchmark, r, indices, num_results) for m, r in runs.items()}
     no_gap = int(((benchmark.strong_scores - benchmark.weak_scores)[indices].sum(axis=1) == 0).sum())
 
-    def interval(v: np.ndarray) -> tuple[float, float]:
-        v = v[np.isfinite(v)]  # resamples without a quality gap (or a curve of one point) have none
-        if not len(v):
-            return (float("nan"), float("nan"))
-        low, high = np.percentile(v, [2.5, 97.5])
-        return float(low), float(high)
-
     paired = {}
     if baseline is not None:
         for m in runs:
             if m != baseline:
-                paired[m] = (metrics[m].apgr - metrics[baseline].apgr, *interval(values[m] - values[baseline]))
-    return Bootstrap(resamples, seed, {m: interval(v) for m, v in values.items()}, baseline, paired, no_gap)
+                paired[m] = (metrics[m].apgr - metrics[baseline].apgr,
+                             *_percentile_interval(values[m] - values[baseline]))
+    return Bootstrap(resamples, seed, {m: _percentile_interval(v) for m, v in values.items()}, baseline, paired,
+                     no_gap, values)
+
+
+def _percentile_interval(v: np.ndarray) -> tuple[float, float]:
+    v = v[np.isfinite(v)]  # resamples without a quality gap (or a curve of one point) have none
+    if not len(v):
+        return (float("nan"), float("nan"))
+    low, high = np.percentile(v, [2.5, 97.5])
+    return float(low), float(high)

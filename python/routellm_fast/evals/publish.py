@@ -7,8 +7,11 @@
   bootstrap 95% intervals and the paired test (1000 resamples, seed 0): ``<benchmark>.md``,
   ``-metrics.csv``, ``-curves.csv``, ``.png``, as ``routellm-fast eval`` writes them; routers
   that are not shipped on an embedder are left out with a note;
-* ``summary.md``: every table, and each router's mean APGR over the benchmarks (the rule the default
-  router is chosen by);
+* ``summary.md``: every table, each router's mean APGR over the benchmarks, and the rule the default
+  router is chosen by (README, "Which router is the default"): the best mean APGR is the reference; a
+  router is *not worse* than it when, on every benchmark, the paired bootstrap 95% interval of its APGR
+  minus the reference's reaches 0 or above; among those the fastest (``benchmarks/RESULTS.md``) is
+  the default;
 * routing among many models on ZeroEval's CRUX and MATH level 5 (:mod:`.many_models`).
 
 ``--output`` has no default: the reports in the repository are only rewritten when asked for.
@@ -31,7 +34,7 @@ from .metrics import EvalResult
 from .report import markdown_table, write_report
 from .scoring import run_eval
 
-__all__ = ["BENCHMARKS_PUBLISHED", "main", "mean_apgr_table", "shipped_routers"]
+__all__ = ["BENCHMARKS_PUBLISHED", "main", "mean_apgr_table", "not_worse_table", "shipped_routers"]
 
 #: The benchmarks of the published reports, in order.
 BENCHMARKS_PUBLISHED = ("mt-bench", "mmlu", "gsm8k", "crux")
@@ -79,6 +82,34 @@ def mean_apgr_table(results: Sequence[EvalResult]) -> str:
     return "\n".join(lines)
 
 
+def _mean_apgr(results: Sequence[EvalResult], method: str) -> float:
+    return float(np.mean([r.metrics[method].apgr for r in results]))
+
+
+def not_worse_table(results: Sequence[EvalResult]) -> tuple[str, list[str]]:
+    """The default-router rule: the router with the best mean APGR (the length baseline aside) is
+    the reference; every other router's paired difference to it per benchmark (APGR difference and
+    its 95% interval over the same resamples), and whether it is *not worse* on every benchmark
+    (the interval's high end >= 0). Returns the table and the routers not worse (the reference first)."""
+    if any(r.bootstrap is None for r in results):
+        raise ValueError("the default-router rule needs bootstrap intervals (--bootstrap > 0)")
+    methods = [m for m in results[0].metrics if m != LENGTH and all(m in r.metrics for r in results)]
+    reference = max(methods, key=lambda m: _mean_apgr(results, m))
+    head = f"| router (minus {reference}) | " + " | ".join(r.benchmark for r in results) + " | not worse |"
+    lines = [head, "| --- |" + " ---: |" * len(results) + " :---: |"]
+    not_worse = [reference]
+    for m in sorted((m for m in methods if m != reference), key=lambda m: -_mean_apgr(results, m)):
+        cells, ok = [], True
+        for r in results:
+            low, high = r.bootstrap.paired_interval(m, reference)
+            ok &= bool(high >= 0)
+            cells.append(f"{r.metrics[m].apgr - r.metrics[reference].apgr:+.3f} [{low:+.3f}, {high:+.3f}]")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {'yes' if ok else 'no'} |")
+        if ok:
+            not_worse.append(m)
+    return "\n".join(lines), not_worse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m routellm_fast.evals.publish", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,6 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
              "prompt-length baseline.", ""]
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     lines += ["## Mean APGR over the benchmarks (95% intervals)", "", mean_apgr_table(results), ""]
+    if args.bootstrap:
+        table, not_worse = not_worse_table(results)
+        lines += ["## Which routers are not worse than the best one", "",
+                  f"Paired bootstrap ({args.bootstrap} resamples, seed {args.seed}): each router's APGR minus "
+                  f"{not_worse[0]}'s (the best mean APGR) with its 95% interval; *not worse* when the interval "
+                  "reaches 0 or above on every benchmark. Among these the fastest is the default "
+                  "(README, \"Which router is the default\").", "", table, "",
+                  "Not worse than the best: " + ", ".join(not_worse) + ".", ""]
     lines += [markdown_table(r) for r in results]
     (args.output / "summary.md").write_text("\n".join(lines))
     if not args.no_many_models:
