@@ -481,6 +481,8 @@ def bench_text(quick: bool) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+#: The heading of RESULTS.md's GPU section, which a run keeps as it is (bench_cuda.py fills it on a GPU machine).
+GPU_SECTION = "## GPU backend"
 #: The torch routers' benchmarks, run in the reference Python (they export with torch and time
 #: RouteLLM's own router): script and its arguments, full run / --quick.
 TORCH_BENCHES = {
@@ -791,7 +793,11 @@ def main() -> int:
     text = markdown(report)
     (args.out / "results.md").write_text(text)
     if not args.quick:
-        (HERE / "RESULTS.md").write_text(text)
+        results = HERE / "RESULTS.md"
+        old = results.read_text() if results.is_file() else ""
+        # The GPU section is measured elsewhere (scripts/gpu_check.sh, on a GPU machine): keep it.
+        gpu = old.find(GPU_SECTION)
+        results.write_text(text + ("\n" + old[gpu:] if gpu >= 0 else ""))
     print(text)
     failed = [row["case"] for row in rows if row.get("matched") is False or row.get("tiers_match") is False]
     if failed:
