@@ -57,6 +57,14 @@ def shipped_sw():
 
 
 @pytest.fixture(scope="session")
+def default_router():
+    """The router used when none is named (``SHIPPED_ROUTERS[DEFAULT_ROUTER]()``: knn on the static embedder)."""
+    from routellm_fast.routers.shipped import DEFAULT_ROUTER, SHIPPED_ROUTERS
+
+    return SHIPPED_ROUTERS[DEFAULT_ROUTER]()
+
+
+@pytest.fixture(scope="session")
 def shipped_bert():
     """The shipped BERT router (``default_bert_router()``)."""
     return default_bert_router()

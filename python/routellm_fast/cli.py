@@ -24,6 +24,7 @@ from .formats.model_names import DEFAULT_STRONG_MODEL as STRONG
 from .formats.model_names import DEFAULT_WEAK_MODEL as WEAK
 from .paths import SHIPPED_EMBEDDERS, eval_cache_dir, eval_data_dir
 from .routers import ROUTER_CLS, unknown_router
+from .routers.shipped import DEFAULT_ROUTER
 
 #: The ways to write ``route``'s prompt, shown when it is missing or split.
 _ROUTE_FORMS = ('routellm-fast route "PROMPT" --router mf, routellm-fast route --router mf "PROMPT" or '
@@ -111,7 +112,7 @@ def _models_rule(args: argparse.Namespace, need_rule: bool) -> tuple[dict[str, f
 
 
 def _route(args: argparse.Namespace) -> int:
-    """Route one prompt with each router (default: the shipped sw_ranking; local embeddings, no key)."""
+    """Route one prompt with each router (default: the shipped knn on the static embedder; local, no key)."""
     models, rule = _models_rule(args, need_rule=True)
     if models is not None:  # among many models: a threshold or a cost weight, and every model's score
         controller = _controller(args, models=models)
@@ -584,16 +585,17 @@ class _RouterNames(argparse.Action):
         namespace._after_routers = rest
 
 
-def _add_router_args(p: argparse.ArgumentParser, default: Sequence[str] = ("sw_ranking",)) -> None:
+def _add_router_args(p: argparse.ArgumentParser, default: Sequence[str] = (DEFAULT_ROUTER,)) -> None:
     p.add_argument("--router", "--routers", dest="routers", nargs="+", action=_RouterNames, default=list(default),
                    metavar="ROUTER", help=f"one or more of {', '.join(sorted(ROUTER_CLS))} "
                    f"(default: {' '.join(default)}; the shipped routers unless --config says otherwise)")
     p.add_argument("--config", help="YAML file mapping router names to constructor arguments (RouteLLM's format)")
     p.add_argument("--strong-model", default=STRONG, help=f"the strong model's name (default {STRONG})")
     p.add_argument("--weak-model", default=WEAK, help=f"the weak model's name (default {WEAK})")
-    p.add_argument("--embedder", choices=list(SHIPPED_EMBEDDERS), default="minilm",
-                   help="which shipped mf and sw_ranking: on all-MiniLM-L6-v2 (minilm, the default) or on the static "
-                        "embedder distilled from it (static: microseconds per prompt; see docs/routers.md)")
+    p.add_argument("--embedder", choices=list(SHIPPED_EMBEDDERS),
+                   help="which shipped mf, sw_ranking and knn: on all-MiniLM-L6-v2 (minilm) or on the static embedder "
+                        "distilled from it (static: microseconds per prompt); default: each on the one it routes "
+                        "best on (knn static, mf and sw_ranking minilm; see docs/routers.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:

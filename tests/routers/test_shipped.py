@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import routellm_fast as rf
+from routellm_fast.embedders import STATIC_EMBEDDER_NAME
 from routellm_fast.formats.arena import ArenaFile, load_arena, save_arena
 from routellm_fast.formats.model_names import canonical_model_name
 from routellm_fast.formats.tables import read_prompts
@@ -138,15 +139,16 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "routellm_fast", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_cli_route_and_info(shipped_sw):
+def test_cli_route_and_info(default_router):
+    """With no router named, `route` uses the default one: knn on the static embedder."""
     result = run_cli("route", "Prove that there are infinitely many primes.")
     assert result.returncode == 0, result.stderr
     model, win_rate, threshold, router_name = result.stdout.strip().split("\t")
-    expected = shipped_sw.calculate_strong_win_rate("Prove that there are infinitely many primes.")
+    expected = default_router.calculate_strong_win_rate("Prove that there are infinitely many primes.")
     assert float(win_rate.split("=")[1]) == pytest.approx(expected, abs=1e-5)
     assert float(threshold.split("=")[1]) == pytest.approx(default_threshold(0.5), abs=1e-5)
     assert model == ("gpt-4-1106-preview" if expected >= default_threshold(0.5) else "mixtral-8x7b-instruct-v0.1")
-    assert router_name == "router=sw_ranking"
+    assert router_name == "router=knn" and default_router.embedding_model == STATIC_EMBEDDER_NAME
 
     assert run_cli("route", "hi", "--threshold", "0").stdout.startswith("gpt-4-1106-preview\t")
     bad = run_cli("route", "hi", "--threshold", "1.5")
@@ -198,7 +200,7 @@ def test_route_and_calibrate_give_one_threshold_for_any_share(shipped_sw, shippe
         assert np.mean(recorded >= default_threshold(0.5, name)) == pytest.approx(0.5, abs=1 / len(prompts))
 
 
-def test_cli_score_and_calibrate(tmp_path, shipped_sw, shipped_mf):
+def test_cli_score_and_calibrate(tmp_path, shipped_sw, shipped_mf, default_router):
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -217,13 +219,13 @@ def test_cli_score_and_calibrate(tmp_path, shipped_sw, shipped_mf):
     (tmp_path / "p.jsonl").write_text("\n".join('{"prompt": "%s"}' % p for p in prompts))
     result = run_cli("calibrate", "--strong-model-pct", "0.25", "--prompts", str(tmp_path / "p.jsonl"))
     assert result.returncode == 0, result.stderr
-    want = round(float(np.quantile(shipped_sw.score(prompts), 0.75)), 5)
-    assert result.stdout.strip() == f"For 25.0% strong model calls for sw_ranking, threshold = {want}"
+    want = round(float(np.quantile(default_router.score(prompts), 0.75)), 5)
+    assert result.stdout.strip() == f"For 25.0% strong model calls for knn, threshold = {want}"
     bad = run_cli("calibrate", "--strong-model-pct", "1.5", "--prompts", str(tmp_path / "p.jsonl"))
     assert bad.returncode == 2 and "strong_model_pct must be in [0, 1]" in bad.stderr
 
 
-def test_score_streams_every_format_in_chunks(tmp_path, monkeypatch, shipped_sw):
+def test_score_streams_every_format_in_chunks(tmp_path, monkeypatch, default_router):
     """`score` reads, scores and writes in chunks: the output is the same whatever the chunk size,
     in every format, and a bad output type fails before any work."""
     import pyarrow as pa
@@ -238,14 +240,14 @@ def test_score_streams_every_format_in_chunks(tmp_path, monkeypatch, shipped_sw)
     import pyarrow.csv as pcsv
 
     pcsv.write_csv(table, tmp_path / "in.csv")
-    want = shipped_sw.score(prompts)
+    want = default_router.score(prompts)
     for source in ("in.parquet", "in.jsonl", "in.csv"):
         for out in ("out.parquet", "out.jsonl", "out.csv"):
             assert cli.main(["score", "--input", str(tmp_path / source), "--output", str(tmp_path / out),
                              "--chunk-size", "8", "--quiet"]) == 0
             got = read_table(tmp_path / out).to_pydict()
             assert got["n"] == list(range(37)) and got["prompt"] == prompts, (source, out)
-            np.testing.assert_allclose(got["win_rate_sw_ranking"], want, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(got["win_rate_knn"], want, rtol=0, atol=1e-12)
 
     def no_scoring(*args, **kwargs):
         raise AssertionError("scored before checking the output type")

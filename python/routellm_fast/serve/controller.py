@@ -90,8 +90,10 @@ class Controller:
     ``config`` maps router names to constructor arguments (a dict, or a YAML file as RouteLLM's
     ``config.example.yaml``). A router missing from it uses the router this package ships
     (``mf``, ``sw_ranking``, ``knn`` and ``bert``: local, no key; ``random``); others need an entry.
-    ``embedder`` (``"minilm"``, the default, or ``"static"``: microseconds per prompt) picks which
-    shipped mf, sw_ranking and knn; a config entry of only ``{"embedder": "static"}`` does so for one router.
+    ``embedder`` (``"minilm"`` or ``"static"``: microseconds per prompt) picks which shipped mf,
+    sw_ranking and knn; None (the default) takes each on the embedder it routes best on (knn on static,
+    mf and sw_ranking on MiniLM: :data:`~routellm_fast.routers.shipped.BEST_EMBEDDER`); a config entry of
+    only ``{"embedder": "static"}`` picks for one router.
 
     ``models`` (``{name: cost}``, any cost unit, e.g. $ per 1M tokens) routes among many models
     instead of the pair: ``router-<name>-<t>`` picks the cheapest model that no dearer one beats with
@@ -111,10 +113,10 @@ class Controller:
         api_key: str | None = None,
         progress_bar: bool = False,
         *,
-        embedder: str = "minilm",
+        embedder: str | None = None,
         models: Mapping[str, float] | None = None,
     ) -> None:
-        if embedder not in SHIPPED_EMBEDDERS:
+        if embedder is not None and embedder not in SHIPPED_EMBEDDERS:
             raise RoutingError(f"Invalid embedder {embedder!r}: the shipped routers come on {', '.join(SHIPPED_EMBEDDERS)}.")
         self.model_pair = ModelPair(strong=strong_model, weak=weak_model)
         self.api_base, self.api_key, self.progress_bar = api_base, api_key, progress_bar

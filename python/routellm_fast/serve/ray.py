@@ -75,7 +75,7 @@ class RouterScorer:
         strong_model: str = DEFAULT_STRONG_MODEL,
         weak_model: str = DEFAULT_WEAK_MODEL,
         config: Mapping[str, Mapping[str, Any]] | None = None,
-        embedder: str = "minilm",
+        embedder: str | None = None,
         prompt_column: str = "prompt",
         threads: int | None = None,
         models: Mapping[str, float] | None = None,
@@ -113,12 +113,12 @@ class RouterScorer:
         return batch
 
 
-def _check_routers(routers: Any, config: Any, embedder: str) -> tuple[Any, Any]:
+def _check_routers(routers: Any, config: Any, embedder: str | None) -> tuple[Any, Any]:
     from ..paths import SHIPPED_EMBEDDERS
     from ..routers import ROUTER_CLS, unknown_router
     from .controller import load_config
 
-    if embedder not in SHIPPED_EMBEDDERS:
+    if embedder is not None and embedder not in SHIPPED_EMBEDDERS:
         raise ValueError(f"invalid embedder {embedder!r}: the shipped routers come on {', '.join(SHIPPED_EMBEDDERS)}")
     if isinstance(routers, Mapping):
         if not routers:
@@ -146,7 +146,7 @@ def score_dataset(
     strong_model: str = DEFAULT_STRONG_MODEL,
     weak_model: str = DEFAULT_WEAK_MODEL,
     config: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | None = None,
-    embedder: str = "minilm",
+    embedder: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     concurrency: int | None = None,
     num_cpus_per_actor: float = 1,
@@ -159,7 +159,8 @@ def score_dataset(
 
     ``routers``: router names, built once in each actor as :class:`~routellm_fast.serve.controller.Controller`
     builds them (``strong_model``, ``weak_model``, ``config``: a dict or a YAML file read here,
-    ``embedder``: ``"minilm"`` or ``"static"`` for the shipped mf and sw_ranking), or a mapping of
+    ``embedder``: ``"minilm"`` or ``"static"`` for the shipped mf, sw_ranking and knn; None: each on
+    its own, as the Controller), or a mapping of
     names to router objects, pickled here and unpickled once in each actor (a router built from
     files only the driver has). ``prompt_column`` holds the prompts (strings).
 

@@ -666,8 +666,9 @@ class ServerSettings:
     window: int = 1000
     upstream_timeout: float = 60.0
     verbose: bool = False
-    #: Which shipped mf and sw_ranking (``--embedder``): ``"minilm"`` or ``"static"``.
-    embedder: str = "minilm"
+    #: Which shipped mf, sw_ranking and knn (``--embedder``): ``"minilm"`` or ``"static"``; None: each
+    #: on the embedder it routes best on (the Controller's default).
+    embedder: str | None = None
     #: Route among these models with their costs (``--models``); None: the pair.
     models: dict[str, float] | None = None
 
