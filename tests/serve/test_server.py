@@ -286,12 +286,13 @@ def test_cli_serve_takes_routellm_flags(upstream, tmp_path):
             environ = Path(f"/proc/{pid}/environ").read_bytes()
             assert b"sk-client" not in environ and b"sk-upstream" not in environ, pid
             assert b"ROUTELLM_FAST" not in environ
-        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client", max_retries=0)
-        assert c.chat.completions.create(model="router-random-0.0", messages=[{"role": "user", "content": "hi"}]).model == STRONG
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client", max_retries=0) as c:
+            reply = c.chat.completions.create(model="router-random-0.0", messages=[{"role": "user", "content": "hi"}])
+        assert reply.model == STRONG
         assert upstream.requests[-1]["auth"] == "Bearer sk-upstream"
-        with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-upstream", max_retries=0) \
-                .chat.completions.create(model="router-random-0.0", messages=[{"role": "user", "content": "hi"}])
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-upstream", max_retries=0) as c, \
+                pytest.raises(openai.AuthenticationError):
+            c.chat.completions.create(model="router-random-0.0", messages=[{"role": "user", "content": "hi"}])
     output = (tmp_path / "server.log").read_text()
     assert "router=random threshold=0.00000" in output and f"-> {STRONG}" in output  # --verbose
     assert output.count("Started server process") == 2  # --workers 2
