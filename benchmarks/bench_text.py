@@ -95,9 +95,10 @@ def time_calls(fn: Callable[[str], object], prompts: Sequence[str], repeats: int
 def cli_default() -> tuple[str, str]:
     """The router and embedder ``routellm-fast route`` uses when given none."""
     from routellm_fast import cli
+    from routellm_fast.routers.shipped import best_embedder
 
-    routers = inspect.signature(cli._add_router_args).parameters["default"].default
-    return routers[0], "minilm"
+    router = inspect.signature(cli._add_router_args).parameters["default"].default[0]
+    return router, best_embedder(router)
 
 
 def _float_minilm(tmp: Path) -> rf.OnnxEmbedder:
