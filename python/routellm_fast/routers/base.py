@@ -151,9 +151,9 @@ class Router(abc.ABC):
     def score_models(self, prompts: Sequence[str], models: Sequence[str]) -> np.ndarray:
         """Per-model scores for routing among many models, float64 ``[len(prompts), len(models)]`` on
         one logit scale: model a beats model b on a prompt with probability ``sigmoid(s_a - s_b)``
-        (:func:`routellm_fast.decision.rule.choose_models` turns them into choices). mf and sw_ranking have
+        (:func:`routellm_fast.decision.rule.choose_models` turns them into choices). mf, sw_ranking and knn have
         them; routers that only compare their pair raise TypeError."""
-        raise TypeError(f"the {self} router compares its two models only; score_models needs mf or sw_ranking")
+        raise TypeError(f"the {self} router compares its two models only; score_models needs mf, sw_ranking or knn")
 
     def __str__(self) -> str:
         return NAME_TO_CLS.get(type(self), type(self).__name__)
@@ -269,7 +269,7 @@ class EmbeddingRouter(Router):
         if isinstance(models, str) or not models:
             raise ValueError("models must be a non-empty list of model names")
         if self._model_index is None:
-            raise TypeError(f"the {self} router compares its two models only; score_models needs mf or sw_ranking")
+            raise TypeError(f"the {self} router compares its two models only; score_models needs mf, sw_ranking or knn")
         index = np.array([lookup_model(m, self._model_index, "model") for m in models], dtype=np.int64)
         return self._model_scores(as_embeddings(embeddings, self.embedding_dim), index)
 
