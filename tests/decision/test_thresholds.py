@@ -113,6 +113,7 @@ def test_a_share_in_a_model_name_goes_through_completion(ctl, echo_llm):
     threshold = remote.share_threshold("mf", 0.5)
     win = remote.routers["mf"].calculate_strong_win_rate(PROMPT)
     response = remote.chat.completions.create(model="router-mf-50%", messages=[{"role": "user", "content": PROMPT}])
+    remote.upstream.close()  # its connection to echo_llm, not left to the garbage collector
     assert response.model == (STRONG if win >= threshold else WEAK)
     many = rf.Controller(["mf"], STRONG, WEAK, embedder="static", models={STRONG: 10.0, WEAK: 1.0})
     with pytest.raises(RoutingError, match="Share 50% is for two models"):

@@ -229,9 +229,9 @@ def test_the_server_routes_with_it_over_the_openai_client(echo_llm, serve_app):
     config = {"causal_llm": {"checkpoint_path": str(FIXTURE / "fp32")}}
     controller = rf.Controller(["causal_llm"], STRONG, WEAK, config=config, api_base=echo_llm.url, api_key="sk-up")
     server = serve_app(create_app(controller))
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-    for prompt in PROMPTS[:4]:
-        want = controller.route(prompt, "causal_llm", 0.5)
-        reply = client.chat.completions.create(model="router-causal_llm-0.5",
-                                               messages=[{"role": "user", "content": prompt}])
-        assert reply.model == want and echo_llm.requests[-1]["body"]["model"] == want
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0) as client:
+        for prompt in PROMPTS[:4]:
+            want = controller.route(prompt, "causal_llm", 0.5)
+            reply = client.chat.completions.create(model="router-causal_llm-0.5",
+                                                   messages=[{"role": "user", "content": prompt}])
+            assert reply.model == want and echo_llm.requests[-1]["body"]["model"] == want
