@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import routellm_fast as rf
+from bench_static import prompts_of
 from routellm_fast.decision.rule import ModelPair
 from routellm_fast.embedders import embedder_for
-from routellm_fast.formats.tables import read_prompts
 from routellm_fast.paths import (
     MINILM_TOKENIZER_DIR,
     SHIPPED_EMBEDDERS,
@@ -49,26 +49,6 @@ from routellm_fast.routers.shipped import (
 PAIR = ModelPair(strong="gpt-4-1106-preview", weak="mixtral-8x7b-instruct-v0.1")
 #: Distinct prompts cycled through per case (no embedder caches, but tokenising varies by text).
 DISTINCT = 200
-
-
-def prompts_of(tokens: int, count: int) -> list[str]:
-    """``count`` distinct prompts of exactly ``tokens`` word pieces with [CLS]/[SEP] (MiniLM's
-    tokenizer, which the static embedder shares): windows of consecutive words of the bundled sample
-    prompts, cut to the count and padded with ``a``."""
-    static = embedder_for("static")
-    words = " ".join(read_prompts()).split()
-    out: list[str] = []
-    for start in range(0, len(words) - tokens, 7):
-        window = words[start : start + tokens]
-        ids = static.token_ids([" ".join(window)])[0]
-        while len(ids) > tokens:  # words of several pieces: drop words, then pad
-            window = window[:-1]
-            ids = static.token_ids([" ".join(window)])[0]
-        out.append(" ".join(window) + " a" * (tokens - len(ids)))
-        if len(out) == count:
-            break
-    assert all(len(ids) == tokens for ids in static.token_ids(out))
-    return out
 
 
 def percentiles(seconds: Sequence[float]) -> dict:
