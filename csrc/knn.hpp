@@ -159,19 +159,7 @@ class KnnIndex {
     for (size_t j = 0; j < m; ++j) out[j] /= total;
   }
 
-  double query_inv_norm(const float* q, size_t row) const {
-    double norm2 = 0.0;
-    for (size_t d = 0; d < dim(); ++d) {
-      const double v = q[d];
-      if (!std::isfinite(v))
-        throw std::invalid_argument("query embedding row " + std::to_string(row) + " contains NaN or inf");
-      norm2 += v * v;
-    }
-    if (!(norm2 > 0.0))
-      throw std::invalid_argument("query embedding row " + std::to_string(row) +
-                                  " is a zero vector: its cosine similarity is undefined");
-    return 1.0 / std::sqrt(norm2);
-  }
+  double query_inv_norm(const float* q, size_t row) const { return checked_inv_norm(q, dim(), row); }
 
   // fn(best, q) for each query q, best its k nearest (similarity, row) among `rows`, in order.
   template <class Fn>

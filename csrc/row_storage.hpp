@@ -40,6 +40,22 @@ class AlignedBuffer {
   size_t bytes_ = 0;
 };
 
+// 1 / |q| of query embedding row ``row`` (``dim`` floats) for a cosine similarity; a NaN/inf entry
+// or a zero vector (whose cosine is undefined) is an std::invalid_argument naming the row.
+inline double checked_inv_norm(const float* q, size_t dim, size_t row) {
+  double norm2 = 0.0;
+  for (size_t d = 0; d < dim; ++d) {
+    const double v = q[d];
+    if (!std::isfinite(v))
+      throw std::invalid_argument("query embedding row " + std::to_string(row) + " contains NaN or inf");
+    norm2 += v * v;
+  }
+  if (!(norm2 > 0.0))
+    throw std::invalid_argument("query embedding row " + std::to_string(row) +
+                                " is a zero vector: its cosine similarity is undefined");
+  return 1.0 / std::sqrt(norm2);
+}
+
 inline size_t padded_stride(size_t dim) { return (dim + 15) / 16 * 16; }
 
 inline size_t element_size(Storage s) { return s == Storage::f32 ? 4 : s == Storage::f16 ? 2 : 1; }

@@ -255,19 +255,7 @@ class SwArena {
                                   std::to_string(n_models_) + " models");
   }
 
-  double query_inv_norm(const float* q, size_t row) const {
-    double norm2 = 0.0;
-    for (size_t k = 0; k < dim(); ++k) {
-      const double v = q[k];
-      if (!std::isfinite(v))
-        throw std::invalid_argument("query embedding row " + std::to_string(row) + " contains NaN or inf");
-      norm2 += v * v;
-    }
-    if (!(norm2 > 0.0))
-      throw std::invalid_argument("query embedding row " + std::to_string(row) +
-                                  " is a zero vector: its cosine similarity is undefined");
-    return 1.0 / std::sqrt(norm2);
-  }
+  double query_inv_norm(const float* q, size_t row) const { return checked_inv_norm(q, dim(), row); }
 
   static void validate(const SwArenaSpec& s) {
     if (s.n_battles == 0) throw std::invalid_argument("the arena has no battles");
